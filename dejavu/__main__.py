@@ -1,0 +1,5 @@
+import sys
+
+from dejavu.cli import main
+
+sys.exit(main())

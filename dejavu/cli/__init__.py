@@ -1,0 +1,57 @@
+"""The ``dejavu`` command: parses arguments and dispatches; no work is done here.
+
+Each subcommand lives in its own module ``dejavu.cli.<name>`` exposing
+``register(subparsers) -> None``, which adds a parser whose ``func(args) -> int`` runs the job.
+Heavy imports happen inside ``func`` so ``dejavu --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from dejavu import __version__
+from dejavu.errors import DejavuError
+
+# Order = the pipeline's order, which is also the order --help lists them in.
+COMMANDS = ("demo", "head", "track", "reconstruct", "personalize", "animate", "export", "evaluate", "train", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dejavu",
+        description="One photo or a short video -> a controllable 3D Gaussian head avatar.",
+    )
+    parser.add_argument("--version", action="version", version=f"dejavu {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module_name = f"dejavu.cli.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except DejavuError as exc:
+        print(f"dejavu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dejavu {args.command}: interrupted (finished outputs and checkpoints are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

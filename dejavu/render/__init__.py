@@ -1,0 +1,50 @@
+"""Differentiable Gaussian splatting: one entry point, several backends.
+
+``render(...)`` takes B frames, each with its own N Gaussians and its own camera, and returns RGB,
+alpha and depth. Backends: ``"cpu"`` (numba tile rasterizer with a hand-written backward),
+``"cuda"`` (gsplat), ``"reference"`` (pure torch autograd; slow; the test oracle), ``"auto"``
+(cuda for CUDA tensors, else cpu). Conventions: ``dejavu.render.camera``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RenderOutput:
+    """What every backend returns.
+
+    rgb:   (B, H, W, 3) in [0, 1] over the background colour.
+    alpha: (B, H, W, 1) accumulated opacity in [0, 1].
+    depth: (B, H, W, 1) alpha-weighted camera z, metres (sum_i w_i z_i, not divided by alpha).
+    """
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+
+
+def render(
+    means: torch.Tensor,  # (B, N, 3) world, metres
+    quats: torch.Tensor,  # (B, N, 4) wxyz, need not be normalised
+    scales: torch.Tensor,  # (B, N, 3) metres, positive (already activated)
+    opacities: torch.Tensor,  # (B, N) in [0, 1]
+    colors: torch.Tensor,  # (B, N, 3) RGB in [0, 1]
+    world_to_cam: torch.Tensor,  # (B, 4, 4) OpenCV world-to-camera
+    K: torch.Tensor,  # (B, 3, 3) pixels
+    width: int,
+    height: int,
+    background: torch.Tensor | tuple[float, float, float] | None = None,  # (3,) or (B, 3); default white
+    backend: str = "auto",
+) -> RenderOutput:
+    """Render B frames of N Gaussians. Differentiable w.r.t. every Gaussian input.
+
+    Returns:
+        :class:`RenderOutput` with (B, H, W, C) tensors.
+    """
+    from dejavu.render.dispatch import render_dispatch
+
+    return render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background, backend)
