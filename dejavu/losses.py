@@ -1,0 +1,142 @@
+"""Training losses shared by reconstruction (paper Eq. 4-8) and personalization.
+
+Images are (B, 3, H, W) in [0, 1]; masks (B, 1, H, W) in {0, 1}; UV maps (B, C, S, S) with channels
+from :mod:`dejavu.gaussians.channels`. Every loss returns a scalar tensor (mean over the batch).
+Loss weights are arguments: the defaults live in the reconstruction/personalization configs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dejavu.errors import DejavuError
+from dejavu.metrics import image as im
+
+
+# --- reconstruction: the render term (Eq. 4) -----------------------------------------------------
+
+def render_loss_terms(pred: Tensor, target: Tensor, mask: Tensor | None = None,
+                      lpips_net: nn.Module | None = None, ssim_kind: str = "ssim") -> dict[str, Tensor]:
+    """Unweighted render terms, each a scalar averaged over the batch.
+
+    Args:
+        pred: (B, 3, H, W) rendered image in [0, 1].
+        target: (B, 3, H, W) ground truth in [0, 1] (background white).
+        mask: optional (B, 1, H, W) region the loss sees; ``None`` = whole image. L1 and SSIM average
+            over it; LPIPS compares both images with the outside set to white.
+        lpips_net: a :class:`dejavu.metrics.lpips.LPIPS` (or any module mapping two (B, 3, H, W) images
+            in [0, 1] to (B,) distances); ``None`` leaves the "lpips" term out.
+        ssim_kind: "ssim" or "ms_ssim" (MS-SSIM needs a side > 160 px; masked by compositing).
+
+    Returns:
+        {"l1": ..., "ssim": 1 - SSIM, "lpips": ...} (scalars).
+    """
+    terms = {"l1": im.l1(pred, target, mask).mean()}
+    if ssim_kind == "ssim":
+        terms["ssim"] = 1.0 - im.ssim(pred, target, mask).mean()
+    elif ssim_kind == "ms_ssim":
+        terms["ssim"] = 1.0 - im.ms_ssim(pred, target, mask).mean()
+    else:
+        raise DejavuError(f"ssim_kind: expected 'ssim' or 'ms_ssim', got {ssim_kind!r}")
+    if lpips_net is not None:
+        m = None if mask is None else im._check(pred, target, mask)
+        terms["lpips"] = lpips_net(im.composite(pred, m), im.composite(target, m)).mean()
+    return terms
+
+
+def render_loss(pred: Tensor, target: Tensor, mask: Tensor | None, lpips_net: nn.Module | None,
+                w_l1: float = 1.0, w_lpips: float = 0.1, w_ssim: float = 0.2,
+                ssim_kind: str = "ssim") -> Tensor:
+    """Weighted render loss w_l1 * L1 + w_lpips * LPIPS + w_ssim * (1 - SSIM) -> scalar.
+
+    Shapes as :func:`render_loss_terms`. LPIPS is skipped (and costs nothing) when ``w_lpips == 0`` or
+    ``lpips_net is None``.
+    """
+    net = lpips_net if w_lpips else None
+    terms = render_loss_terms(pred, target, mask, net, ssim_kind)
+    loss = w_l1 * terms["l1"] + w_ssim * terms["ssim"]
+    if "lpips" in terms:
+        loss = loss + w_lpips * terms["lpips"]
+    return loss
+
+
+# --- reconstruction: regularisers (Eq. 5-7) -------------------------------------------------------
+
+def _weighted_norm_mean(offsets: Tensor, weight_map: Tensor) -> Tensor:
+    """mean over (B, S, S) of weight * ||offsets|| (L2 over channels); offsets (B, C, S, S), weight (1|B, S, S)."""
+    if offsets.ndim != 4:
+        raise DejavuError(f"offsets: expected (B, C, S, S), got {tuple(offsets.shape)}")
+    if weight_map.ndim == 4:
+        weight_map = weight_map[:, 0]
+    norm = torch.linalg.vector_norm(offsets, dim=1)  # (B, S, S); gradient 0 at exactly 0
+    return (weight_map.to(norm.dtype) * norm).mean()
+
+
+def position_regularizer(xyz_offsets: Tensor, weight_map: Tensor) -> Tensor:
+    """Position regulariser mean(weight * ||xyz offset||) -> scalar.
+
+    Args:
+        xyz_offsets: (B, 3, S, S) position offsets (the map's XYZ channels, in the units the caller
+            trains in: network units = cm for reconstruction).
+        weight_map: (1, S, S) or (B, S, S) per-texel weights (``UVGaussianMap.position_weight``:
+            ~10 face/ears/eyes, 0.1 scalp, 0 off the map).
+    """
+    return _weighted_norm_mean(xyz_offsets, weight_map)
+
+
+def scale_regularizer(log_scale_offsets: Tensor, weight_map: Tensor) -> Tensor:
+    """Scale regulariser mean(weight * ||log-scale offset||) -> scalar; shapes as :func:`position_regularizer`."""
+    return _weighted_norm_mean(log_scale_offsets, weight_map)
+
+
+def view_consistency(offsets: Tensor, identity_ids: Tensor) -> Tensor:
+    """View-consistency loss: mean over batch and texels of ||offsets_b - mean offsets of b's identity||.
+
+    The norm is the L2 norm over channels per texel. Vectorised (index_add), no Python loop; zero when
+    all views of each identity give identical offsets (and for identities seen once).
+
+    Args:
+        offsets: (B, C, S, S) network offset maps (C = 13).
+        identity_ids: (B,) integer identity label per batch element (any values).
+    """
+    if identity_ids.ndim != 1 or identity_ids.shape[0] != offsets.shape[0]:
+        raise DejavuError(f"identity_ids: expected shape ({offsets.shape[0]},), got {tuple(identity_ids.shape)}")
+    _, inverse = torch.unique(identity_ids.to(offsets.device), return_inverse=True)  # (B,) in [0, G)
+    n_groups = int(inverse.max()) + 1
+    sums = offsets.new_zeros((n_groups,) + offsets.shape[1:]).index_add(0, inverse, offsets)
+    counts = torch.bincount(inverse, minlength=n_groups).to(offsets.dtype)
+    means = sums / counts.view(-1, 1, 1, 1)
+    return torch.linalg.vector_norm(offsets - means[inverse], dim=1).mean()
+
+
+# --- personalization -------------------------------------------------------------------------------
+
+def huber(pred: Tensor, target: Tensor, delta: float = 0.1, mask: Tensor | None = None) -> Tensor:
+    """Huber loss (torch's ``huber_loss``: 0.5 x^2 for |x| <= delta, delta (|x| - delta/2) beyond) -> scalar.
+
+    Args:
+        pred, target: (B, 3, H, W) images in [0, 1].
+        mask: optional (B, 1, H, W) weights; then the mean is over the mask's pixels (and channels).
+    """
+    per_pixel = F.huber_loss(pred, target, reduction="none", delta=delta)
+    if mask is None:
+        return per_pixel.mean()
+    weight = mask.to(per_pixel.dtype).expand_as(per_pixel)
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def feature_mask_huber(pred: Tensor, target: Tensor, feature_mask: Tensor, weight: float = 10.0,
+                       delta: float = 0.1) -> Tensor:
+    """Stage-2 facial-feature term: weight * mean over all pixels of feature_mask * Huber -> scalar.
+
+    The mean is over the whole image (as Huber on mask-multiplied images), so the term scales with the
+    features' area; this is ``weight * huber(pred * m, target * m)`` for a binary mask.
+
+    Args:
+        pred, target: (B, 3, H, W) images in [0, 1].
+        feature_mask: (B, 1, H, W) brows/eyes/nose/lips mask in [0, 1].
+    """
+    per_pixel = F.huber_loss(pred, target, reduction="none", delta=delta)
+    return weight * (per_pixel * feature_mask.to(per_pixel.dtype)).mean()

@@ -1,0 +1,122 @@
+"""Blend weights and blendmap composition (paper section 3.4, stage 2).
+
+A personalized avatar adds to its mean UV offsets a per-frame delta map
+``delta = sum_k w_k * B_k`` over K blendmaps ``B`` (K, 13, S, S), with weights ``w`` (B, K) that sum
+to 1. How ``w`` comes from the expression depends on the head model (the *scheme*):
+
+- ``"softmax_first_k"`` (FLAME, the paper): ``w = softmax(expression[:, :K] / T)`` with ``T = 1``.
+  FLAME expressions are PCA coefficients (about N(0, 1)), so their first K are the main modes.
+- ``"pca_softmax"`` (built-in head and any head whose expressions are not PCA coefficients, e.g. the
+  52 ARKit activations in [0, 1]): the activations are centred on the training video's mean and
+  projected onto the top-K principal directions of the training video's expression codes, each
+  projection divided by its standard deviation over the training frames (so every direction is
+  about N(0, 1) over the video, like FLAME's coefficients), then ``w = softmax(z / T)`` with the
+  temperature ``T = 1`` by default. The basis, centre and scales are computed once from the tracked
+  video (:func:`fit_pca_basis`) and stored in the avatar. With fewer than K independent directions
+  the missing ones get zero projection (they then take a constant share of the weight).
+
+Letters: B frames, Ne expression components, K blendmaps, S UV side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SCHEMES = ("softmax_first_k", "pca_softmax")
+DEFAULT_K = 10
+
+
+@dataclass
+class BlendScheme:
+    """Everything that maps an expression (B, Ne) to blend weights (B, K).
+
+    kind: one of :data:`SCHEMES`.
+    k: number of blendmaps K.
+    temperature: softmax temperature T (> 0); 1 reproduces the paper.
+    center: (Ne,) mean expression of the training frames (``pca_softmax`` only).
+    basis: (K, Ne) orthonormal principal directions (``pca_softmax`` only).
+    scale: (K,) standard deviation of each projection over the training frames (``pca_softmax`` only).
+    """
+
+    kind: str = "softmax_first_k"
+    k: int = DEFAULT_K
+    temperature: float = 1.0
+    center: torch.Tensor | None = None
+    basis: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    def weights(self, expression: torch.Tensor) -> torch.Tensor:
+        """Blend weights (B, K), each row summing to 1, from ``expression`` (B, Ne)."""
+        return blend_weights(expression, self)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The scheme's arrays, for storage (empty for ``softmax_first_k``)."""
+        out = {}
+        for name in ("center", "basis", "scale"):
+            value = getattr(self, name)
+            if value is not None:
+                out[f"blend_{name}"] = value.detach().cpu().float().contiguous()
+        return out
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "k": self.k, "temperature": self.temperature}
+
+    @classmethod
+    def from_storage(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> "BlendScheme":
+        return cls(kind=meta["kind"], k=int(meta["k"]), temperature=float(meta.get("temperature", 1.0)),
+                   center=tensors.get("blend_center"), basis=tensors.get("blend_basis"),
+                   scale=tensors.get("blend_scale"))
+
+
+def default_scheme_kind(head_name: str) -> str:
+    """The paper's scheme for FLAME heads, the PCA scheme for everything else."""
+    return "softmax_first_k" if head_name.lower().startswith("flame") else "pca_softmax"
+
+
+def blend_weights(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
+    """Expression (B, Ne) -> blend weights (B, K) summing to 1 per row (see module docstring)."""
+    if scheme.kind == "softmax_first_k":
+        z = expression[:, : scheme.k]
+        if z.shape[1] < scheme.k:  # heads with fewer than K expression components: pad with zeros
+            z = torch.cat([z, z.new_zeros(z.shape[0], scheme.k - z.shape[1])], dim=1)
+    elif scheme.kind == "pca_softmax":
+        if scheme.basis is None or scheme.center is None or scheme.scale is None:
+            raise ValueError("pca_softmax blend scheme needs center, basis and scale (fit_pca_basis)")
+        basis, center, scale = (t.to(expression) for t in (scheme.basis, scheme.center, scheme.scale))
+        z = (expression - center) @ basis.T / scale
+    else:
+        raise ValueError(f"unknown blend scheme {scheme.kind!r}; expected one of {SCHEMES}")
+    return torch.softmax(z / scheme.temperature, dim=-1)
+
+
+def fit_pca_basis(expressions: torch.Tensor, k: int = DEFAULT_K, temperature: float = 1.0) -> BlendScheme:
+    """A ``pca_softmax`` scheme from the training frames' expressions (T, Ne).
+
+    The top-k right singular vectors of the centred codes are the directions; each projection's
+    standard deviation over the frames is its scale (floored at 1e-3 so flat directions stay finite).
+    """
+    x = expressions.detach().float().cpu()
+    center = x.mean(dim=0)
+    xc = x - center
+    _, _, vh = torch.linalg.svd(xc, full_matrices=False)  # (min(T, Ne), Ne)
+    basis = torch.zeros(k, x.shape[1])
+    n = min(k, vh.shape[0])
+    basis[:n] = vh[:n]
+    # Fix each direction's sign so that the mean absolute projection's largest entry is positive
+    # (deterministic across runs).
+    flip = torch.sign(basis.sum(dim=1) + 1e-12)
+    basis = basis * flip[:, None]
+    scale = (xc @ basis.T).std(dim=0, unbiased=False).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones(k)
+    return BlendScheme(kind="pca_softmax", k=k, temperature=temperature, center=center, basis=basis, scale=scale)
+
+
+def compose_delta(weights: torch.Tensor, blendmaps: torch.Tensor) -> torch.Tensor:
+    """Per-frame delta maps (B, 13, S, S) = sum_k weights[:, k] * blendmaps[k].
+
+    Args:
+        weights: (B, K) blend weights.
+        blendmaps: (K, 13, S, S) blendmaps (network units: xyz in cm).
+    """
+    return torch.einsum("bk,kchw->bchw", weights, blendmaps)

@@ -1,0 +1,125 @@
+"""Configuration of video personalization: one dataclass, every weight/rate/step a documented field.
+
+Presets: ``"cpu"`` (what fits the 15-minute budget on a 2-core CPU: UV 64, render 256, LPIPS-AlexNet)
+and ``"gpu"`` (the paper: UV 320, render 512, LPIPS-VGG, 300 + 700 steps). Defaults follow the
+method notes (paper section 3.4 and the authors' code); departures are noted on the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from dejavu.errors import DejavuError
+
+
+@dataclass
+class PersonalizeConfig:
+    # -- sizes ---------------------------------------------------------------------------------
+    uv_size: int = 64
+    """UV Gaussian map side S (paper 320). Ignored with --init (the init avatar's size is kept)."""
+    resolution: int = 256
+    """Render/target side in pixels: the tracking crop downsampled to this (paper 512)."""
+    crop_size: int = 512
+    """Tracking crop side in pixels (the tracker's aligned crop; FOV 20 deg spans it)."""
+    head: str = "builtin"
+    """Head model spec for tracking and the avatar (ignored with --init: the init avatar's head)."""
+    # -- schedule --------------------------------------------------------------------------------
+    steps: int = 300
+    """Total optimisation steps over both stages (paper: 3:7 split; authors' code 300 + 500)."""
+    minutes: float | None = None
+    """Wall-clock budget for the whole run (tracking included); when set it decides the steps."""
+    stage1_fraction: float = 0.3
+    """Share of the steps spent in stage 1 (global delta); the rest trains the blendmaps."""
+    batch_size: int = 8
+    """Frames per step (paper 8)."""
+    train_fraction: float = 0.9
+    """First this share of frames trains; the rest is held out for evaluation (paper 90%)."""
+    mean_frames: int = 50
+    """Frames sampled (evenly) to average the reconstruction network's offsets (paper ~50)."""
+    fps: float | None = None
+    """Resample the video to this frame rate before tracking (None: every frame)."""
+    max_frames: int | None = None
+    """Track at most this many frames (None: all)."""
+    # -- optimiser -------------------------------------------------------------------------------
+    lr: float = 0.05
+    """Adam learning rate for the delta map and the blendmaps (paper 0.05)."""
+    lr_decay: float = 0.9
+    """Step decay factor (paper 0.9)..."""
+    lr_decay_every: int = 30
+    """...applied every this many steps within a stage (not stated in the paper)."""
+    # -- losses ----------------------------------------------------------------------------------
+    huber_delta: float = 0.1
+    """Huber loss threshold on RGB in [0, 1] (paper 0.1)."""
+    w_huber: float = 1.0
+    """Weight of the image Huber loss."""
+    w_lpips: float = 0.05
+    """Weight of the LPIPS loss (paper 0.05, VGG)."""
+    lpips_net: str = "alex"
+    """LPIPS backbone in training: "alex" (0.05 s per 256^2 image on CPU) or "vgg" (paper; ~0.8 s). See docs/PERSONALIZATION.md."""
+    lpips_every: int = 1
+    """Compute the LPIPS term every this many steps (1 = always; >1 saves time with VGG)."""
+    lpips_start: int = 50
+    """Stage-1 step from which LPIPS is on (paper 50); always on in stage 2."""
+    w_position: float = 0.5
+    """Weight of the position regulariser on the delta's xyz (weighted by the UV map's position_weight)."""
+    w_scale: float = 1e-5
+    """Weight of the scale regulariser on the delta's log-scales."""
+    w_feature: float = 10.0
+    """Stage 2: weight of the extra Huber term inside the facial-feature mask (brows, eyes, nose, lips)."""
+    # -- blendmaps -------------------------------------------------------------------------------
+    n_blendmaps: int = 10
+    """K, the number of blendmaps (paper 10)."""
+    blend_scheme: str = "auto"
+    """"auto" (FLAME: softmax_first_k; others: pca_softmax), "softmax_first_k" or "pca_softmax"."""
+    blend_temperature: float = 1.0
+    """Softmax temperature of the blend weights (paper: none, i.e. 1)."""
+    # -- logging ---------------------------------------------------------------------------------
+    checkpoint_every: int = 25
+    """Save train/checkpoint.pt (for --resume) every this many steps."""
+    preview_every: int = 50
+    """Write train/previews/step_XXXXXX.png (render | target) every this many steps (0: never)."""
+    seed: int = 0
+    """Random seed (batch sampling)."""
+    render_backend: str = "auto"
+    """Renderer backend (auto: cuda on GPU, the numba cpu rasterizer otherwise)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def stage_steps(self, total: int | None = None) -> tuple[int, int]:
+        """(stage-1 steps, stage-2 steps) for ``total`` (default :attr:`steps`) steps."""
+        total = self.steps if total is None else total
+        s1 = max(1, round(total * self.stage1_fraction)) if total > 1 else total
+        return s1, max(0, total - s1)
+
+
+def _cpu() -> PersonalizeConfig:
+    return PersonalizeConfig()
+
+
+def _gpu() -> PersonalizeConfig:
+    return PersonalizeConfig(uv_size=320, resolution=512, steps=1000, lpips_net="vgg", lr_decay_every=100,
+                             checkpoint_every=100, preview_every=100, render_backend="cuda")
+
+
+PRESETS = {"cpu": _cpu, "gpu": _gpu}
+
+
+def preset(name: str) -> PersonalizeConfig:
+    """A named preset: ``cpu`` or ``gpu``."""
+    if name not in PRESETS:
+        raise DejavuError(f"--preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def config_from_dict(d: dict[str, Any], where: str = "config") -> PersonalizeConfig:
+    """A config from a dict: optional ``"preset"`` plus field overrides; unknown keys are errors."""
+    d = dict(d)
+    base = preset(d.pop("preset", "cpu"))
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise DejavuError(f"{where}: unknown personalization setting(s) {unknown}")
+    return dataclasses.replace(base, **d)

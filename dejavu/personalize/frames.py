@@ -1,0 +1,138 @@
+"""Frames to personalize on: targets, per-frame head parameters and cameras at the render resolution.
+
+:class:`FrameSet` holds T frames in memory (images as uint8 to keep 400 frames at 256^2 under
+100 MB) and hands out float batches on a device. :func:`frames_from_tracking` builds one from a
+``dejavu.track`` result; :func:`feature_masks` draws the facial-feature mask (brows, eyes, nose,
+lips) from the fitted head's projected MediaPipe landmarks, so it is exact for synthetic data too.
+
+Letters: T frames, B batch, R render side (pixels), Ne expression components, L = 478 landmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: MediaPipe face-mesh landmark polygons of the facial features (stage-2 mask, paper section 3.4).
+FEATURE_POLYGONS: dict[str, tuple[int, ...]] = {
+    "brow_left": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
+    "brow_right": (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
+    "eye_left": (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+    "eye_right": (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249),
+    "lips": (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146),
+}
+#: Nose: the convex hull of these points (bridge, tip, wings, base).
+NOSE_POINTS: tuple[int, ...] = (168, 6, 197, 195, 5, 4, 1, 2, 98, 97, 326, 327, 129, 358, 49, 279, 64, 294, 48, 278)
+
+
+@dataclass
+class FrameSet:
+    """T frames at render side R.
+
+    images: (T, R, R, 3) uint8 targets (background, clothes and neck white).
+    masks: (T, R, R, 1) uint8 head masks (255 = head) or None.
+    face_masks: (T, R, R, 1) uint8 face-region masks or None (metrics only).
+    expression: (T, Ne); jaw: (T, 3) radians; eyes: (T, 6) radians or None.
+    world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
+    shape: (Ns,) identity shared by all frames.
+    index: (T,) frame numbers in the source.
+    """
+
+    images: torch.Tensor
+    expression: torch.Tensor
+    jaw: torch.Tensor
+    world_to_cam: torch.Tensor
+    K: torch.Tensor
+    shape: torch.Tensor
+    eyes: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+    face_masks: torch.Tensor | None = None
+    feature: torch.Tensor | None = None  # (T, R, R, 1) uint8 facial-feature mask, set by add_feature_masks
+    index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[1]
+
+    def subset(self, idx: torch.Tensor | slice | list[int]) -> "FrameSet":
+        """The frames at ``idx`` (shape stays shared)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value if value is None or f.name == "shape" else value[idx]
+        return replace(self, **out)
+
+    def split(self, train_fraction: float) -> tuple["FrameSet", "FrameSet"]:
+        """(first ``train_fraction`` of frames, the rest): the paper's train / held-out split."""
+        n = len(self)
+        n_train = min(n, max(1, int(round(n * train_fraction))))
+        return self.subset(slice(0, n_train)), self.subset(slice(n_train, n))
+
+    def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
+        """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
+        (B, 1, R, R) in {0, 1} (or None), parameters and cameras."""
+        def img(t):
+            return None if t is None else t[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
+
+        move = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
+        return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
+                "feature": img(self.feature), "expression": move(self.expression), "jaw": move(self.jaw),
+                "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+
+
+def resize_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """(T, H, W, C) uint8 -> (T, size, size, C) uint8, antialiased (area-like) bilinear."""
+    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def scale_intrinsics(K: torch.Tensor, from_size: int, to_size: int) -> torch.Tensor:
+    """Intrinsics (T, 3, 3) of a from_size crop -> the same view rendered at to_size (pixel centres kept)."""
+    s = to_size / from_size
+    K = K.clone().float()
+    K[:, :2] = K[:, :2] * s
+    return K
+
+
+def feature_masks(landmarks_2d: np.ndarray, size: int) -> np.ndarray:
+    """Facial-feature masks (T, size, size, 1) uint8 (255 inside) from landmarks (T, 478, 2) in pixels (x, y)."""
+    from scipy.spatial import ConvexHull, QhullError
+    from skimage.draw import polygon
+
+    T = landmarks_2d.shape[0]
+    out = np.zeros((T, size, size, 1), dtype=np.uint8)
+    for t in range(T):  # setup only (not a training step): a few polygons per frame
+        pts = landmarks_2d[t]
+        polys = [pts[list(ids)] for ids in FEATURE_POLYGONS.values()]
+        nose = pts[list(NOSE_POINTS)]
+        try:
+            polys.append(nose[ConvexHull(nose).vertices])
+        except QhullError:  # degenerate (collinear) points: skip the nose for this frame
+            pass
+        for poly in polys:
+            rr, cc = polygon(poly[:, 1] - 0.5, poly[:, 0] - 0.5, shape=(size, size))
+            out[t, rr, cc, 0] = 255
+    return out
+
+
+@torch.no_grad()
+def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
+    """Set ``frames.feature`` from the head's landmarks projected with each frame's camera."""
+    from dejavu.render.camera import project_points
+
+    pts = []
+    for s in range(0, len(frames), chunk):
+        sl = slice(s, s + chunk)
+        eyes = None if frames.eyes is None else frames.eyes[sl]
+        verts = head(shape=frames.shape, expression=frames.expression[sl], jaw=frames.jaw[sl], eyes=eyes)
+        pts.append(project_points(head.landmarks(verts), frames.world_to_cam[sl], frames.K[sl]))
+    lm = torch.cat(pts).cpu().numpy()
+    return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))

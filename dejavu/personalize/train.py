@@ -1,0 +1,288 @@
+"""The two personalization stages (paper section 3.4) on a :class:`~dejavu.personalize.frames.FrameSet`.
+
+Stage 1 learns one delta map (13, S, S), zero-initialised, added to the mean offsets of every frame.
+Stage 2 learns K blendmaps initialised with K copies of the stage-1 delta; a frame's delta is
+``sum_k w_k B_k`` with weights from its expression (:mod:`dejavu.personalize.blendmaps`).
+Losses (method notes): Huber + LPIPS (stage 1 from ``lpips_start``) + position regulariser on the
+delta's xyz + scale regulariser on its log-scales; stage 2 adds a Huber term inside the
+facial-feature mask. Adam with step decay, a fresh optimiser per stage. Each step renders a batch of
+frames in one call. Checkpoints (``train/checkpoint.pt``) allow ``resume``; previews
+(``train/previews/step_XXXXXX.png``: render | target) show progress.
+
+Budgets: with ``deadline`` (a ``time.time()`` value) the number of steps follows the measured step
+time: stage 1 ends at ``stage1_fraction`` of the steps the budget allows, stage 2 runs until the
+budget is spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dejavu.gaussians import channels as ch
+from dejavu.personalize.blendmaps import BlendScheme, compose_delta
+from dejavu.personalize.config import PersonalizeConfig
+from dejavu.personalize.frames import FrameSet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_RESERVE_S = 5.0  # seconds kept back from a budget for saving the avatar
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: stage (1 | 2), steps done in total and in stage 1, the learnt maps."""
+
+    stage: int = 1
+    step: int = 0
+    stage1_steps: int | None = None  # known once stage 1 has ended (or planned without a budget)
+    delta: torch.Tensor | None = None  # (1, 13, S, S)
+    blendmaps: torch.Tensor | None = None  # (K, 13, S, S)
+    elapsed: float = 0.0  # training seconds spent before this process
+    history: list = field(default_factory=list)  # [{"step", "stage", "loss", "psnr"}] every few steps
+    optim: dict | None = None  # {"optim": ..., "sched": ...} state dicts to restore (resume only)
+
+
+class Trainer:
+    """Runs the two stages for one person. Build it, then call :meth:`run`.
+
+    Args:
+        head: the ``HeadModel``; uvmap: ``UVGaussianMap`` on it (side S).
+        frames: training frames (targets at resolution R, their cameras and parameters).
+        mean_offsets: (13, S, S) mean UV offsets (network units).
+        blend: the blend-weight scheme (K = cfg.n_blendmaps).
+        cfg: the configuration. work_dir: where checkpoints and previews go.
+        device: torch device. deadline: optional ``time.time()`` budget end.
+    """
+
+    def __init__(self, head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, blend: BlendScheme,
+                 cfg: PersonalizeConfig, work_dir: str | Path, device: torch.device,
+                 deadline: float | None = None, progress: bool = True):
+        self.head, self.uvmap, self.frames, self.cfg, self.device = head, uvmap, frames, cfg, device
+        self.mean = mean_offsets.to(device)[None]  # (1, 13, S, S)
+        self.blend = blend
+        self.work_dir = Path(work_dir)
+        self.deadline = deadline
+        self.progress = progress
+        self.shape = frames.shape.to(device)
+        self.scale_weight = uvmap.mask.float()[None].to(device)  # (1, S, S)
+        self.lpips = None
+        if cfg.w_lpips > 0:
+            from dejavu.metrics.lpips import get_lpips
+
+            self.lpips = get_lpips(cfg.lpips_net, device)
+        self._step_times: list[float] = []
+
+    # -- one step -----------------------------------------------------------------------------
+    def render_batch(self, batch: dict, delta: torch.Tensor):
+        """Render frames of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> (B, 3, R, R)."""
+        with torch.no_grad():
+            verts = self.head(shape=self.shape, expression=batch["expression"], jaw=batch["jaw"], eyes=batch["eyes"])
+            base = self.uvmap.initial_map(verts)
+        g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
+        R = self.frames.resolution
+        out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
+                       backend=self.cfg.render_backend)
+        return out.rgb.permute(0, 3, 1, 2)
+
+    def delta_for(self, stage: int, params: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """Per-frame delta (B|1, 13, S, S): the global delta (stage 1) or blended blendmaps (stage 2)."""
+        if stage == 1:
+            return params
+        return compose_delta(self.blend.weights(expression), params)
+
+    def loss(self, stage: int, stage_step: int, step: int, pred: torch.Tensor, batch: dict,
+             delta: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        from dejavu import losses
+
+        cfg, target = self.cfg, batch["images"]
+        terms = {"huber": cfg.w_huber * losses.huber(pred, target, delta=cfg.huber_delta)}
+        lpips_on = self.lpips is not None and (stage == 2 or stage_step >= cfg.lpips_start)
+        if lpips_on and step % max(1, cfg.lpips_every) == 0:
+            terms["lpips"] = cfg.w_lpips * self.lpips(pred, target).mean()
+        terms["position"] = cfg.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
+        terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
+        if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
+            terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,
+                                                         delta=cfg.huber_delta)
+        return sum(terms.values()), {k: float(v) for k, v in terms.items()}
+
+    # -- loop ---------------------------------------------------------------------------------
+    def run(self, state: TrainState | None = None) -> TrainState:
+        """Train both stages from ``state`` (a fresh one by default, or a loaded checkpoint)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        S = self.uvmap.size
+        state = state or TrainState()
+        if state.delta is None:
+            state.delta = torch.zeros(1, ch.N_CHANNELS, S, S)
+        if self.deadline is None and state.stage1_steps is None:
+            state.stage1_steps = cfg.stage_steps()[0]
+        t_start = time.time()
+        bar = tqdm(total=self._planned_total(state), initial=state.step, disable=not self.progress,
+                   desc="personalize", unit="step", dynamic_ncols=True)
+        try:
+            while state.stage == 1 or state.stage == 2:
+                if state.stage == 1:
+                    params = state.delta.to(self.device).clone().requires_grad_(True)
+                    first = state.step
+                else:
+                    params = state.blendmaps.to(self.device).clone().requires_grad_(True)
+                    first = state.step - state.stage1_steps
+                opt = torch.optim.Adam([params], lr=cfg.lr)
+                sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_decay_every), gamma=cfg.lr_decay)
+                self._load_optimizer(state, opt, sched)
+                stage_step = first
+                while not self._stage_done(state, stage_step, t_start):
+                    t0 = time.time()
+                    idx = self._sample(state.step)
+                    batch = self.frames.batch(idx, self.device)
+                    delta = self.delta_for(state.stage, params, batch["expression"])
+                    pred = self.render_batch(batch, delta)
+                    loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    state.step += 1
+                    stage_step += 1
+                    self._step_times.append(time.time() - t0)
+                    psnr = float(-10 * torch.log10(((pred.detach() - batch["images"]) ** 2).mean().clamp_min(1e-10)))
+                    if state.step % 5 == 0 or state.step == 1:
+                        state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss), "psnr": psnr,
+                                              **terms})
+                    bar.total = max(self._planned_total(state, t_start), state.step)
+                    bar.set_postfix(stage=state.stage, loss=f"{float(loss):.4f}", psnr=f"{psnr:.2f}")
+                    bar.update(1)
+                    self._keep(state, params)
+                    if cfg.preview_every and state.step % cfg.preview_every == 0:
+                        self.write_preview(state.step, pred.detach(), batch["images"])
+                    if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint(state, opt, sched, time.time() - t_start)
+                self._keep(state, params)
+                if state.stage == 1:
+                    state.stage1_steps = state.step
+                    state.blendmaps = state.delta.expand(cfg.n_blendmaps, -1, -1, -1).clone()
+                    state.stage = 2
+                    state.optim = None
+                else:
+                    state.stage = 3  # done
+            state.elapsed += time.time() - t_start
+        finally:
+            bar.close()
+        return state
+
+    def _keep(self, state: TrainState, params: torch.Tensor) -> None:
+        if state.stage == 1:
+            state.delta = params.detach().cpu().clone()
+        else:
+            state.blendmaps = params.detach().cpu().clone()
+
+    def _sample(self, step: int) -> torch.Tensor:
+        """B frame indices for ``step`` (deterministic per seed and step, so resumes repeat the run)."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        n = len(self.frames)
+        B = min(self.cfg.batch_size, n)
+        return torch.randperm(n, generator=g)[:B]
+
+    def _rate(self) -> float | None:
+        """Recent seconds per step (the first step, with compilation, is left out)."""
+        times = self._step_times[1:] if len(self._step_times) > 1 else self._step_times
+        return float(np.median(times[-20:])) if times else None
+
+    def _planned_total(self, state: TrainState, t_start: float | None = None) -> int:
+        if self.deadline is None:
+            return self.cfg.steps
+        rate = self._rate()
+        if rate is None:
+            return self.cfg.steps
+        left = max(0.0, self.deadline - time.time() - _RESERVE_S)
+        return state.step + int(left / rate)
+
+    def _stage_done(self, state: TrainState, stage_step: int, t_start: float) -> bool:
+        if self.deadline is None:
+            s1, s2 = self.cfg.stage_steps()
+            return stage_step >= (s1 if state.stage == 1 else s2)
+        rate = self._rate() or 0.0
+        if time.time() + rate > self.deadline - _RESERVE_S:
+            return True
+        if state.stage == 1 and len(self._step_times) >= 3:
+            total = self._planned_total(state, t_start)
+            return state.step >= max(1, round(total * self.cfg.stage1_fraction))
+        return False
+
+    # -- files --------------------------------------------------------------------------------
+    def write_preview(self, step: int, pred: torch.Tensor, target: torch.Tensor, n: int = 4) -> Path:
+        """``train/previews/step_XXXXXX.png``: up to ``n`` rows of render | target."""
+        from dejavu.io import write_image
+
+        rows = torch.cat([pred[:n], target[:n]], dim=3)  # (n, 3, R, 2R)
+        grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3).clamp(0, 1).cpu().numpy()
+        return write_image(self.work_dir / "previews" / f"step_{step:06d}.png", grid)
+
+    def save_checkpoint(self, state: TrainState, opt, sched, seconds: float) -> Path:
+        """Atomic ``train/checkpoint.pt`` (plain tensors and numbers; loaded with weights_only)."""
+        from dejavu.io import atomic_path
+
+        payload = {
+            "stage": state.stage, "step": state.step, "stage1_steps": state.stage1_steps,
+            "delta": state.delta, "blendmaps": state.blendmaps, "elapsed": state.elapsed + seconds,
+            "history": state.history, "optim": opt.state_dict(), "sched": sched.state_dict(),
+            "uv_size": self.uvmap.size, "n_frames": len(self.frames),
+        }
+        path = self.work_dir / CHECKPOINT_NAME
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    def _load_optimizer(self, state: TrainState, opt, sched) -> None:
+        if state.optim is not None:
+            opt.load_state_dict(state.optim["optim"])
+            sched.load_state_dict(state.optim["sched"])
+            state.optim = None
+
+
+def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
+    """The state saved in ``work_dir/checkpoint.pt``, or None if there is none."""
+    from dejavu.errors import DejavuError
+
+    path = Path(work_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise DejavuError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}); delete it to start over") from None
+    if data.get("uv_size") != uv_size:
+        raise DejavuError(f"{path}: checkpoint is for UV size {data.get('uv_size')}, not {uv_size}; use the same settings")
+    return TrainState(stage=data["stage"], step=data["step"], stage1_steps=data["stage1_steps"], delta=data["delta"],
+                      blendmaps=data["blendmaps"], elapsed=data["elapsed"], history=list(data["history"]),
+                      optim={"optim": data["optim"], "sched": data["sched"]})
+
+
+@torch.no_grad()
+def render_frames(head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, offsets_fn, device: torch.device,
+                  backend: str = "auto", chunk: int = 8) -> torch.Tensor:
+    """Render every frame of ``frames`` -> (T, 3, R, R) in [0, 1] on CPU.
+
+    ``offsets_fn(expression (B, Ne)) -> (B|1, 13, S, S)`` gives the delta added to ``mean_offsets``.
+    """
+    out = []
+    R = frames.resolution
+    shape = frames.shape.to(device)
+    for s in range(0, len(frames), chunk):
+        idx = torch.arange(s, min(s + chunk, len(frames)))
+        b = frames.batch(idx, device)
+        verts = head(shape=shape, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+        offsets = mean_offsets.to(device)[None] + offsets_fn(b["expression"])
+        g = uvmap.gaussians(verts, offsets)
+        out.append(g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb
+                   .permute(0, 3, 1, 2).cpu())
+    return torch.cat(out) if out else torch.zeros(0, 3, R, R)

@@ -1,0 +1,204 @@
+"""Configuration of reconstruction training: nested dataclasses, named presets, JSON round trip.
+
+Every learning rate, loss weight, step count and size is a field documented where it is declared.
+Presets: ``"cpu-small"`` (what trained the shipped weights on a 2-core CPU) and ``"gpu-paper"`` (the
+paper's sizes: UV 320, render 512, batch 16, width 64). A JSON config may name a ``"preset"`` and
+override any field, e.g. ``{"preset": "cpu-small", "optim": {"steps": 100}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dejavu.errors import DejavuError
+
+
+@dataclass
+class ModelConfig:
+    head: str = "builtin"
+    """Head model spec for ``load_head`` (builtin, flame:PATH, procedural)."""
+    uv_size: int = 64
+    """UV Gaussian map side S (paper 320); divisible by 16."""
+    base_channels: int = 16
+    """Network width (paper 64 = 8.56 M parameters)."""
+    output_prior: bool = True
+    """Initialise the output bias to texel-sized grey opaque Gaussians (departure from the paper's zero start)."""
+
+
+@dataclass
+class DataConfig:
+    synthetic_dir: str = "runs/data/synthetic"
+    """Folder of synthetic multi-view shards (``shard_*.npz``, see dejavu.recon.data); generated if empty."""
+    synthetic_identities: int = 400
+    """Identities to generate when ``synthetic_dir`` has no shards."""
+    synthetic_views: int = 4
+    """Views rendered per synthetic identity."""
+    synthetic_uv_size: int = 128
+    """UV side of the Gaussian heads that render the synthetic ground truth."""
+    render_size: int = 128
+    """Side of the aligned crops and of training renders, pixels (paper 512)."""
+    max_yaw_deg: float = 45.0
+    """Synthetic cameras: yaw uniform in [-max, max] degrees."""
+    max_pitch_deg: float = 15.0
+    """Synthetic cameras: pitch uniform in [-max, max] degrees."""
+    real_dirs: list[str] = field(default_factory=list)
+    """Real photo folders (searched recursively; e.g. ../shared/data/lfw). Empty: no real batches."""
+    real_cache: str = "runs/data/real"
+    """Where tracked real photos are cached as shards (same format, one view per identity)."""
+    real_max_images: int = 600
+    """At most this many real photos are tracked and used (in sorted path order, every k-th)."""
+    video_paths: list[str] = field(default_factory=list)
+    """Videos whose tracked frames become extra multi-view-like identities (groups of frames)."""
+    video_frames_per_identity: int = 4
+    """Consecutive tracked frames grouped into one video identity."""
+    num_workers: int = 0
+    """Unused on CPU (data lives in memory); kept for GPU runs."""
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0
+    """Weight of the L1 photometric loss on the render."""
+    lpips: float = 0.2
+    """Weight of LPIPS on the render."""
+    lpips_net: str = "alex"
+    """LPIPS backbone: alex (cheap on CPU) or vgg."""
+    ssim: float = 0.2
+    """Weight of (1 - SSIM) on the render."""
+    position: float = 0.01
+    """Weight of the position regulariser mean(position_weight * ||xyz offset (cm)||)."""
+    scale: float = 0.001
+    """Weight of the scale regulariser on log-scale offsets (weighted like position)."""
+    view_consistency: float = 0.1
+    """Weight of the view-consistency term (synthetic batches only)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    """Adam learning rate for synthetic multi-view batches."""
+    real_lr_scale: float = 0.1
+    """Real batches use lr * this (paper: one tenth)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0 = off)."""
+    steps: int = 2000
+    """Training steps (each: one synthetic batch, then one real batch when real data exists)."""
+    identities_per_batch: int = 2
+    """Synthetic identities per batch."""
+    views_per_identity: int = 2
+    """Input views per identity in a batch (batch = identities x views; >= 2 for view consistency)."""
+    real_batch_size: int = 4
+    """Real photos per real batch."""
+    lr_decay_steps: int = 0
+    """Multiply the lr by ``lr_decay`` every this many steps (0 = constant)."""
+    lr_decay: float = 0.5
+    """Step decay factor."""
+
+
+@dataclass
+class LogConfig:
+    run_dir: str = "runs/recon"
+    """Where checkpoints, scalars.csv, previews and config.json go."""
+    log_every: int = 10
+    """Append a row to scalars.csv every this many steps."""
+    preview_every: int = 200
+    """Write previews/step_XXXXXX.png (input | render | target) every this many steps."""
+    checkpoint_every: int = 200
+    """Save checkpoint.pt (for --resume) every this many steps."""
+
+
+@dataclass
+class ReconConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 0
+    """Random seed (data order, pairing, initialisation)."""
+    device: str = "auto"
+    """auto | cpu | cuda (overridden by --device)."""
+    render_backend: str = "auto"
+    """Renderer backend for training (auto: cuda on GPU, numba cpu otherwise)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from dejavu.io import write_json
+
+        write_json(path, self.to_dict())
+
+
+def _cpu_small() -> ReconConfig:
+    return ReconConfig()
+
+
+def _gpu_paper() -> ReconConfig:
+    cfg = ReconConfig()
+    cfg.model = ModelConfig(uv_size=320, base_channels=64)
+    cfg.data = DataConfig(synthetic_identities=18000, synthetic_views=8, synthetic_uv_size=320, render_size=512,
+                          real_dirs=["../shared/data/lfw"], real_max_images=13233, max_yaw_deg=60.0)
+    cfg.loss = LossConfig(lpips=0.5, lpips_net="vgg")
+    cfg.optim = OptimConfig(lr=1e-4, steps=100000, identities_per_batch=4, views_per_identity=4, real_batch_size=16,
+                            lr_decay_steps=30000)
+    cfg.log = LogConfig(run_dir="runs/recon_gpu", log_every=50, preview_every=1000, checkpoint_every=2000)
+    cfg.device, cfg.render_backend = "cuda", "cuda"
+    return cfg
+
+
+PRESETS = {"cpu-small": _cpu_small, "gpu-paper": _gpu_paper}
+
+
+def preset(name: str) -> ReconConfig:
+    """A named preset: ``cpu-small`` or ``gpu-paper``."""
+    if name not in PRESETS:
+        raise DejavuError(f"recon preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
+    """Return a copy of dataclass ``obj`` with ``overrides`` (nested dicts) applied; unknown keys are errors."""
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise DejavuError(f"{where}: unknown config key {key!r}; expected one of {sorted(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise DejavuError(f"{where}: {key!r} must be an object")
+            value = _merge(current, value, f"{where}.{key}")
+        elif isinstance(current, tuple):
+            value = tuple(value)
+        changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def config_from_dict(d: dict[str, Any], where: str = "config") -> ReconConfig:
+    """A config from a dict: optional ``"preset"`` (default cpu-small) plus overrides."""
+    d = dict(d)
+    base = preset(d.pop("preset", "cpu-small"))
+    return _merge(base, d, where)
+
+
+def load_config(path: str | Path) -> ReconConfig:
+    """Read a JSON config file (see :func:`config_from_dict`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DejavuError(f"--config {path}: no such file")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DejavuError(f"--config {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(d, dict):
+        raise DejavuError(f"--config {path}: expected a JSON object")
+    return config_from_dict(d, where=str(path))

@@ -1,0 +1,456 @@
+"""Training data for the reconstruction network: one on-disk format, three sources.
+
+Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K identities with V views:
+
+    images      (K, V, H, W, 3) uint8   aligned head crops, background white
+    masks       (K, V, H, W)    uint8   head mask (255 = head), used to whiten real backgrounds
+    pose6       (K, V, 6)       float32 camera [yaw, pitch, roll, tx, ty, tz] (rad, m), FOV 20 deg, H x W
+    shape       (K, Ns)         float32 identity coefficients
+    expression  (K, V, Ne)      float32 expression per view
+    jaw         (K, V, 3)       float32 jaw axis-angle per view (rad)
+    n_views     (K,)            int32   valid views per identity (views >= n_views repeat view 0)
+    __meta__    uint8 JSON      {"format": "dejavu-recon-data", "version": 1, "head": spec, "size": H, "fov_deg": 20}
+
+Sources: :func:`generate_synthetic` (multi-view renders of random identities of the project's own head
+model; the PanoHead stand-in), :func:`track_photo_folder` (real photos, e.g. LFW, tracked once with
+``dejavu.track`` and cached; one view each) and :func:`track_video_identities` (tracked frames of one
+video grouped into multi-view-like identities). :class:`MultiViewSet` holds a loaded folder in memory
+and samples batches.
+
+Letters: K identities, V views, B batch, H/W pixels, S UV side, Ns/Ne shape/expression sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dejavu.errors import DejavuError
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "dejavu-recon-data"
+FORMAT_VERSION = 1
+ARRAYS = ("images", "masks", "pose6", "shape", "expression", "jaw", "n_views")
+
+# MediaPipe face-mesh landmark indices used to paint the synthetic appearance.
+LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
+                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+BROW_LANDMARKS = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+IRIS_LANDMARKS = (468, 469, 470, 471, 472, 473, 474, 475, 476, 477)
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-memory set and its shards
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class MultiViewSet:
+    """K identities x V views in memory (arrays as in the module docstring)."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    pose6: np.ndarray
+    shape: np.ndarray
+    expression: np.ndarray
+    jaw: np.ndarray
+    n_views: np.ndarray
+    head: str
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def views(self) -> int:
+        return self.images.shape[1]
+
+    def subset(self, index: np.ndarray | slice) -> "MultiViewSet":
+        return MultiViewSet(*(getattr(self, a)[index] for a in ARRAYS), head=self.head, size=self.size)
+
+    @staticmethod
+    def concat(sets: list["MultiViewSet"]) -> "MultiViewSet":
+        """Join sets with the same head, crop size and view count."""
+        first = sets[0]
+        for s in sets[1:]:
+            if (s.head, s.size, s.views) != (first.head, first.size, first.views):
+                raise DejavuError(f"recon data: cannot join sets of head/size/views {(s.head, s.size, s.views)} "
+                                  f"and {(first.head, first.size, first.views)}")
+        return MultiViewSet(*(np.concatenate([getattr(s, a) for s in sets]) for a in ARRAYS),
+                            head=first.head, size=first.size)
+
+    # -- disk ----------------------------------------------------------------------------------
+    def save(self, folder: str | Path, per_shard: int = 100) -> list[Path]:
+        """Write ``shard_NNNNN.npz`` files (``per_shard`` identities each) atomically; return the paths."""
+        from dejavu.io import atomic_path
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        start = len(list(folder.glob("shard_*.npz")))
+        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "head": self.head, "size": self.size,
+                "fov_deg": 20.0}
+        paths = []
+        for i, lo in enumerate(range(0, len(self), per_shard)):
+            part = self.subset(slice(lo, lo + per_shard))
+            path = folder / f"shard_{start + i:05d}.npz"
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                             **{a: getattr(part, a) for a in ARRAYS})
+            paths.append(path)
+        return paths
+
+    @staticmethod
+    def load(folder: str | Path) -> "MultiViewSet":
+        """Read every shard of ``folder`` (DejavuError when there are none or they are foreign)."""
+        folder = Path(folder)
+        paths = sorted(folder.glob("shard_*.npz"))
+        if not paths:
+            raise DejavuError(f"{folder}: no shard_*.npz files (generate data first)")
+        sets = []
+        for path in paths:
+            with np.load(path, allow_pickle=False) as data:
+                try:
+                    meta = json.loads(bytes(data["__meta__"]).decode())
+                    arrays = [data[a] for a in ARRAYS]
+                except KeyError as exc:
+                    raise DejavuError(f"{path}: not a dejavu recon data shard (missing {exc})") from None
+            if meta.get("format") != FORMAT_NAME:
+                raise DejavuError(f"{path}: format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+            sets.append(MultiViewSet(*arrays, head=meta["head"], size=int(meta["size"])))
+        return MultiViewSet.concat(sets)
+
+    # -- batches -------------------------------------------------------------------------------
+    def sample(self, identities: int, views: int, rng: np.random.Generator, device: torch.device | str = "cpu",
+               whiten: bool = True) -> dict[str, torch.Tensor]:
+        """A batch of ``identities`` x ``views`` samples with random input/target view pairing.
+
+        Each sample's input view and target view are drawn independently among its identity's valid
+        views. Returns tensors (B = identities * views):
+            input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
+            target_mask (B, H, W, 1); pose6 (B, 6) of the target view; shape (B, Ns);
+            expression (B, Ne), jaw (B, 3) of the target view; group (B,) identity index in the batch.
+        """
+        ids = rng.choice(len(self), size=identities, replace=identities > len(self))
+        k = np.repeat(ids, views)
+        nv = self.n_views[k]
+        v_in = (rng.random(len(k)) * nv).astype(np.int64)
+        v_out = (rng.random(len(k)) * nv).astype(np.int64)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+        img_in = self.images[k, v_in].astype(np.float32) / 255.0
+        img_out = self.images[k, v_out].astype(np.float32) / 255.0
+        mask_in = self.masks[k, v_in, ..., None].astype(np.float32) / 255.0
+        mask_out = self.masks[k, v_out, ..., None].astype(np.float32) / 255.0
+        if whiten:  # background, clothes and neck to white (synthetic renders already are)
+            img_in = img_in * mask_in + (1.0 - mask_in)
+            img_out = img_out * mask_out + (1.0 - mask_out)
+        return {
+            "input": t(img_in * 2.0 - 1.0).permute(0, 3, 1, 2).contiguous(),
+            "target": t(img_out),
+            "target_mask": t(mask_out),
+            "pose6": t(self.pose6[k, v_out].astype(np.float32)),
+            "shape": t(self.shape[k].astype(np.float32)),
+            "expression": t(self.expression[k, v_out].astype(np.float32)),
+            "jaw": t(self.jaw[k, v_out].astype(np.float32)),
+            "group": torch.as_tensor(np.repeat(np.arange(identities), views), device=device),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic multi-view identities
+# ---------------------------------------------------------------------------------------------
+
+SKIN_LIGHT, SKIN_DARK = np.array([0.96, 0.80, 0.70]), np.array([0.36, 0.23, 0.16])
+HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.20, 0.12, 0.07], [0.42, 0.28, 0.16], [0.80, 0.66, 0.42],
+                         [0.55, 0.22, 0.10], [0.62, 0.60, 0.58]])
+IRIS_COLOURS = np.array([[0.25, 0.14, 0.07], [0.12, 0.07, 0.04], [0.25, 0.40, 0.55], [0.30, 0.40, 0.25]])
+
+
+def random_head_params(head, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random identity (N(0, 0.8) per component), sparse expression and jaw opening for ``n`` identities.
+
+    Built-in heads (ARKit activations in [0, 1]) get ~15% of units active at U(0, 0.6); PCA heads
+    (FLAME, procedural: ``expr_*`` names) get N(0, 0.5). Jaw: pitch U(0, 0.25) rad for half of them.
+    """
+    shape = rng.normal(0.0, 0.8, (n, head.n_shape))
+    pca = not head.expr_names or all(name.startswith("expr") for name in head.expr_names)
+    if pca:
+        expression = rng.normal(0.0, 0.5, (n, head.n_expr))
+    else:
+        active = rng.random((n, head.n_expr)) < 0.15
+        expression = active * rng.uniform(0.0, 0.6, (n, head.n_expr))
+    jaw = np.zeros((n, 3))
+    jaw[:, 0] = np.where(rng.random(n) < 0.5, rng.uniform(0.0, 0.25, n), 0.0)
+    return {"shape": shape.astype(np.float32), "expression": expression.astype(np.float32), "jaw": jaw.astype(np.float32)}
+
+
+def framed_cameras(landmarks: torch.Tensor, yaw: np.ndarray, pitch: np.ndarray, size: int,
+                   iterations: int = 3) -> np.ndarray:
+    """Cameras (B, 6) at the given angles framing the head like the tracker's FFHQ-style crop.
+
+    Starts 1 m in front, then moves tx, ty, tz until the aligned crop of the projected landmarks
+    (``dejavu.track.align.crop_params``, scale 1.2) is centred and fills the ``size`` x ``size`` image.
+
+    Args:
+        landmarks: (B, 478, 3) head-frame landmarks, metres. yaw, pitch: (B,) radians.
+    """
+    from dejavu.render.camera import focal_from_fov, intrinsics, pose6_to_world_to_cam, project_points
+    from dejavu.track.align import crop_params
+
+    B = landmarks.shape[0]
+    pose = np.zeros((B, 6))
+    pose[:, 0], pose[:, 1], pose[:, 5] = yaw, pitch, 1.0
+    f = focal_from_fov(20.0, size)
+    K = intrinsics(size, size, batch=B)
+    for _ in range(iterations):
+        w2c = pose6_to_world_to_cam(torch.as_tensor(pose, dtype=torch.float32))
+        px = project_points(landmarks.float().cpu(), w2c, K).numpy()
+        cx, cy, half, _ = crop_params(px).T
+        pose[:, 3] -= (cx - size / 2) * pose[:, 5] / f
+        pose[:, 4] -= (cy - size / 2) * pose[:, 5] / f
+        pose[:, 5] *= half / (size / 2)
+    return pose.astype(np.float32)
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, S: int, channels: int, cells: int) -> torch.Tensor:
+    """(n, channels, S, S) smooth noise in about [-1, 1]: bilinear upsampling of a cells x cells grid."""
+    grid = torch.as_tensor(rng.uniform(-1.0, 1.0, (n, channels, cells, cells)), dtype=torch.float32)
+    return torch.nn.functional.interpolate(grid, size=(S, S), mode="bicubic", align_corners=True).clamp(-1.5, 1.5)
+
+
+def _landmark_texels(head, uvmap, indices: tuple[int, ...], radius_uv: float) -> torch.Tensor:
+    """(S, S) bool: texels within ``radius_uv`` (UV units) of the UV positions of the given landmarks."""
+    S = uvmap.size
+    faces = head.landmark_faces[list(indices)]
+    uv = torch.einsum("lkc,lk->lc", head.uv_coords[head.uv_faces[faces]], head.landmark_bary[list(indices)])
+    centres = (torch.arange(S, dtype=torch.float32) + 0.5) / S
+    u = centres[None, :].expand(S, S)
+    v = 1.0 - centres[:, None].expand(S, S)
+    d = torch.sqrt((u[None] - uv[:, 0, None, None]) ** 2 + (v[None] - uv[:, 1, None, None]) ** 2)
+    return (d.min(0).values < radius_uv) & uvmap.mask.cpu()
+
+
+def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outward normals (B, 3, S, S) and texel spacing (B, 1, S, S) in metres from a position map."""
+    du = torch.zeros_like(pos)
+    dv = torch.zeros_like(pos)
+    du[..., :, 1:-1] = pos[..., :, 2:] - pos[..., :, :-2]
+    dv[..., 1:-1, :] = pos[..., :-2, :] - pos[..., 2:, :]
+    m = mask.float()
+    ok_u = torch.zeros_like(m)
+    ok_v = torch.zeros_like(m)
+    ok_u[:, 1:-1] = m[:, 2:] * m[:, :-2]
+    ok_v[1:-1, :] = m[:-2, :] * m[2:, :]
+    n = torch.cross(du, dv, dim=1)
+    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    centre = (pos * m).sum((2, 3), keepdim=True) / m.sum()
+    outward = ((pos - centre) * n).sum(1, keepdim=True)
+    n = torch.where(outward < 0, -n, n) * (ok_u * ok_v)
+    spacing = 0.5 * torch.maximum(du.norm(dim=1, keepdim=True) * ok_u, dv.norm(dim=1, keepdim=True) * ok_v)
+    med = spacing[spacing > 0].median() if (spacing > 0).any() else torch.tensor(2e-3)
+    spacing = torch.where(spacing > 0, spacing, med).clamp(0.5 * med, 2.0 * med)
+    return n, spacing
+
+
+def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random appearances as full UV Gaussian maps (B, 13, S, S) on posed ``vertices`` (B, V, 3).
+
+    Skin colour (light-dark mix) with smooth noise; hair on the scalp (colour, raised 0.3-2.5 cm along
+    the normal, larger Gaussians; bald 10%); brows, lips, sclera, iris and mouth colours; Lambert
+    shading from a random frontal light baked in. Gaussians are opaque, isotropic, sized to cover the
+    texel spacing.
+    """
+    from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
+    from dejavu.head.base import REGION_ID
+
+    B, S = vertices.shape[0], uvmap.size
+    base = uvmap.initial_map(vertices).detach().cpu()
+    pos = base[:, XYZ]
+    mask = uvmap.mask.cpu()
+    region = uvmap.region.cpu()
+    normals, spacing = _normals_and_spacing(pos, mask)
+    f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+
+    skin = f(SKIN_LIGHT + (SKIN_DARK - SKIN_LIGHT) * rng.beta(1.2, 1.8, (B, 1)) ** 1.0)  # (B, 3)
+    skin = skin * f(rng.uniform(0.92, 1.08, (B, 3)))
+    rgb = skin[:, :, None, None] * (1.0 + 0.07 * _smooth_noise(rng, B, S, 3, 6) + 0.04 * _smooth_noise(rng, B, S, 1, 16))
+    hair = f(HAIR_COLOURS[rng.integers(0, len(HAIR_COLOURS), B)]) * f(rng.uniform(0.8, 1.2, (B, 1)))
+    hair_rgb = hair[:, :, None, None] * (1.0 + 0.25 * _smooth_noise(rng, B, S, 1, 24))
+    bald = f(rng.random(B) < 0.1)[:, None, None, None]
+    scalp = (region == REGION_ID["scalp"]).float()[None, None] * (1.0 - bald)
+    rgb = rgb * (1 - scalp) + hair_rgb * scalp
+    radius = 1.5 / S + 0.004
+    brows = _landmark_texels(head, uvmap, BROW_LANDMARKS, radius).float()[None, None]
+    rgb = rgb * (1 - brows) + (0.6 * hair[:, :, None, None] + 0.4 * rgb * 0.5) * brows
+    lips = _landmark_texels(head, uvmap, LIP_LANDMARKS, radius).float()[None, None]
+    lip_rgb = rgb * f([1.0, 0.62, 0.62])[None, :, None, None] * f(rng.uniform(0.8, 1.0, (B, 1, 1, 1)))
+    rgb = rgb * (1 - lips) + lip_rgb * lips
+    eyes = (region == REGION_ID["eyes"]).float()[None, None]
+    iris = _landmark_texels(head, uvmap, IRIS_LANDMARKS, radius + 0.004).float()[None, None] * eyes
+    rgb = rgb * (1 - eyes) + f([0.88, 0.86, 0.82])[None, :, None, None] * eyes
+    iris_rgb = f(IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS), B)])[:, :, None, None]
+    rgb = rgb * (1 - iris) + iris_rgb * iris
+    mouth = (region == REGION_ID["mouth"]).float()[None, None]
+    rgb = rgb * (1 - mouth) + f([0.30, 0.10, 0.10])[None, :, None, None] * mouth
+
+    light = f(rng.normal(0.0, 1.0, (B, 3)) * [0.6, 0.4, 0.2] + [0.0, 0.3, 1.0])
+    light = light / light.norm(dim=1, keepdim=True)
+    ambient = f(rng.uniform(0.45, 0.65, (B, 1, 1, 1)))
+    lambert = (normals * light[:, :, None, None]).sum(1, keepdim=True).clamp_min(0.0)
+    lambert = torch.where(normals.norm(dim=1, keepdim=True) > 0, lambert, torch.full_like(lambert, 0.7))
+    rgb = (rgb * (ambient + (1.0 - ambient) * lambert)).clamp(0.0, 1.0)
+
+    out = base.clone()
+    raise_m = f(rng.uniform(0.003, 0.025, (B, 1, 1, 1))) * (1.0 + 0.3 * _smooth_noise(rng, B, S, 1, 8))
+    out[:, XYZ] = pos + normals * raise_m * scalp
+    size = spacing * (1.0 + 1.5 * scalp)
+    out[:, LOG_SCALE] = torch.log(size).expand(-1, 3, -1, -1)
+    out[:, ROT] = 0.0
+    out[:, OPACITY] = 5.0
+    out[:, COLOR] = (rgb - 0.5) / SH_C0
+    return out
+
+
+def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: int, uv_size: int, seed: int = 0,
+                       max_yaw_deg: float = 45.0, max_pitch_deg: float = 15.0, chunk: int = 8,
+                       backend: str = "auto", device: torch.device | str = "cpu", progress: bool = True) -> MultiViewSet:
+    """Render ``n_identities`` random identities from ``n_views`` cameras each (white background).
+
+    View 0 is frontal-ish (|yaw| <= 10 deg); the others are uniform in yaw/pitch. Each identity keeps
+    one expression and jaw over its views (one moment seen by several cameras).
+    """
+    from tqdm import tqdm
+
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+    from dejavu.render import render
+    from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
+
+    rng = np.random.default_rng(seed)
+    head = load_head(head_spec, device)
+    uvmap = UVGaussianMap(head, uv_size).to(device)
+    parts = []
+    bar = tqdm(total=n_identities, desc="synthetic identities", disable=not progress, unit="id")
+    for lo in range(0, n_identities, chunk):
+        n = min(chunk, n_identities - lo)
+        params = random_head_params(head, n, rng)
+        tt = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        with torch.no_grad():
+            verts = head(shape=tt(params["shape"]), expression=tt(params["expression"]), jaw=tt(params["jaw"]))
+            maps = synthetic_uvmaps(head, uvmap, verts, rng).to(device)
+            g = uvmap.to_gaussians(maps)
+            yaw = rng.uniform(-1, 1, (n, n_views)) * math.radians(max_yaw_deg)
+            yaw[:, 0] *= 10.0 / max(max_yaw_deg, 10.0)
+            pitch = rng.uniform(-1, 1, (n, n_views)) * math.radians(max_pitch_deg)
+            lms = head.landmarks(verts).repeat_interleave(n_views, 0)
+            pose = framed_cameras(lms, yaw.reshape(-1), pitch.reshape(-1), size)
+            rep = lambda x: x.repeat_interleave(n_views, 0)  # noqa: E731
+            w2c = pose6_to_world_to_cam(tt(pose))
+            K = intrinsics(size, size, batch=n * n_views, device=device)
+            r = render(rep(g.means), rep(g.quats), rep(g.scales), rep(g.opacities), rep(g.colors), w2c, K, size, size,
+                       backend=backend)
+        images = (r.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy().reshape(n, n_views, size, size, 3)
+        masks = (r.alpha[..., 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy().reshape(n, n_views, size, size)
+        parts.append(MultiViewSet(
+            images=images, masks=masks, pose6=pose.reshape(n, n_views, 6), shape=params["shape"],
+            expression=np.repeat(params["expression"][:, None], n_views, 1),
+            jaw=np.repeat(params["jaw"][:, None], n_views, 1), n_views=np.full(n, n_views, np.int32),
+            head=head_spec, size=size))
+        bar.update(n)
+    bar.close()
+    return MultiViewSet.concat(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real photos and videos (tracked once, cached as shards)
+# ---------------------------------------------------------------------------------------------
+
+def _track_to_arrays(result, size: int) -> dict[str, np.ndarray]:
+    """A ``dejavu.track`` result of B frames -> per-frame arrays in this module's format."""
+    from dejavu.io import to_uint8
+
+    crops = np.asarray(result.crops)
+    crops = crops if crops.dtype == np.uint8 else to_uint8(crops)
+    masks = np.asarray(result.masks)
+    masks = masks[..., 0] if masks.ndim == 4 else masks
+    masks = masks if masks.dtype == np.uint8 else to_uint8(masks)
+    if crops.shape[1] != size:
+        raise DejavuError(f"tracking gave {crops.shape[1]} px crops, expected {size}")
+    B = len(crops)
+    t = lambda x: np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)  # noqa: E731
+    shape = t(result.shape).reshape(-1)
+    return {"images": crops, "masks": masks, "pose6": t(result.pose6).reshape(B, 6),
+            "shape": np.repeat(shape[None], B, 0), "expression": t(result.expression).reshape(B, -1),
+            "jaw": t(result.jaw).reshape(B, 3)}
+
+
+def list_photos(folders: list[str], max_images: int) -> list[Path]:
+    """Image files under ``folders`` (recursive, sorted), thinned evenly to at most ``max_images``."""
+    from dejavu.io import is_image
+
+    paths = sorted(p for f in folders for p in Path(f).expanduser().rglob("*") if p.is_file() and is_image(p))
+    if not paths:
+        raise DejavuError(f"data.real_dirs {folders}: no images found")
+    if len(paths) > max_images:
+        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, max_images)]
+    return paths
+
+
+def track_photo_folder(folders: list[str], head_spec: str, size: int, max_images: int,
+                       device: torch.device | str = "cpu", progress: bool = True) -> MultiViewSet:
+    """Track each photo on its own (one identity, one view each); photos without a face are skipped."""
+    from tqdm import tqdm
+
+    from dejavu.track import track
+
+    rows = []
+    for path in tqdm(list_photos(folders, max_images), desc="tracking photos", disable=not progress, unit="img"):
+        try:
+            result = track(path, head=head_spec, size=size, device=device)
+        except DejavuError as exc:
+            log.debug("skipping %s: %s", path, exc)
+            continue
+        rows.append(_track_to_arrays(result, size))
+    if not rows:
+        raise DejavuError(f"data.real_dirs {folders}: no face could be tracked in any photo")
+    arrays = {k: np.stack([r[k][0] for r in rows]) for k in rows[0]}
+    return MultiViewSet(images=arrays["images"][:, None], masks=arrays["masks"][:, None],
+                        pose6=arrays["pose6"][:, None], shape=arrays["shape"],
+                        expression=arrays["expression"][:, None], jaw=arrays["jaw"][:, None],
+                        n_views=np.ones(len(rows), np.int32), head=head_spec, size=size)
+
+
+def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int,
+                           device: torch.device | str = "cpu") -> MultiViewSet:
+    """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""
+    from dejavu.track import track
+
+    a = _track_to_arrays(track(video, head=head_spec, size=size, device=device), size)
+    V = frames_per_identity
+    K = len(a["images"]) // V
+    if K == 0:
+        raise DejavuError(f"{video}: fewer tracked frames than data.video_frames_per_identity={V}")
+    g = lambda x: x[: K * V].reshape(K, V, *x.shape[1:])  # noqa: E731
+    return MultiViewSet(images=g(a["images"]), masks=g(a["masks"]), pose6=g(a["pose6"]), shape=a["shape"][: K * V: V],
+                        expression=g(a["expression"]), jaw=g(a["jaw"]), n_views=np.full(K, V, np.int32),
+                        head=head_spec, size=size)
+
+
+def load_or_track_real(cfg, device: torch.device | str = "cpu") -> MultiViewSet | None:
+    """The real training set from ``cfg.data`` (tracked photos; video identities are kept apart, see
+    :func:`track_video_identities`), tracked once and cached under ``cfg.data.real_cache``."""
+    d = cfg.data
+    cache = Path(d.real_cache).expanduser()
+    if not d.real_dirs:
+        return None
+    if not any(cache.glob("shard_*.npz")):
+        data = track_photo_folder(d.real_dirs, cfg.model.head, d.render_size, d.real_max_images, device)
+        data.save(cache)
+        log.info("tracked %d real photos into %s", len(data), cache)
+    return MultiViewSet.load(cache)

@@ -1,0 +1,374 @@
+"""Training the reconstruction network (paper section 3.3 and 4.1).
+
+Each step: a synthetic multi-view batch (random input/target view pairing within each identity,
+render + regularisers + view consistency) at ``lr``, then, when real photos are configured, a real
+single-view batch at ``lr * real_lr_scale`` without view consistency. Batched; CPU or CUDA; DDP when
+launched by torchrun (WORLD_SIZE > 1; rank 0 logs and saves). Outputs in ``cfg.log.run_dir``:
+``config.json`` (resolved), ``checkpoint.pt`` (resume), ``scalars.csv``, ``previews/step_*.png``
+(input | render | target per row) and ``weights.safetensors`` (what ``dejavu reconstruct`` loads).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dejavu.errors import DejavuError
+from dejavu.recon.config import ReconConfig, config_from_dict
+from dejavu.recon.data import MultiViewSet
+from dejavu.recon.network import ReconNet
+
+log = logging.getLogger(__name__)
+
+SCALARS = ("step", "split", "seconds", "lr", "total", "l1", "ssim", "lpips", "position", "scale", "view")
+WEIGHTS_FORMAT = "dejavu-recon-weights"
+
+
+# ---------------------------------------------------------------------------------------------
+# Model pieces shared with prediction
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ReconModel:
+    """The network with the head model and UV map it was trained on."""
+
+    net: torch.nn.Module
+    head: torch.nn.Module
+    uvmap: torch.nn.Module
+    head_spec: str
+
+    def identity_position_map(self, shape: torch.Tensor) -> torch.Tensor:
+        """UV position map (B, 3, S, S) of the identity mesh (neutral expression, closed jaw) for shape (B, Ns)."""
+        return self.uvmap.position_map(self.head(shape=shape, batch_size=shape.shape[0]))
+
+    def offsets(self, image: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [-1, 1] + shape (B, Ns) -> offsets (B, 13, S, S), network units."""
+        return self.net(image, self.identity_position_map(shape))
+
+
+def output_prior(model: ReconModel, opacity: float = 2.0, grey: float = 0.6) -> torch.Tensor:
+    """(13,) offsets that turn the initial map into texel-sized (median neighbour spacing of the
+    neutral mesh), ``grey``, opaque (logit ``opacity``) Gaussians: the network's starting bias."""
+    from dejavu.gaussians import channels as ch
+    from dejavu.recon.data import _normals_and_spacing
+
+    with torch.no_grad():
+        pos = model.uvmap.position_map(model.head(batch_size=1)).cpu()
+        _, spacing = _normals_and_spacing(pos, model.uvmap.mask.cpu())
+    bias = torch.zeros(ch.N_CHANNELS)
+    bias[ch.LOG_SCALE] = float(torch.log(spacing[0, 0][model.uvmap.mask.cpu()].median())) - ch.INIT_LOG_SCALE
+    bias[ch.OPACITY] = opacity
+    bias[ch.COLOR] = (grey - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC
+    return bias
+
+
+def build_model(head_spec: str, uv_size: int, base_channels: int, device: torch.device) -> ReconModel:
+    """Head model, UV map and a freshly initialised network on ``device``."""
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+
+    head = load_head(head_spec, device)
+    uvmap = UVGaussianMap(head, uv_size).to(device)
+    net = ReconNet(uv_size, base_channels).to(device)
+    return ReconModel(net=net, head=head, uvmap=uvmap, head_spec=head_spec)
+
+
+def render_batch(model: ReconModel, offsets: torch.Tensor, batch: dict[str, torch.Tensor], size: int,
+                 backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Render offsets on each sample's target view -> (rgb (B, 3, H, W), alpha (B, 1, H, W))."""
+    from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
+
+    verts = model.head(shape=batch["shape"], expression=batch["expression"], jaw=batch["jaw"])
+    g = model.uvmap.gaussians(verts, offsets)
+    B = offsets.shape[0]
+    w2c = pose6_to_world_to_cam(batch["pose6"])
+    K = intrinsics(size, size, batch=B, dtype=offsets.dtype, device=offsets.device)
+    out = g.render(w2c, K, size, size, backend=backend)
+    return out.rgb.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2)
+
+
+def loss_terms(cfg_loss, model: ReconModel, offsets: torch.Tensor, pred: torch.Tensor, batch: dict[str, torch.Tensor],
+               lpips_net, with_view: bool) -> dict[str, torch.Tensor]:
+    """Weighted sum (key "total") and the unweighted terms of the reconstruction loss (paper Eq. 4-8)."""
+    from dejavu.gaussians.channels import LOG_SCALE, XYZ
+    from dejavu.losses import position_regularizer, render_loss_terms, scale_regularizer, view_consistency
+
+    target = batch["target"].permute(0, 3, 1, 2)
+    terms = render_loss_terms(pred, target, None, lpips_net if cfg_loss.lpips else None)
+    weight = model.uvmap.position_weight
+    terms["position"] = position_regularizer(offsets[:, XYZ], weight)
+    terms["scale"] = scale_regularizer(offsets[:, LOG_SCALE], weight)
+    if with_view:
+        terms["view"] = view_consistency(offsets, batch["group"])
+    w = {"l1": cfg_loss.l1, "ssim": cfg_loss.ssim, "lpips": cfg_loss.lpips, "position": cfg_loss.position,
+         "scale": cfg_loss.scale, "view": cfg_loss.view_consistency}
+    terms["total"] = sum(w[k] * v for k, v in terms.items())
+    return terms
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights file (what ships)
+# ---------------------------------------------------------------------------------------------
+
+def save_weights(path: str | Path, net: torch.nn.Module, head_spec: str, extra: dict | None = None) -> Path:
+    """Write the network's weights as safetensors (fp16 when ``extra['fp16']``) with its sizes as metadata."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from dejavu.io import atomic_path
+
+    net = getattr(net, "module", net)
+    fp16 = bool((extra or {}).get("fp16"))
+    tensors = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in net.state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT, "uv_size": str(net.uv_size), "base_channels": str(net.base),
+            "head": head_spec, "extra": json.dumps(extra or {})}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def load_weights(path: str | Path, device: torch.device | str = "cpu",
+                 head_spec: str | None = None) -> ReconModel:
+    """Load a weights file written by :func:`save_weights` into a ready :class:`ReconModel` (eval mode)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DejavuError(f"{path}: no such reconstruction weights file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise DejavuError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise DejavuError(f"{path}: not dejavu reconstruction weights (format {meta.get('format')!r})")
+    spec = head_spec or meta["head"]
+    model = build_model(spec, int(meta["uv_size"]), int(meta["base_channels"]), torch.device(device))
+    model.net.load_state_dict({k: v.float() for k, v in state.items()})
+    model.net.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Data preparation
+# ---------------------------------------------------------------------------------------------
+
+def _resolve(path: str) -> Path:
+    """Config paths are relative to the current directory (as given on the command line)."""
+    return Path(path).expanduser()
+
+
+def prepare_data(cfg: ReconConfig, device: torch.device) -> tuple[MultiViewSet, MultiViewSet | None]:
+    """Load (generating or tracking first when absent) the synthetic and real training sets."""
+    from dejavu.recon.data import generate_synthetic, load_or_track_real
+
+    d = cfg.data
+    syn_dir = _resolve(d.synthetic_dir)
+    if not any(syn_dir.glob("shard_*.npz")):
+        log.info("generating %d synthetic identities x %d views into %s", d.synthetic_identities,
+                 d.synthetic_views, syn_dir)
+        data = generate_synthetic(cfg.model.head, d.synthetic_identities, d.synthetic_views, d.render_size,
+                                  d.synthetic_uv_size, seed=cfg.seed, max_yaw_deg=d.max_yaw_deg,
+                                  max_pitch_deg=d.max_pitch_deg, backend=cfg.render_backend, device=device)
+        data.save(syn_dir)
+    synthetic = MultiViewSet.load(syn_dir)
+    real = load_or_track_real(cfg, device) if (d.real_dirs or d.video_paths) else None
+    for name, s in (("synthetic", synthetic), ("real", real)):
+        if s is not None and s.size != d.render_size:
+            raise DejavuError(f"recon data {name}: crops are {s.size} px but data.render_size is {d.render_size}")
+    return synthetic, real
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+def _dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _lpips(cfg: ReconConfig, device: torch.device):
+    if not cfg.loss.lpips:
+        return None
+    from dejavu.metrics.lpips import get_lpips
+
+    return get_lpips(cfg.loss.lpips_net, device)
+
+
+def _set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
+    for group in optim.param_groups:
+        group["lr"] = lr
+
+
+def _lr_at(cfg: ReconConfig, step: int) -> float:
+    o = cfg.optim
+    return o.lr * (o.lr_decay ** (step // o.lr_decay_steps) if o.lr_decay_steps else 1.0)
+
+
+def write_preview(path: Path, batch: dict[str, torch.Tensor], pred: torch.Tensor, rows: int = 4) -> None:
+    """PNG grid: one row per sample, input | render | target."""
+    from dejavu.io import write_image
+
+    n = min(rows, pred.shape[0])
+    inp = (batch["input"][:n].permute(0, 2, 3, 1) + 1.0) / 2.0
+    size = pred.shape[-1]
+    if inp.shape[1] != size:
+        inp = torch.nn.functional.interpolate(inp.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
+                                              align_corners=False).permute(0, 2, 3, 1)
+    grid = torch.cat([inp, pred[:n].permute(0, 2, 3, 1), batch["target"][:n]], dim=2)
+    write_image(path, grid.reshape(-1, grid.shape[2], 3).detach().clamp(0, 1).cpu().numpy())
+
+
+class Trainer:
+    """Holds the model, optimiser and data; :meth:`run` trains ``cfg.optim.steps`` steps."""
+
+    def __init__(self, cfg: ReconConfig, device: torch.device, resume: bool = False, progress: bool = True):
+        self.cfg, self.device, self.progress = cfg, device, progress
+        self.rank, self.world, self.local_rank = _dist_info()
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        torch.manual_seed(cfg.seed)
+        self.run_dir = _resolve(cfg.log.run_dir)
+        self.model = build_model(cfg.model.head, cfg.model.uv_size, cfg.model.base_channels, device)
+        if cfg.model.output_prior:
+            self.model.net.init_output(output_prior(self.model))
+        self.optim = torch.optim.Adam(self.model.net.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                      weight_decay=cfg.optim.weight_decay)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
+        if resume:
+            self.load_checkpoint()
+        self.net = self.model.net
+        if self.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model.net, device_ids=ids)
+        self.synthetic, self.real = prepare_data(cfg, device)
+        self.lpips = _lpips(cfg, device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        from dejavu.io import atomic_path
+
+        state = {"net": self.model.net.state_dict(), "optim": self.optim.state_dict(), "step": self.step,
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "config": self.cfg.to_dict()}
+        with atomic_path(self.checkpoint_path()) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> None:
+        path = self.checkpoint_path()
+        if not path.is_file():
+            raise DejavuError(f"--resume: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.net.load_state_dict(state["net"])
+        self.optim.load_state_dict(state["optim"])
+        self.step = int(state["step"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed %s at step %d", path, self.step)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def train_step(self, data: MultiViewSet, lr: float, real: bool) -> tuple[dict[str, float], dict, torch.Tensor]:
+        """One optimiser step on a batch of ``data`` at ``lr``; returns scalars, the batch and the render."""
+        o = self.cfg.optim
+        if real:
+            batch = data.sample(o.real_batch_size, 1, self.rng, self.device)
+        else:
+            batch = data.sample(o.identities_per_batch, o.views_per_identity, self.rng, self.device)
+        _set_lr(self.optim, lr)
+        self.net.train()
+        offsets = self.net(batch["input"], self.model.identity_position_map(batch["shape"]))
+        pred, _ = render_batch(self.model, offsets, batch, self.cfg.data.render_size, self.cfg.render_backend)
+        terms = loss_terms(self.cfg.loss, self.model, offsets, pred, batch, self.lpips, with_view=not real)
+        self.optim.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), o.grad_clip)
+        self.optim.step()
+        return {k: float(v.detach()) for k, v in terms.items()}, batch, pred.detach()
+
+    def run(self, steps: int | None = None) -> Path:
+        """Train until ``steps`` (default cfg.optim.steps) total steps; returns the weights path."""
+        from tqdm import tqdm
+
+        total = steps if steps is not None else self.cfg.optim.steps
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir / "config.json")
+        bar = tqdm(total=total, initial=self.step, desc="train recon", disable=not (self.progress and self.is_main))
+        t0 = time.time()
+        while self.step < total:
+            lr = _lr_at(self.cfg, self.step)
+            scalars = [("synthetic", *self.train_step(self.synthetic, lr, real=False), lr)]
+            if self.real is not None:
+                real_lr = lr * self.cfg.optim.real_lr_scale
+                scalars.append(("real", *self.train_step(self.real, real_lr, real=True), real_lr))
+            self.step += 1
+            self._log(scalars, time.time() - t0)
+            bar.update(1)
+            bar.set_postfix({f"{s[0][:3]}": f"{s[1]['total']:.3f}" for s in scalars} | {"l1": f"{scalars[0][1]['l1']:.3f}"})
+        bar.close()
+        return self.finish()
+
+    def _log(self, scalars, seconds: float) -> None:
+        if not self.is_main:
+            return
+        L = self.cfg.log
+        if self.step % L.log_every == 0 or self.step == 1:
+            path = self.run_dir / "scalars.csv"
+            new = not path.is_file()
+            with open(path, "a", newline="") as fh:
+                w = csv.writer(fh)
+                if new:
+                    w.writerow(SCALARS)
+                for split, terms, _, _, lr in scalars:
+                    w.writerow([self.step, split, f"{seconds:.1f}", f"{lr:.3g}"]
+                               + [f"{terms[k]:.5f}" if k in terms else "" for k in SCALARS[4:]])
+        if self.step % L.preview_every == 0 or self.step == 1:
+            for split, _, batch, pred, _ in scalars:
+                write_preview(self.run_dir / "previews" / f"step_{self.step:06d}_{split}.png", batch, pred)
+        if self.step % L.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    def finish(self) -> Path:
+        path = self.run_dir / "weights.safetensors"
+        if self.is_main:
+            self.save_checkpoint()
+            save_weights(path, self.model.net, self.cfg.model.head, {"steps": self.step, "run_dir": str(self.run_dir)})
+        if self.world > 1:
+            torch.distributed.barrier()
+        return path
+
+
+def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, steps: int | None = None,
+          progress: bool = True) -> Path:
+    """Train the reconstruction network; returns the path of the written weights."""
+    from dejavu.device import resolve_device
+
+    if isinstance(cfg, dict):
+        cfg = config_from_dict(cfg)
+    dev = resolve_device(device if device != "auto" else cfg.device)
+    rank, world, local = _dist_info()
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    trainer = Trainer(cfg, dev, resume=resume, progress=progress)
+    return trainer.run(steps)

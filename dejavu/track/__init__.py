@@ -1,0 +1,284 @@
+"""Face tracking: photos and videos -> head-model parameters, camera, aligned crops and masks.
+
+Pipeline (each step its own module): decode (:mod:`.video`) -> MediaPipe 478 landmarks
+(:mod:`.landmarks`) -> FFHQ-style alignment, scale 1.2 (:mod:`.align`) -> batched landmark fit of
+camera, shared identity and per-frame expression/jaw/eyes (:mod:`.fit`) -> crops, head and face
+masks (:mod:`.masks`) -> ``tracking.npz`` + ``summary.json`` + overlay (:mod:`.result`,
+:mod:`.overlay`). Output format and heuristics: docs/TRACKING.md.
+
+Example:
+    >>> from dejavu.track import track, load_tracking  # doctest: +SKIP
+    >>> res = track("talk.mp4", "out/talk", head="builtin", max_frames=100)
+    >>> res.expression.shape, res.world_to_cam.shape   # (B, Ne), (B, 4, 4)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from dejavu.errors import DejavuError
+from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, load_tracking, save_tracking
+
+__all__ = ["track", "load_tracking", "TrackResult", "cache_key"]
+
+log = logging.getLogger(__name__)
+
+#: Crop-parameter smoothing for videos, seconds (Gaussian sigma).
+ALIGN_SMOOTH_S = 0.08
+
+
+def _code_version() -> str:
+    """Hash of the tracker's own sources: results are recomputed when the code changes."""
+    from dejavu import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(input_path: Path, settings: dict) -> str:
+    """Key of one tracking run: input file size + mtime (all files of a folder), settings, code version."""
+    p = Path(input_path).resolve()
+    files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    blob = json.dumps({"input": str(p), "files": stamp, "settings": settings, "code": _code_version()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: float | None = None,
+          max_frames: int | None = None, crop_size: int = 512, device: str = "cpu", overlay: bool = True,
+          force: bool = False, config=None, progress: bool = True) -> TrackResult:
+    """Track a photo, a folder of photos or a video; write results to ``out_dir`` and return them.
+
+    Args:
+        input: image, folder of images or video file.
+        out_dir: output directory (replaced atomically; an existing one must be a tracking directory).
+        head: head-model spec for :func:`dejavu.head.load_head`.
+        fps: resample videos to this frame rate (None = every frame). max_frames: cap on frames.
+        crop_size: side of the aligned crops, pixels.
+        device: ``--device``; the landmark fit is small and runs on the CPU whatever is asked.
+        overlay: write ``overlay.mp4`` (videos, folders) or ``overlay.png`` (one image).
+        force: ignore a cached result with the same key.
+        config: a :class:`dejavu.track.fit.FitConfig` (defaults if None).
+
+    Returns:
+        :class:`TrackResult` (also readable later with :func:`load_tracking`).
+    """
+    from dejavu.device import resolve_device
+    from dejavu.track.fit import FitConfig
+    from dejavu.track.video import probe
+
+    input, out_dir = Path(input), Path(out_dir)
+    info = probe(input)
+    resolve_device(device)  # validates the flag; fitting stays on the CPU
+    cfg = config or FitConfig()
+    settings = {"head": head, "fps": fps, "max_frames": max_frames, "crop_size": crop_size,
+                "overlay": overlay, "fit": asdict(cfg)}
+    key = cache_key(input, settings)
+    _check_out_dir(out_dir)
+    if not force and (out_dir / TRACKING_FILE).is_file():
+        try:
+            cached = load_tracking(out_dir)
+        except DejavuError:
+            cached = None
+        if cached is not None and cached.cache_key == key:
+            log.info("tracking: reusing %s (same input, settings and code)", out_dir)
+            return cached
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=_parent(out_dir)))
+    try:
+        result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress)
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    result.directory = str(out_dir)
+    print(f"tracking written to {out_dir}")
+    return result
+
+
+def _parent(out_dir: Path) -> Path:
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / TRACKING_FILE).exists())):
+        raise DejavuError(f"-o {out_dir}: exists and is not a tracking directory; choose a new or empty folder")
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
+         settings: dict, key: str, progress: bool) -> TrackResult:
+    from tqdm import tqdm
+
+    from dejavu.head import load_head
+    from dejavu.track import align
+    from dejavu.track.fit import fit_landmarks
+    from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
+    from dejavu.track.video import iter_frames
+
+    t0 = time.perf_counter()
+    is_seq = info.kind != "image"
+    head = load_head(head_spec, "cpu")
+
+    # 1. landmarks (streaming; frames are decoded again in step 4 instead of being kept in memory)
+    idx, times, points, failed, sizes = [], [], [], [], []
+    bar = tqdm(total=max_frames or info.n_frames or None, desc="landmarks", unit="frame", disable=not progress)
+    with LandmarkDetector(video=info.kind == "video") as detector:
+        for frame in iter_frames(input, fps, max_frames):
+            det = detector(frame.image)
+            bar.update(1)
+            if det is None:
+                failed.append(frame.index)
+                continue
+            idx.append(frame.index)
+            times.append(frame.time)
+            points.append(det.points)
+            sizes.append(det.size)
+    bar.close()
+    if not idx:
+        what = "the image" if info.kind == "image" else f"any of its {len(failed)} frames"
+        raise DejavuError(f"{input}: no face found in {what}")
+    if failed:
+        log.warning("%s: no face in %d of %d frames (skipped): %s", input, len(failed), len(failed) + len(idx),
+                    _ranges(failed))
+    if min(sizes) < TINY_FACE_PX:
+        log.warning("%s: the face is tiny (%.0f px across); crops are upscaled to %d px and will be blurry",
+                    input, min(sizes), crop_size)
+    points = np.stack(points)
+    out_fps = (min(fps, info.fps) if fps else info.fps) if info.kind == "video" else (fps or 0.0)
+
+    # 2. alignment
+    params = align.crop_params(points)
+    if info.kind == "video":
+        params = align.smooth_params(params, ALIGN_SMOOTH_S * out_fps)
+    affine = align.params_to_affine(params, crop_size)
+    lm_crop = align.apply_affine(affine, points).astype(np.float32)
+
+    # 3. fit
+    fit_bar = tqdm(total=len(idx), desc="fitting", unit="frame", disable=not progress)
+    fit = fit_landmarks(head, lm_crop, crop_size, video=info.kind == "video", config=cfg,
+                        progress=lambda n: fit_bar.update(n))
+    fit_bar.close()
+
+    # 4. crops, masks, overlay
+    _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
+                  info.kind, out_fps, progress)
+
+    result = TrackResult(
+        frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
+        shape=fit.shape.numpy(), expression=fit.expression.numpy(), jaw=fit.jaw.numpy(), eyes=fit.eyes.numpy(),
+        pose6=fit.pose6.numpy(), world_to_cam=fit.world_to_cam.numpy(), K=fit.K.numpy(),
+        landmarks_2d=lm_crop, fitted_2d=fit.projected.numpy().astype(np.float32), crop_affine=affine,
+        error_px=fit.error_px.numpy(), crop_size=crop_size, fps=float(out_fps), head_spec=head_spec,
+        input_path=str(input.resolve()), failed_frames=[int(i) for i in failed], settings=settings,
+        cache_key=key, directory=str(tmp))
+    save_tracking(result, tmp)
+    elapsed = time.perf_counter() - t0
+    summary = {
+        "input": str(input.resolve()), "kind": info.kind, "frames": len(idx), "failed_frames": result.failed_frames,
+        "seconds": round(elapsed, 3), "seconds_per_frame": round(elapsed / len(idx), 4),
+        "frames_per_second": round(len(idx) / elapsed, 2),
+        "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
+        "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": crop_size,
+        "head": head_spec, "fps": out_fps, "min_face_px": round(float(min(sizes)), 1), "cache_key": key,
+    }
+    from dejavu.io import write_json
+
+    write_json(tmp / SUMMARY_FILE, summary)
+    log.info("tracked %d frames, %.3f s/frame, landmark RMSE %.2f px", len(idx), summary["seconds_per_frame"],
+             summary["landmark_rmse_px"])
+    return result
+
+
+def _ranges(values: list[int]) -> str:
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out[:10]) + (" ..." if len(out) > 10 else "")
+
+
+def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
+                  kind, out_fps, progress) -> None:
+    import cv2
+    import torch
+    from tqdm import tqdm
+
+    from dejavu.render.camera import project_points
+    from dejavu.track.align import warp
+    from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
+    from dejavu.track.overlay import draw_overlay
+    from dejavu.track.video import iter_frames
+
+    for sub in ("crops", "masks", "face_masks"):
+        (tmp / sub).mkdir()
+    faces = head.faces.numpy()
+    labels = head.face_region.numpy().astype(np.int32)
+    pos = {int(f): i for i, f in enumerate(idx)}
+    png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    writer = None
+    if overlay and kind != "image":
+        import imageio.v2 as imageio
+
+        writer = imageio.get_writer(tmp / "overlay.mp4", format="FFMPEG", fps=out_fps or 10.0, codec="libx264",
+                                    quality=7, macro_block_size=1, ffmpeg_log_level="error")
+    seg = PersonSegmenter()
+    bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
+    chunk, cache = 64, {}
+    try:
+        for frame in iter_frames(input, fps, max_frames):
+            i = pos.get(int(frame.index))
+            if i is None:
+                continue
+            if i not in cache:  # mesh for a chunk of frames at once
+                sl = slice(i, min(len(idx), i + chunk))
+                with torch.no_grad():
+                    verts = head(fit.shape, fit.expression[sl], fit.jaw[sl], fit.eyes[sl])
+                    w2c = fit.world_to_cam[sl]
+                    cam = torch.einsum("bij,bvj->bvi", w2c[:, :3, :3], verts) + w2c[:, None, :3, 3]
+                    xy = project_points(verts, w2c, fit.K[sl])
+                cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}
+            xy, cam = cache[i]
+            crop = warp(frame.image, affine[i], crop_size)
+            mesh_labels, _ = rasterize_labels(xy, cam[:, 2], faces, labels, crop_size, crop_size)
+            head_mask, face_mask = head_masks(seg(crop), mesh_labels, fit.projected[i].numpy())
+            name = f"{int(frame.index):06d}.png"
+            cv2.imwrite(str(tmp / "crops" / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), png)
+            cv2.imwrite(str(tmp / "masks" / name), head_mask.astype(np.uint8) * 255, png)
+            cv2.imwrite(str(tmp / "face_masks" / name), face_mask.astype(np.uint8) * 255, png)
+            if overlay:
+                pic = draw_overlay(crop, xy, cam, faces, lm_crop[i], fit.projected[i].numpy())
+                if writer is not None:
+                    writer.append_data(pic)
+                else:
+                    cv2.imwrite(str(tmp / "overlay.png"), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+            bar.update(1)
+    finally:
+        bar.close()
+        seg.close()
+        if writer is not None:
+            writer.close()

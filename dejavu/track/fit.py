@@ -1,0 +1,332 @@
+"""Batched landmark fitting: per-frame 6-DoF camera + expression/jaw/eyes, one shared identity.
+
+The camera replaces head pose (paper): each frame gets ``[yaw, pitch, roll, tx, ty, tz]``
+(``dejavu.render.camera``), FOV 20 deg over the crop. The loss is the weighted 2D reprojection
+error of the head's MediaPipe-478 landmarks against detected landmarks (crop pixels; weights from
+``head.landmark_weight``, iris points only for heads with eyes) plus priors and, for videos,
+second-difference smoothness of expression, jaw, eyes and camera. All frames are optimised at
+once with Adam (no per-frame loops):
+
+1. keyframes (up to ``n_keyframes`` spread over the video; the single image for photos):
+   rigid camera on stable points, then everything including the shared identity;
+2. every frame, in chunks of ``chunk_size``, identity fixed, warm-started from the nearest
+   keyframe: rigid, then expression/jaw/eyes/camera.
+
+Expressions: FLAME-like PCA coefficients get an L2 prior; activation heads (built-in ARKit units,
+recognised by ``jawOpen`` among ``head.expr_names`` or ``info["expression_range"]``) are kept in
+[0, 1] by projection after each step, with an L1 + L2 prior.
+
+Only the vertices under landmarks are skinned (:class:`LandmarkModel`), which makes one step cheap.
+Letters: B frames, L = 478 landmarks, V vertices, Ns/Ne identity/expression sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dejavu.head.base import JOINT_EYE_L, JOINT_EYE_R, JOINT_JAW, HeadModel, batch_rodrigues, blend_shapes, lbs
+from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics, pose6_to_world_to_cam, project_points
+from dejavu.track.landmarks import STABLE
+
+
+@dataclass
+class FitConfig:
+    """Every weight and step count of the fitter (saved with each tracking result)."""
+
+    fov_deg: float = DEFAULT_FOV_DEG
+    """Camera field of view over the crop width, degrees."""
+    n_keyframes: int = 24
+    """Frames used to estimate the shared identity (spread evenly)."""
+    chunk_size: int = 256
+    """Frames optimised together in stage 2 (memory bound for long videos)."""
+    key_rigid_steps: int = 60
+    key_steps: int = 200
+    rigid_steps: int = 30
+    steps: int = 90
+    lr_rot: float = 0.02
+    """Adam step for camera angles, radians."""
+    lr_trans: float = 0.004
+    """Adam step for camera translation, metres."""
+    lr_expr: float = 0.05
+    lr_shape: float = 0.05
+    lr_jaw: float = 0.01
+    lr_eyes: float = 0.02
+    w_shape: float = 0.02
+    """L2 prior on identity coefficients (per coefficient, summed)."""
+    w_expr: float = 0.01
+    """L2 prior on expression coefficients."""
+    w_expr_l1: float = 0.05
+    """Extra L1 prior for activation (ARKit) expressions."""
+    w_jaw: float = 20.0
+    """L2 prior on jaw angles (radians); sideways/twist components get 10x."""
+    w_eyes: float = 2.0
+    w_smooth: float = 50.0
+    """Second-difference smoothness for videos (per frame, summed over parameters)."""
+    smooth_camera_scale: float = 10.0
+    """Extra factor on camera second differences."""
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters; tensors on CPU, float32."""
+
+    shape: torch.Tensor  # (Ns,)
+    expression: torch.Tensor  # (B, Ne)
+    jaw: torch.Tensor  # (B, 3) axis-angle, radians
+    eyes: torch.Tensor  # (B, 6) left then right eyeball axis-angle, radians
+    pose6: torch.Tensor  # (B, 6) [yaw, pitch, roll, tx, ty, tz]
+    world_to_cam: torch.Tensor  # (B, 4, 4)
+    K: torch.Tensor  # (B, 3, 3) crop intrinsics
+    projected: torch.Tensor  # (B, L, 2) fitted landmarks, crop pixels
+    error_px: torch.Tensor  # (B,) weighted landmark RMSE, crop pixels (nan for frames without landmarks)
+
+
+def expression_bounds(head: HeadModel) -> tuple[float, float] | None:
+    """(lo, hi) for activation expressions (built-in ARKit units), None for PCA expressions."""
+    rng = head.assets.info.get("expression_range") if isinstance(head.assets.info, dict) else None
+    if rng is not None:
+        return (float(rng[0]), float(rng[1]))
+    if "jawOpen" in head.expr_names or "eyeBlinkLeft" in head.expr_names:
+        return (0.0, 1.0)
+    return None
+
+
+class LandmarkModel(nn.Module):
+    """The head's 478 landmarks for given parameters, skinning only the vertices under landmarks.
+
+    Equals ``head.landmarks(head(shape, expression, jaw, eyes))`` (tested), at a fraction of the cost.
+    """
+
+    def __init__(self, head: HeadModel):
+        super().__init__()
+        self.head = head
+        tri = head.faces[head.landmark_faces]  # (L, 3)
+        used, inverse = torch.unique(tri, return_inverse=True)
+        self.register_buffer("tri", inverse.reshape(-1, 3), persistent=False)
+        self.register_buffer("bary", head.landmark_bary.clone(), persistent=False)
+        self.register_buffer("v_template", head.v_template[used], persistent=False)
+        self.register_buffer("shapedirs", head.shapedirs[used], persistent=False)
+        self.register_buffer("exprdirs", head.exprdirs[used], persistent=False)
+        self.register_buffer("lbs_weights", head.lbs_weights[used], persistent=False)
+        # joints = J_reg @ (v_template + shapedirs . shape): precomputed so no full-mesh work per step
+        self.register_buffer("joint_template", head.j_regressor @ head.v_template, persistent=False)  # (J, 3)
+        self.register_buffer("joint_shapedirs", torch.einsum("jv,vck->jck", head.j_regressor, head.shapedirs),
+                             persistent=False)  # (J, 3, Ns)
+        self.register_buffer("eye_j", torch.eye(len(head.joint_names)), persistent=False)
+        self.posedirs = None
+        if head.posedirs is not None:
+            P = head.posedirs.shape[0]
+            self.posedirs = head.posedirs.reshape(P, -1, 3)[:, used].reshape(P, -1)
+
+    def forward(self, shape: torch.Tensor, expression: torch.Tensor, jaw: torch.Tensor | None = None,
+                eyes: torch.Tensor | None = None) -> torch.Tensor:
+        """shape (Ns,), expression (B, Ne), jaw (B, 3), eyes (B, 6) -> landmarks (B, L, 3) metres."""
+        head = self.head
+        B = expression.shape[0]
+        joints = self.joint_template + blend_shapes(shape[None], self.joint_shapedirs)  # (1, J, 3)
+        v_id = self.v_template + blend_shapes(shape[None], self.shapedirs)
+        v_shaped = v_id + blend_shapes(expression, self.exprdirs)  # (B, Vs, 3)
+        rot = torch.zeros(B, len(head.joint_names), 3, dtype=expression.dtype, device=expression.device)
+        if jaw is not None:
+            rot[:, head.joint_index(JOINT_JAW)] = jaw
+        if eyes is not None and head.has_eyes:
+            rot[:, head.joint_index(JOINT_EYE_L)] = eyes[:, :3]
+            rot[:, head.joint_index(JOINT_EYE_R)] = eyes[:, 3:6]
+        # lbs regresses joints as j_regressor @ v_for_joints: pass the joints with an identity regressor
+        verts, _ = lbs(v_shaped, batch_rodrigues(rot), self.eye_j, head.parents, self.lbs_weights,
+                       v_for_joints=joints.expand(B, -1, -1), posedirs=self.posedirs)
+        return torch.einsum("blkc,lk->blc", verts[:, self.tri], self.bary)
+
+
+def _landmark_weights(head: HeadModel) -> torch.Tensor:
+    w = head.landmark_weight.clone()
+    if not head.has_eyes:
+        w[468:] = 0.0  # iris points only mean something on an eyeball that can turn
+    return w
+
+
+def _init_pose(target: torch.Tensor, w: torch.Tensor, model_pts: torch.Tensor, f: float, size: int) -> torch.Tensor:
+    """Frontal camera placing the neutral landmarks (L, 3) over ``target`` (B, L, 2): (B, 6)."""
+    wn = w / w.sum()
+    c2 = (target * wn[None, :, None]).sum(1)  # (B, 2)
+    spread_px = (((target - c2[:, None]) ** 2).sum(-1) * wn).sum(1).sqrt()
+    c3 = (model_pts * wn[:, None]).sum(0)
+    spread_m = (((model_pts[:, :2] - c3[:2]) ** 2).sum(-1) * wn).sum().sqrt()
+    tz = f * spread_m / spread_px.clamp_min(1e-3) + c3[2]
+    depth = tz - c3[2]
+    pose = torch.zeros(target.shape[0], 6, dtype=target.dtype)
+    pose[:, 3] = (c2[:, 0] - size / 2) * depth / f - c3[0]
+    pose[:, 4] = (c2[:, 1] - size / 2) * depth / f + c3[1]
+    pose[:, 5] = tz
+    return pose
+
+
+class _Problem:
+    """The loss over one batch of frames; parameters live in a dict of leaf tensors."""
+
+    def __init__(self, model: LandmarkModel, target: torch.Tensor, valid: torch.Tensor, size: int,
+                 cfg: FitConfig, bounds, video: bool):
+        self.model, self.target, self.cfg, self.bounds, self.video = model, target, cfg, bounds, video
+        self.size = size
+        head = model.head
+        self.w = _landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
+        self.stable = torch.zeros_like(self.w)
+        self.stable[:, STABLE] = self.w[:, STABLE]
+        self.K = intrinsics(size, size, cfg.fov_deg, batch=target.shape[0])
+        self.px_scale = 512.0 / size  # errors measured as if the crop were 512 px
+        self.has_jaw = head.joint_index(JOINT_JAW) is not None
+        self.has_eyes = head.has_eyes
+
+    def project(self, p: dict) -> torch.Tensor:
+        lm = self.model(p["shape"], p["expression"], p["jaw"] if self.has_jaw else None,
+                        p["eyes"] if self.has_eyes else None)
+        return project_points(lm, pose6_to_world_to_cam(p["pose6"]), self.K)
+
+    def loss(self, p: dict, rigid: bool) -> torch.Tensor:
+        cfg = self.cfg
+        proj = self.project(p)
+        w = self.stable if rigid else self.w
+        sq = ((proj - self.target) * self.px_scale).pow(2).sum(-1)  # (B, L)
+        data = (sq * w).sum() / w.sum().clamp_min(1e-6)
+        if rigid:
+            return data
+        B = proj.shape[0]
+        e = p["expression"]
+        prior = cfg.w_shape * p["shape"].pow(2).sum()
+        prior = prior + cfg.w_expr * e.pow(2).sum() / B
+        if self.bounds is not None:
+            prior = prior + cfg.w_expr_l1 * e.abs().sum() / B
+        jaw_w = torch.tensor([1.0, 10.0, 10.0])
+        prior = prior + cfg.w_jaw * (p["jaw"].pow(2) * jaw_w).sum() / B + cfg.w_eyes * p["eyes"].pow(2).sum() / B
+        loss = data + prior
+        if self.video and B >= 3:
+            d2 = lambda x: (x[2:] - 2 * x[1:-1] + x[:-2]).pow(2).sum() / B  # noqa: E731
+            cam = p["pose6"] * torch.tensor([1.0, 1.0, 1.0, 10.0, 10.0, 10.0])  # cm-ish for translation
+            loss = loss + cfg.w_smooth * (d2(e) + d2(p["jaw"]) + d2(p["eyes"]) + cfg.smooth_camera_scale * d2(cam))
+        return loss
+
+    def run(self, p: dict, steps: int, rigid: bool, fit_shape: bool) -> None:
+        cfg = self.cfg
+        rot = p["pose6"][:, :3].detach().clone().requires_grad_(True)
+        trans = p["pose6"][:, 3:].detach().clone().requires_grad_(True)
+        groups = [{"params": [rot], "lr": cfg.lr_rot}, {"params": [trans], "lr": cfg.lr_trans}]
+        free = {}
+        if not rigid:
+            for name, lr in (("expression", cfg.lr_expr), ("jaw", cfg.lr_jaw), ("eyes", cfg.lr_eyes)):
+                free[name] = p[name].detach().clone().requires_grad_(True)
+                groups.append({"params": [free[name]], "lr": lr})
+            if fit_shape:
+                free["shape"] = p["shape"].detach().clone().requires_grad_(True)
+                groups.append({"params": [free["shape"]], "lr": cfg.lr_shape})
+        opt = torch.optim.Adam(groups)
+        # cosine decay to 10% of each group's learning rate
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: 0.1 + 0.45 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1))))
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            q = {**p, **free, "pose6": torch.cat([rot, trans], 1)}
+            self.loss(q, rigid).backward()
+            opt.step()
+            sched.step()
+            if self.bounds is not None and "expression" in free:
+                with torch.no_grad():
+                    free["expression"].clamp_(*self.bounds)
+        p["pose6"] = torch.cat([rot, trans], 1).detach()
+        for name, t in free.items():
+            p[name] = t.detach()
+
+
+def _rmse(proj: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    sq = (proj - target).pow(2).sum(-1)
+    return ((sq * w).sum(1) / w.sum(1).clamp_min(1e-6)).sqrt()
+
+
+def fit_landmarks(head: HeadModel, landmarks: torch.Tensor | np.ndarray, crop_size: int, valid=None,
+                  video: bool = False, config: FitConfig | None = None, progress=None) -> FitResult:
+    """Fit the head to detected landmarks.
+
+    Args:
+        head: the head model (CPU).
+        landmarks: (B, 478, 2) detected landmarks in crop pixels.
+        crop_size: crop side in pixels (intrinsics: FOV ``config.fov_deg`` over it).
+        valid: (B,) bool, frames with landmarks (others are interpolated by smoothness / neighbours).
+        video: add temporal smoothness.
+        progress: optional callable(n_frames_done) for progress bars.
+
+    Returns:
+        :class:`FitResult` (error_px is the weighted landmark RMSE per frame, crop pixels).
+    """
+    cfg = config or FitConfig()
+    target = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
+    B = target.shape[0]
+    valid = torch.ones(B, dtype=torch.bool) if valid is None else torch.as_tensor(np.asarray(valid), dtype=torch.bool)
+    if not valid.any():
+        raise ValueError("fit_landmarks: no frame has landmarks")
+    model = LandmarkModel(head)
+    bounds = expression_bounds(head)
+    f = float(intrinsics(crop_size, crop_size, cfg.fov_deg)[0, 0, 0])
+    w = _landmark_weights(head)
+    with torch.no_grad():
+        neutral = model(torch.zeros(head.n_shape), torch.zeros(1, head.n_expr))[0]
+    z = lambda n, k: torch.zeros(n, k)  # noqa: E731
+
+    # Stage 1: keyframes -> shared identity.
+    idx_valid = torch.nonzero(valid).flatten()
+    n_key = min(cfg.n_keyframes, len(idx_valid))
+    key = idx_valid[torch.linspace(0, len(idx_valid) - 1, n_key).round().long()]
+    pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
+          "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
+    prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, cfg, bounds, video=False)
+    prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
+    prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
+    shape = pk["shape"]
+    if progress:
+        progress(0)
+    if len(key) == B and not video:
+        return _finish(model, head, pk, shape, target, valid, crop_size, cfg)
+
+    # Stage 2: all frames in chunks, warm-started from the nearest keyframe.
+    nearest = (torch.arange(B)[:, None] - key[None]).abs().argmin(1)  # (B,)
+    out = {k: [] for k in ("expression", "jaw", "eyes", "pose6")}
+    for start in range(0, B, cfg.chunk_size):
+        sl = slice(start, min(B, start + cfg.chunk_size))
+        near = nearest[sl]
+        p = {"shape": shape, **{k: pk[k][near].clone() for k in out}}
+        if not video:  # unrelated images: start each from its own frontal camera, neutral face
+            p = {"shape": shape, "expression": z(len(near), head.n_expr), "jaw": z(len(near), 3),
+                 "eyes": z(len(near), 6), "pose6": _init_pose(target[sl], w, neutral, f, crop_size)}
+        prob = _Problem(model, target[sl], valid[sl], crop_size, cfg, bounds, video=video)
+        prob.run(p, cfg.rigid_steps, rigid=True, fit_shape=False)
+        prob.run(p, cfg.steps, rigid=False, fit_shape=False)
+        for k in out:
+            out[k].append(p[k])
+        if progress:
+            progress(sl.stop - sl.start)
+    params = {k: torch.cat(v) for k, v in out.items()}
+    return _finish(model, head, params, shape, target, valid, crop_size, cfg)
+
+
+def _finish(model, head, p, shape, target, valid, crop_size, cfg) -> FitResult:
+    B = target.shape[0]
+    K = intrinsics(crop_size, crop_size, cfg.fov_deg, batch=B)
+    with torch.no_grad():
+        world_to_cam = pose6_to_world_to_cam(p["pose6"])
+        lm = model(shape, p["expression"], p["jaw"], p["eyes"])
+        proj = project_points(lm, world_to_cam, K)
+        w = _landmark_weights(head)[None].expand(B, -1)
+        err = _rmse(proj, target, w)
+        err[~valid] = float("nan")
+    return FitResult(shape.clone(), p["expression"].clone(), p["jaw"].clone(), p["eyes"].clone(),
+                     p["pose6"].clone(), world_to_cam, K, proj, err)
+
+
+def config_dict(cfg: FitConfig) -> dict:
+    return asdict(cfg)
+
+
+__all__ = ["FitConfig", "FitResult", "LandmarkModel", "fit_landmarks", "expression_bounds", "config_dict"]

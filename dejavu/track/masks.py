@@ -1,0 +1,123 @@
+"""Foreground masks for tracked crops: the head with hair, without neck, clothes or background.
+
+Heuristic (documented in docs/TRACKING.md):
+
+1. ``person`` = MediaPipe selfie segmentation of the crop (model in the mediapipe wheel) > 0.5.
+2. The fitted mesh is rasterised into a region-label image (z-buffered, :func:`rasterize_labels`).
+3. Removed from the person: (a) pixels where the visible mesh surface is the ``neck`` region;
+   (b) pixels below the fitted jaw line (the lower face oval, from landmark 234 over the chin 152
+   to 454) between the oval's sides, i.e. the neck under the chin; (c) everything lower than the
+   chin by more than ``shoulder_drop`` x the forehead-to-chin height (shoulders and clothes; long
+   hair below that line is lost too).
+4. ``face`` mask (for metrics) = person & visible mesh regions face / eyes / mouth.
+
+Masks are (H, W) bool arrays in crop pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from dejavu.head.base import REGION_ID
+
+#: Face-oval landmarks along the jaw, from the subject's right cheek over the chin to the left cheek.
+JAW_LINE = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454]
+FOREHEAD, CHIN = 10, 152
+FACE_LABELS = (REGION_ID["face"], REGION_ID["eyes"], REGION_ID["mouth"])
+
+
+@njit(cache=True)
+def _raster_kernel(xy, z, faces, labels, height, width, out_label, out_face, zbuf):
+    """Z-buffered triangle fill; pixel centres at (j + 0.5, i + 0.5); nearest (smallest z) wins."""
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        if z[a] <= 0 or z[b] <= 0 or z[c] <= 0:
+            continue
+        x0, y0, x1, y1, x2, y2 = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(area) < 1e-12:
+            continue
+        jmin = max(int(np.floor(min(x0, x1, x2) - 0.5)), 0)
+        jmax = min(int(np.ceil(max(x0, x1, x2) - 0.5)), width - 1)
+        imin = max(int(np.floor(min(y0, y1, y2) - 0.5)), 0)
+        imax = min(int(np.ceil(max(y0, y1, y2) - 0.5)), height - 1)
+        for i in range(imin, imax + 1):
+            py = i + 0.5
+            for j in range(jmin, jmax + 1):
+                px = j + 0.5
+                w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) / area
+                w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) / area
+                w2 = 1.0 - w0 - w1
+                if w0 < 0 or w1 < 0 or w2 < 0:
+                    continue
+                depth = w0 * z[a] + w1 * z[b] + w2 * z[c]
+                if depth < zbuf[i, j]:
+                    zbuf[i, j] = depth
+                    out_label[i, j] = labels[f]
+                    out_face[i, j] = f
+
+
+def rasterize_labels(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, labels: np.ndarray, height: int,
+                     width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise a projected mesh.
+
+    Args:
+        xy: (V, 2) pixel coordinates. z: (V,) camera depth, metres (<= 0 culls the triangle).
+        faces: (F, 3) vertex indices. labels: (F,) integer label per face.
+
+    Returns:
+        label image (H, W) int32 (-1 = no surface) and face index image (H, W) int32 (-1 = none).
+    """
+    out_label = np.full((height, width), -1, np.int32)
+    out_face = np.full((height, width), -1, np.int32)
+    zbuf = np.full((height, width), np.inf, np.float32)
+    _raster_kernel(np.ascontiguousarray(xy, np.float32), np.ascontiguousarray(z, np.float32),
+                   np.ascontiguousarray(faces, np.int32), np.ascontiguousarray(labels, np.int32),
+                   height, width, out_label, out_face, zbuf)
+    return out_label, out_face
+
+
+class PersonSegmenter:
+    """MediaPipe selfie segmentation: (H, W, 3) uint8 -> (H, W) float32 person probability."""
+
+    def __init__(self):
+        import mediapipe as mp
+
+        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        res = self._seg.process(np.ascontiguousarray(image))
+        return np.asarray(res.segmentation_mask, dtype=np.float32)
+
+    def close(self) -> None:
+        self._seg.close()
+
+
+def below_jaw(landmarks: np.ndarray, height: int, width: int, shoulder_drop: float = 0.3) -> np.ndarray:
+    """(H, W) bool: pixels under the jaw line between the face oval's sides, or below the shoulder line.
+
+    ``landmarks`` are the fitted model's (478, 2) projected landmarks (crop pixels).
+    """
+    import cv2
+
+    jaw = landmarks[JAW_LINE].astype(np.float64)
+    bottom = float(height + width)  # far below the image
+    poly = np.concatenate([jaw, [[jaw[-1, 0], bottom], [jaw[0, 0], bottom]]])
+    mask = np.zeros((height, width), np.uint8)
+    # cv2 fills with pixel centres at integers; shift by -0.5 for the project's convention
+    cv2.fillPoly(mask, [np.round((poly - 0.5) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    face_h = landmarks[CHIN, 1] - landmarks[FOREHEAD, 1]
+    y_cut = landmarks[CHIN, 1] + shoulder_drop * max(face_h, 1.0)
+    rows = np.arange(height)[:, None] + 0.5
+    return (mask > 0) | (rows > y_cut)
+
+
+def head_masks(person: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
+               shoulder_drop: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Head mask and face mask (both (H, W) bool) from a person probability, mesh labels and landmarks."""
+    H, W = labels.shape
+    fg = person > 0.5
+    head = fg & (labels != REGION_ID["neck"]) & ~below_jaw(landmarks, H, W, shoulder_drop)
+    face = fg & np.isin(labels, FACE_LABELS)
+    return head, face

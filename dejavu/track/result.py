@@ -1,0 +1,129 @@
+"""The tracker's output: :class:`TrackResult` and its on-disk format.
+
+A tracking directory holds::
+
+    tracking.npz     arrays below + "__meta__" (JSON bytes: input, settings, head spec, cache key)
+    summary.json     frames, seconds_per_frame, landmark_rmse_px, failed_frames, ...
+    crops/NNNNNN.png aligned crops (crop_size^2 RGB), NNNNNN = source frame index
+    masks/NNNNNN.png head mask (white = head and hair; no neck, clothes, background)
+    face_masks/NNNNNN.png face-region mask (fitted mesh face/eyes/mouth regions) for metrics
+    overlay.mp4 | overlay.png
+
+Letters: B tracked frames (frames without a face are skipped and listed in ``failed_frames``),
+L = 478 landmarks, Ns / Ne identity / expression sizes. Pixels are crop pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from dejavu.errors import DejavuError
+
+TRACKING_FILE = "tracking.npz"
+SUMMARY_FILE = "summary.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrackResult:
+    """Everything later stages need from tracking. Arrays are numpy float32 unless noted."""
+
+    frame_index: np.ndarray  # (B,) int64 source frame numbers
+    frame_time: np.ndarray  # (B,) float64 seconds
+    shape: np.ndarray  # (Ns,) shared identity
+    expression: np.ndarray  # (B, Ne)
+    jaw: np.ndarray  # (B, 3) axis-angle, radians
+    eyes: np.ndarray  # (B, 6) left then right eyeball axis-angle, radians
+    pose6: np.ndarray  # (B, 6) camera [yaw, pitch, roll, tx, ty, tz] (radians, metres)
+    world_to_cam: np.ndarray  # (B, 4, 4) OpenCV world-to-camera
+    K: np.ndarray  # (B, 3, 3) intrinsics of the crop
+    landmarks_2d: np.ndarray  # (B, L, 2) detected landmarks, crop pixels
+    fitted_2d: np.ndarray  # (B, L, 2) the fitted head's landmarks, crop pixels
+    crop_affine: np.ndarray  # (B, 2, 3) float64, source pixels -> crop pixels
+    error_px: np.ndarray  # (B,) weighted landmark RMSE, crop pixels
+    crop_size: int = 512
+    fps: float = 0.0  # frame rate of the tracked sequence (0 for images)
+    head_spec: str = "builtin"
+    input_path: str = ""
+    failed_frames: list[int] = field(default_factory=list)  # source frames with no face (skipped)
+    settings: dict = field(default_factory=dict)
+    cache_key: str = ""
+    directory: str = ""  # where it was loaded from / written to
+
+    # -- convenience ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    def _frame_file(self, sub: str, i: int) -> Path:
+        return Path(self.directory) / sub / f"{int(self.frame_index[i]):06d}.png"
+
+    def crop_path(self, i: int) -> Path:
+        """Aligned crop of tracked frame ``i`` (position in this result, not the source index)."""
+        return self._frame_file("crops", i)
+
+    def mask_path(self, i: int) -> Path:
+        return self._frame_file("masks", i)
+
+    def face_mask_path(self, i: int) -> Path:
+        return self._frame_file("face_masks", i)
+
+    def load_crop(self, i: int) -> np.ndarray:
+        """(S, S, 3) float32 in [0, 1]."""
+        from dejavu.io import read_image
+
+        return read_image(self.crop_path(i))
+
+    def load_mask(self, i: int, face: bool = False) -> np.ndarray:
+        """(S, S) bool head mask (or face-region mask)."""
+        from PIL import Image
+
+        with Image.open(self.face_mask_path(i) if face else self.mask_path(i)) as im:
+            return np.asarray(im.convert("L")) > 127
+
+    def torch_params(self, device="cpu") -> dict:
+        """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...)."""
+        import torch
+
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
+        return {"shape": t(self.shape), "expression": t(self.expression), "jaw": t(self.jaw), "eyes": t(self.eyes)}
+
+
+_META_FIELDS = ("crop_size", "fps", "head_spec", "input_path", "failed_frames", "settings", "cache_key")
+
+
+def save_tracking(result: TrackResult, directory: str | Path) -> Path:
+    """Write ``tracking.npz`` into ``directory`` (atomically)."""
+    from dejavu.io import atomic_path
+
+    directory = Path(directory)
+    arrays = {f.name: np.asarray(getattr(result, f.name)) for f in fields(result) if f.name not in _META_FIELDS
+              and f.name != "directory"}
+    meta = {name: getattr(result, name) for name in _META_FIELDS}
+    meta["format_version"] = FORMAT_VERSION
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = directory / TRACKING_FILE
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return path
+
+
+def load_tracking(directory: str | Path) -> TrackResult:
+    """Read a tracking directory written by :func:`dejavu.track.track`."""
+    directory = Path(directory)
+    path = directory / TRACKING_FILE if directory.is_dir() else directory
+    if not path.is_file():
+        raise DejavuError(f"{directory}: no {TRACKING_FILE} here; run `dejavu track` first")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode())
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise DejavuError(f"{path}: not a readable tracking file ({exc.__class__.__name__})") from None
+    if meta.pop("format_version", None) != FORMAT_VERSION:
+        raise DejavuError(f"{path}: tracking format version differs from this dejavu's; re-run `dejavu track`")
+    return TrackResult(**arrays, **meta, directory=str(path.parent))

@@ -1,0 +1,90 @@
+"""Avatar format: save/load round trip, offsets composition, clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dejavu.avatar import JSON_NAME, TENSORS_NAME, Avatar
+from dejavu.errors import DejavuError
+from dejavu.personalize.blendmaps import BlendScheme, fit_pca_basis
+
+
+def _avatar(S: int = 8, K: int = 3, Ne: int = 5) -> Avatar:
+    g = torch.Generator().manual_seed(0)
+    scheme = fit_pca_basis(torch.rand(20, Ne, generator=g), k=K)
+    return Avatar(head="procedural", uv_size=S, shape=torch.randn(4, generator=g),
+                  mean_offsets=torch.randn(13, S, S, generator=g), global_delta=torch.randn(13, S, S, generator=g),
+                  blendmaps=torch.randn(K, 13, S, S, generator=g), blend=scheme,
+                  settings={"resolution": 64}, training={"steps": 3, "seconds": 1.5})
+
+
+def test_round_trip(tmp_path):
+    a = _avatar()
+    a.save(tmp_path / "av")
+    b = Avatar.load(tmp_path / "av")
+    for name in ("shape", "mean_offsets", "global_delta", "blendmaps"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert b.blend.kind == "pca_softmax" and torch.equal(a.blend.basis, b.blend.basis)
+    assert b.settings == {"resolution": 64} and b.training["steps"] == 3 and b.head == "procedural"
+    expr = torch.rand(4, 5)
+    assert torch.allclose(a.offsets(expr), b.offsets(expr))
+
+
+def test_offsets_stages():
+    a = _avatar()
+    expr = torch.rand(2, 5)
+    w = a.blend.weights(expr)
+    full = a.offsets(expr)
+    expected = a.mean_offsets + torch.einsum("bk,kchw->bchw", w, a.blendmaps)
+    assert full.shape == (2, 13, 8, 8) and torch.allclose(full, expected, atol=1e-6)
+    assert torch.allclose(a.offsets(expr, "global"), (a.mean_offsets + a.global_delta).expand(2, -1, -1, -1))
+    assert torch.equal(a.offsets(expr, "mean")[1], a.mean_offsets)
+    a.blendmaps = None
+    assert torch.allclose(a.offsets(expr), a.offsets(expr, "global"))
+
+
+def test_minimal_avatar_without_deltas(tmp_path):
+    a = Avatar(head="procedural", uv_size=4, shape=torch.zeros(2), mean_offsets=torch.zeros(13, 4, 4))
+    a.save(tmp_path)
+    b = Avatar.load(tmp_path)
+    assert b.global_delta is None and b.blendmaps is None and b.stage == "mean"
+
+
+def test_wrong_shape_is_rejected():
+    with pytest.raises(DejavuError, match="mean_offsets"):
+        Avatar(head="procedural", uv_size=4, shape=torch.zeros(2), mean_offsets=torch.zeros(13, 5, 5))
+    with pytest.raises(DejavuError, match="blendmaps"):
+        Avatar(head="procedural", uv_size=4, shape=torch.zeros(2), mean_offsets=torch.zeros(13, 4, 4),
+               blendmaps=torch.zeros(2, 13, 4, 4), blend=BlendScheme(k=3))
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(DejavuError, match="no such avatar directory"):
+        Avatar.load(tmp_path / "nope")
+    _avatar().save(tmp_path)
+    (tmp_path / TENSORS_NAME).write_bytes(b"garbage")
+    with pytest.raises(DejavuError, match="do not match"):
+        Avatar.load(tmp_path)
+    meta = json.loads((tmp_path / JSON_NAME).read_text())
+    meta.pop("tensors_sha256")
+    (tmp_path / JSON_NAME).write_text(json.dumps(meta))
+    with pytest.raises(DejavuError, match="safetensors"):
+        Avatar.load(tmp_path)
+    (tmp_path / JSON_NAME).write_text("{not json")
+    with pytest.raises(DejavuError, match="not valid JSON"):
+        Avatar.load(tmp_path)
+    (tmp_path / JSON_NAME).unlink()
+    with pytest.raises(DejavuError, match="missing"):
+        Avatar.load(tmp_path)
+
+
+def test_newer_version_is_rejected(tmp_path):
+    _avatar().save(tmp_path)
+    meta = json.loads((tmp_path / JSON_NAME).read_text())
+    meta["version"] = 99
+    (tmp_path / JSON_NAME).write_text(json.dumps(meta))
+    with pytest.raises(DejavuError, match="newer"):
+        Avatar.load(tmp_path)
