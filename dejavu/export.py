@@ -135,3 +135,27 @@ def ply_to_activated(props: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "opacities": 1.0 / (1.0 + np.exp(-props["opacity"].astype(np.float32))),
         "colors": 0.5 + SH_C0 * stack([f"f_dc_{i}" for i in range(3)]),
     }
+
+
+def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | None = None, frame: int = 0,
+                  device: str = "cpu") -> tuple[Path, int]:
+    """Write an avatar's Gaussians (neutral, or frame ``frame`` of a parameter file) to ``out``; (path, N)."""
+    from dejavu.animate import load_drive
+    from dejavu.avatar import Avatar
+    from dejavu.device import resolve_device
+
+    dev = resolve_device(device)
+    avatar = Avatar.load(avatar_dir)
+    head, uvmap = avatar.build(dev)
+    if params is None:
+        expr, jaw, eyes = torch.zeros(1, head.n_expr), torch.zeros(1, 3), torch.zeros(1, 6)
+    else:
+        drive = load_drive(params, avatar.head, str(dev))
+        if not 0 <= frame < len(drive):
+            raise DejavuError(f"--frame {frame}: out of range for {len(drive)} frame(s) in {params}")
+        expr, jaw, eyes = (t[frame:frame + 1] for t in (drive.expression, drive.jaw, drive.eyes))
+        if expr.shape[1] != head.n_expr:
+            raise DejavuError(f"--params {params}: {expr.shape[1]} expression components, head has {head.n_expr}")
+    with torch.no_grad():
+        g = avatar.gaussians(head, uvmap, expr.to(dev), jaw.to(dev), eyes.to(dev))
+    return write_ply(out, g), int(g.means.shape[1])

@@ -16,6 +16,7 @@ from typing import Callable
 # name -> module; the CLI adds one sub-subcommand per entry, in this order.
 TARGETS: dict[str, str] = {
     "render": "dejavu.bench.render",
+    "track": "dejavu.bench.track",
 }
 
 

@@ -6,8 +6,8 @@ triangle's id and the centre's barycentrics in UV space. Applying the same baryc
 3D triangle puts the Gaussian exactly on the mesh surface. Where UV triangles overlap, the one that
 contains the centre most deeply (largest smallest barycentric) wins.
 
-Vectorised numpy: triangles are bucketed by bounding-box size and each bucket tests all texels of
-its boxes at once. Tables are cached in memory per (UV layout, S).
+Vectorised numpy: triangles are grouped by candidate-box size and each group tests all texels of
+its boxes at once (barycentrics are affine in the texel centre). Tables are cached in memory per (UV layout, S).
 """
 
 from __future__ import annotations
@@ -44,19 +44,6 @@ class TexelTable:
         return m.reshape(self.size, self.size)
 
 
-def _barycentric(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    """Barycentrics (..., 3) of points p (..., 2) in triangles tri (..., 3, 2); degenerate -> -inf."""
-    a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
-    v0, v1, d = b - a, c - a, p - a
-    den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
-    ok = np.abs(den) > 1e-18
-    den = np.where(ok, den, 1.0)
-    w1 = (d[..., 0] * v1[..., 1] - v1[..., 0] * d[..., 1]) / den
-    w2 = (v0[..., 0] * d[..., 1] - d[..., 0] * v0[..., 1]) / den
-    out = np.stack([1.0 - w1 - w2, w1, w2], -1)
-    return np.where(ok[..., None], out, -np.inf)
-
-
 def rasterize_uv(uv_coords: np.ndarray, uv_faces: np.ndarray, size: int) -> TexelTable:
     """Rasterize UV triangles at S = ``size``.
 
@@ -72,29 +59,37 @@ def rasterize_uv(uv_coords: np.ndarray, uv_faces: np.ndarray, size: int) -> Texe
     tri = np.asarray(uv_coords, dtype=np.float64)[np.asarray(uv_faces)]  # (F, 3, 2)
     # Texel-space continuous coordinates: x = u * S (col), y = (1 - v) * S (row); centres at k + 0.5.
     xy = np.stack([tri[..., 0] * S, (1.0 - tri[..., 1]) * S], -1)
-    lo = np.clip(np.floor(xy.min(1) - 0.5), 0, S - 1).astype(np.int64)  # (F, 2) first candidate texel
-    hi = np.clip(np.ceil(xy.max(1) - 0.5), 0, S - 1).astype(np.int64)
-    ext = (hi - lo + 1).max(1)  # (F,) box side in texels
-    bucket = np.ceil(np.log2(np.maximum(ext, 1))).astype(np.int64)
+    lo = np.clip(np.ceil(xy.min(1) - 0.5), 0, S - 1).astype(np.int64)  # (F, 2) first candidate texel (x, y)
+    hi = np.clip(np.floor(xy.max(1) - 0.5), -1, S - 1).astype(np.int64)
+    ext = np.maximum(hi - lo + 1, 0)  # (F, 2) candidate box size in texels
+    # Barycentrics as affine functions of the texel centre: w1 = a1 x + b1 y + c1, w2 likewise.
+    a, b, c = xy[:, 0], xy[:, 1], xy[:, 2]
+    den = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    ok = (np.abs(den) > 1e-12) & (ext > 0).all(1)
+    den = np.where(ok, den, 1.0)
+    coef1 = np.stack([(c[:, 1] - a[:, 1]), -(c[:, 0] - a[:, 0])], 1) / den[:, None]  # d(w1)/d(x, y)
+    coef2 = np.stack([-(b[:, 1] - a[:, 1]), (b[:, 0] - a[:, 0])], 1) / den[:, None]
     texel, face, bary = [], [], []
-    for b in np.unique(bucket):
-        ids = np.nonzero(bucket == b)[0]
-        n = 1 << int(b)
-        # Process in chunks so memory stays bounded for big boxes.
-        chunk = max(1, 2_000_000 // (n * n))
-        oy, ox = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    keys = ext[:, 0] * (S + 1) + ext[:, 1]
+    for key in np.unique(keys[ok]):
+        ids = np.nonzero(ok & (keys == key))[0]
+        nx, ny = int(ext[ids[0], 0]), int(ext[ids[0], 1])
+        chunk = max(1, 4_000_000 // (nx * ny))
+        oy, ox = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
         for s in range(0, len(ids), chunk):
             f = ids[s: s + chunk]
-            rows = lo[f, 1, None, None] + oy  # (f, n, n)
-            cols = lo[f, 0, None, None] + ox
-            inside_box = (rows <= hi[f, 1, None, None]) & (cols <= hi[f, 0, None, None])
-            p = np.stack([cols + 0.5, rows + 0.5], -1)  # (f, n, n, 2)
-            w = _barycentric(p, np.broadcast_to(xy[f, None, None], (len(f), n, n, 3, 2)))
-            hit = inside_box & (w.min(-1) >= -_EPS)
+            cols = lo[f, 0, None, None] + ox  # (f, ny, nx)
+            rows = lo[f, 1, None, None] + oy
+            dx = cols + 0.5 - a[f, 0, None, None]
+            dy = rows + 0.5 - a[f, 1, None, None]
+            w1 = coef1[f, 0, None, None] * dx + coef1[f, 1, None, None] * dy
+            w2 = coef2[f, 0, None, None] * dx + coef2[f, 1, None, None] * dy
+            w0 = 1.0 - w1 - w2
+            hit = (w0 >= -_EPS) & (w1 >= -_EPS) & (w2 >= -_EPS)
             fi, yi, xi = np.nonzero(hit)
             texel.append(rows[fi, yi, xi] * S + cols[fi, yi, xi])
             face.append(f[fi])
-            bary.append(w[fi, yi, xi])
+            bary.append(np.stack([w0[fi, yi, xi], w1[fi, yi, xi], w2[fi, yi, xi]], 1))
     texel = np.concatenate(texel) if texel else np.zeros(0, np.int64)
     face = np.concatenate(face) if face else np.zeros(0, np.int64)
     bary = np.concatenate(bary) if bary else np.zeros((0, 3))

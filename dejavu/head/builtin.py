@@ -53,6 +53,11 @@ N_SHAPE = 40
 N_IDENTITY_SAMPLES = 1500
 LOCAL_CHANGE_STD = 0.35
 _SEED = 0
+#: Region rules (see _face_regions).
+EAR_SHIFT_FRACTION = 0.9
+HAIRLINE_ABOVE_EYES_M = 0.055
+#: UV texel density per region on the main disk (relative, per square metre of surface).
+UV_DENSITY = {"face": 4.0, "scalp": 1.0, "neck": 0.3}
 #: Local-change target families that shape the head (anny label minus an "l-"/"r-" prefix).
 HEAD_TARGET_FAMILIES = ("cheek", "chin", "ear", "eyebrows", "eye", "forehead", "head", "mouth", "nose")
 #: Anny frame (Z up, face -Y) -> project frame (Y up, face +Z): p = C @ a.
@@ -209,16 +214,7 @@ def _build_from_anny() -> HeadAssets:
     verts = v0
     face_region = _face_regions(model, verts, faces, keep, used, skin, eye_l | eye_r, mouth, W_bones, names)
 
-    # UV layout: the skin as the central disk, ears / mouth / eyes in the corners.
-    island = np.array(["skin"] * len(faces), dtype=object)
-    fr = face_region
-    side = np.where(verts[faces].mean(1)[:, 0] > 0, "left", "right")
-    island[fr == REGION_ID["ears"]] = np.char.add("ear_", side[fr == REGION_ID["ears"]].astype(str))
-    island[fr == REGION_ID["mouth"]] = "mouth"
-    island[fr == REGION_ID["eyes"]] = np.char.add("eye_", side[fr == REGION_ID["eyes"]].astype(str))
-    island = island.astype(str)
-    nose_tip = int(np.argmax(np.where(np.abs(verts[:, 0]) < 0.01, verts[:, 2], -np.inf)))
-    uv_coords, uv_faces, uv_info = uv_layout.build_layout(verts, faces, island, "skin", nose_tip)
+    uv_coords, uv_faces, uv_info = builtin_uv_layout(verts, faces, face_region)
 
     assets = HeadAssets(
         name="builtin",
@@ -251,6 +247,24 @@ def _build_from_anny() -> HeadAssets:
     assets.landmark_faces, assets.landmark_bary, assets.landmark_weight = emb.faces, emb.bary, emb.weight
     assets.info["landmarks"] = emb.info
     return assets.validate()
+
+
+def builtin_uv_layout(verts: np.ndarray, faces: np.ndarray, face_region: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The built-in head's UV layout: skin (face, scalp, neck) as the central disk, the ears, mouth
+    interior and eyeball fronts as corner islands (see :mod:`dejavu.head.uv_layout`)."""
+    from dejavu.head import uv_layout
+
+    side = np.where(verts[faces].mean(1)[:, 0] > 0, "left", "right")
+    island = np.full(len(faces), "skin", dtype=object)
+    for region in ("ears", "eyes"):
+        m = face_region == REGION_ID[region]
+        island[m] = [f"{region[:-1]}_{s}" for s in side[m]]
+    island[face_region == REGION_ID["mouth"]] = "mouth"
+    island = island.astype(str)
+    mid = np.abs(verts[:, 0]) < 1e-6
+    nose_tip = int(np.flatnonzero(mid)[np.argmax(verts[mid, 2])])
+    density = np.array([UV_DENSITY.get(r, 1.0) for r in REGIONS])[face_region]
+    return uv_layout.build_layout(verts, faces, island, "skin", nose_tip, main_weight=density)
 
 
 def _identity_samples(model, bone: dict, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -314,31 +328,29 @@ def _face_regions(model, verts, faces, keep, used, skin, eyes, mouth, W_bones, n
     region[eyes_k] = REGION_ID["eyes"]
     region[mouth_k] = REGION_ID["mouth"]
 
-    # Ears: vertices moved by anny's ear-scale targets.
-    ear_labels = [lab for lab in model.local_change_labels if lab in ("l-ear-scale-incr", "r-ear-scale-incr")]
+    # Ears: vertices that anny's ear-translation targets move rigidly (>= 90 % of the peak shift).
+    v0, _, _ = anny_forward(model)
     moved = np.zeros(len(used), bool)
-    for lab in ear_labels:
+    for lab in ("l-ear-trans-forward", "r-ear-trans-forward"):
         local = torch.zeros(1, len(model.local_change_labels), dtype=torch.float64)
         local[0, model.local_change_labels.index(lab)] = 1.0
         v1, _, _ = anny_forward(model, local=local)
-        v0, _, _ = anny_forward(model)
-        moved |= np.linalg.norm((v1 - v0)[0].numpy()[used], axis=1) > 2e-4
+        d = np.linalg.norm((v1 - v0)[0].numpy()[used], axis=1)
+        moved |= d > EAR_SHIFT_FRACTION * d.max()
     ear_face = moved[faces].all(1)
 
     neck_bones = [names.index(n) for n in ("root", "neck01", "neck02", "neck03") if n in names]
     neck_v = W_bones[:, neck_bones].sum(1) > 0.5
     c = verts[faces].mean(1)  # (F, 3) centroids
-    eye_y = verts[faces[eyes_k]].reshape(-1, 3)[:, 1].mean() if eyes_k.any() else 0.08
-    chin_y = verts[faces[skin_k]].reshape(-1, 3)[np.abs(verts[faces[skin_k]].reshape(-1, 3)[:, 0]) < 0.01][:, 1]
-    ear_z = c[ear_face, 2].mean() if ear_face.any() else 0.0
-    # Face: in front of the ears (z), below the hairline (5.5 cm above the eye line).
-    face_rule = (c[:, 2] > ear_z + 0.035) & (c[:, 1] < eye_y + 0.055)
+    eye_y = verts[faces[eyes_k]].reshape(-1, 3)[:, 1].mean()
+    ear_front_z = verts[moved, 2].max()
+    # Face: in front of the ears' front edge and below the hairline (HAIRLINE_ABOVE_EYES_M above the eyes).
+    face_rule = (c[:, 2] > ear_front_z) & (c[:, 1] < eye_y + HAIRLINE_ABOVE_EYES_M)
     neck_rule = neck_v[faces].mean(1) > 0.5
     region[skin_k] = REGION_ID["scalp"]
     region[skin_k & face_rule] = REGION_ID["face"]
     region[skin_k & neck_rule & ~face_rule] = REGION_ID["neck"]
     region[skin_k & ear_face] = REGION_ID["ears"]
-    del chin_y
     return region
 
 

@@ -15,9 +15,10 @@ Frame: FLAME is already +Y up, +Z forward, +X to the subject's left, metres; the
 the root joint is at the origin (docs/CONVENTIONS.md). Joints: root, neck, jaw and the two eyes (the
 eye joint with larger X is ``eye_left``). FLAME regresses joints from the shaped mesh.
 
-Paper UV edit: faces whose UV centroid is below row 200/256 (the neck) are removed from the UV layout
-(their UVs point to a degenerate coordinate, so they get no texels but stay in the mesh), and a mouth
-interior patch (50 x 60 texels at S = 320, centred in the freed band) is added: extra vertices that
+Paper UV edit: faces whose UV centroid is below row 200/256 (the neck; eyeball faces are kept wherever
+they are) are removed from the UV layout (their UVs point to a degenerate coordinate, so they get no
+texels but stay in the mesh), and a mouth interior patch (50 x 60 texels at S = 320, in the freed band,
+centred unless something kept is there) is added: extra vertices that
 interpolate the inner-lip lines and the mouth corners pushed 2 cm back (:mod:`dejavu.head.mouth`).
 The inner-lip loop is found as the mesh boundary loop maximising ``z - 2 |x|`` of its centroid
 (FLAME's mouth is a hole; the neck and eye sockets are other holes), split at its extreme-X corners.
@@ -234,6 +235,23 @@ def _landmarks(folder: Path, n_faces: int) -> tuple[np.ndarray, np.ndarray, np.n
     return faces, bary, weight, emb.name
 
 
+def _free_box(kept_uv_tris: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """``box`` slid sideways (centre first, then alternately left/right) until no kept UV triangle overlaps it."""
+    if len(kept_uv_tris) == 0:
+        return box
+    lo, hi = kept_uv_tris.min(1), kept_uv_tris.max(1)  # (F, 2) bounding boxes
+    u0, v0, u1, v1 = box
+    width = u1 - u0
+    for step in range(40):
+        shift = (step + 1) // 2 * (1 if step % 2 else -1) * width / 4
+        a, b = u0 + shift, u1 + shift
+        if a < 0 or b > 1:
+            continue
+        if not np.any((lo[:, 0] < b) & (hi[:, 0] > a) & (lo[:, 1] < v1) & (hi[:, 1] > v0)):
+            return (a, v0, b, v1)
+    raise DejavuError("the FLAME UV layout has no free room below row 200/256 for the mouth-interior patch")
+
+
 def load_flame_assets(path: str | Path) -> HeadAssets:
     """Read a FLAME model (directory or .pkl) into :class:`HeadAssets` with the paper's UV edit applied."""
     model = find_model_file(path)
@@ -260,11 +278,13 @@ def load_flame_assets(path: str | Path) -> HeadAssets:
     region = _regions(v_template, faces, weights, joints, model.parent)
 
     # Paper UV edit: drop the neck band, add the mouth-interior patch.
-    dropped = vt[ft][:, :, 1].mean(1) < UV_CUT_V
+    dropped = (vt[ft][:, :, 1].mean(1) < UV_CUT_V) & (region != REGION_ID["eyes"])
+    in_band = vt[ft][:, :, 1].mean(1) < UV_CUT_V
+    box = _free_box(vt[ft[in_band & ~dropped]], MOUTH_UV_BOX)  # kept eyeball faces in the band, if any
     vt = np.concatenate([vt, [[0.0, 0.0]]])
     ft = np.where(dropped[:, None], len(vt) - 1, ft)
     upper, lower = _lip_lines(v_template, faces, model)
-    patch = build_mouth_patch(v_template, upper, lower, cols=9, rows=9, uv_box=MOUTH_UV_BOX)
+    patch = build_mouth_patch(v_template, upper, lower, cols=9, rows=9, uv_box=box)
     lm_faces, lm_bary, lm_weight, lm_source = _landmarks(model.parent, len(faces))
     pd = posedirs.reshape(36, V, 3).transpose(1, 0, 2)  # (V, 36, 3)
     posedirs = extend_rows(pd, patch.weights).transpose(1, 0, 2).reshape(36, -1)
@@ -289,5 +309,5 @@ def load_flame_assets(path: str | Path) -> HeadAssets:
         posedirs=posedirs.astype(np.float32),
         info={"source": str(model), "uv": uv_source, "landmarks": lm_source, "licence": "FLAME (user's own copy)",
               "root_offset_m": (-(m["J_regressor"] @ m["v_template"])[0]).tolist(),
-              "neck_faces_dropped_from_uv": int(dropped.sum())},
+              "neck_faces_dropped_from_uv": int(dropped.sum()), "mouth_uv_box": [float(x) for x in box]},
     ).validate()

@@ -241,7 +241,10 @@ def build_procedural_assets() -> HeadAssets:
     spots = _landmark_spots()
     lm_uv = np.stack([0.5 + spots[:, 0] / 360.0, V_BAND + (1 - V_BAND) * (spots[:, 1] + 90) / 180.0], 1)
     sphere_faces = len(faces) - len(patch.faces)
-    lm_face, lm_bary = _locate(lm_uv, uv, uv_faces[:sphere_faces])
+    tri_uv = uv[uv_faces[:sphere_faces]]
+    near = np.nonzero((tri_uv.max(1) >= lm_uv.min(0) - 0.05).all(1) & (tri_uv.min(1) <= lm_uv.max(0) + 0.05).all(1))[0]
+    lm_face, lm_bary = _locate(lm_uv, uv, uv_faces[near])
+    lm_face = near[lm_face]
 
     return HeadAssets(
         name="procedural",

@@ -79,6 +79,10 @@ def _allowed() -> dict[tuple[str, str], Any]:
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = np.core.multiarray._reconstruct
         allowed[(mod, "scalar")] = np.core.multiarray.scalar
+    from numpy.core.numeric import _frombuffer  # protocol-5 arrays
+
+    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(mod, "_frombuffer")] = _frombuffer
     allowed[("numpy", "ndarray")] = np.ndarray
     allowed[("numpy", "dtype")] = np.dtype
     for name in ("float64", "float32", "int64", "int32", "uint32", "uint8", "bool_"):

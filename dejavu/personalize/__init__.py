@@ -1,2 +1,160 @@
-"""Personalization from a monocular video (paper section 3.4): mean offsets, a global delta
-(stage 1), then K expression-blended maps (stage 2). Entry point: :func:`dejavu.personalize.train.personalize`."""
+"""Personalization from a monocular video (paper section 3.4).
+
+:func:`personalize` runs the whole thing: track the video (cached), build the frames, average the
+reconstruction network's offsets over ~50 frames (or take them from an ``init`` avatar), then the
+two stages of :mod:`dejavu.personalize.train` on the first 90% of the frames, and save the avatar.
+Heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["personalize", "flat_mean_offsets"]
+
+
+def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Path | None = None,
+                device: str = "auto", resume: bool = False, progress: bool = True, tracking_dir: str | Path | None = None):
+    """Personalize an avatar to ``video`` and save it in ``out_dir``. Returns the :class:`~dejavu.avatar.Avatar`.
+
+    Args:
+        video: the input video (or a tracking directory written by ``dejavu track``).
+        out_dir: the avatar directory; also holds ``tracking/`` (cache) and ``train/`` (checkpoints, previews).
+        cfg: a :class:`~dejavu.personalize.config.PersonalizeConfig` (default: the cpu preset).
+        init: an avatar directory whose mean offsets (and head, UV size) start the run instead of the network.
+        device: ``--device``. resume: continue from ``train/checkpoint.pt``.
+        tracking_dir: where tracking results are cached (default ``out_dir/tracking``).
+    """
+    from dejavu.avatar import Avatar
+    from dejavu.device import resolve_device
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+    from dejavu.personalize.blendmaps import default_scheme_kind, fit_pca_basis, BlendScheme
+    from dejavu.personalize.config import PersonalizeConfig
+    from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
+    from dejavu.personalize.train import Trainer, load_checkpoint
+    from dejavu.track import load_tracking, track
+
+    t_start = time.time()
+    cfg = cfg or PersonalizeConfig()
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    work_dir = out_dir / "train"
+    init_avatar = Avatar.load(init) if init else None
+    head_spec = init_avatar.head if init_avatar else cfg.head
+    uv_size = init_avatar.uv_size if init_avatar else cfg.uv_size
+    deadline = t_start + 60.0 * cfg.minutes if cfg.minutes else None
+
+    # 1. tracking (cached by the tracker) and frames
+    video = Path(video)
+    if video.is_dir() and (video / "tracking.npz").is_file():
+        result = load_tracking(video)
+    else:
+        result = track(video, tracking_dir or out_dir / "tracking", head=head_spec, fps=cfg.fps,
+                       max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress)
+    t_tracked = time.time()
+    head = load_head(head_spec, dev)
+    uvmap = UVGaussianMap(head, uv_size).to(dev)
+    frames = add_feature_masks(frames_from_tracking(result, cfg.resolution, progress=progress), head)
+    train, held = frames.split(cfg.train_fraction)
+
+    # 2. mean offsets and the blend scheme
+    state = load_checkpoint(work_dir, uv_size) if resume else None
+    if state is not None and state.mean_offsets is not None:
+        mean, mean_source = state.mean_offsets, "checkpoint"
+    elif init_avatar is not None:
+        mean, mean_source = init_avatar.mean_offsets, f"init:{init}"
+    else:
+        mean, mean_source = network_mean_offsets(train, head, uvmap, cfg, result, dev)
+    kind = default_scheme_kind(head_spec) if cfg.blend_scheme == "auto" else cfg.blend_scheme
+    if kind == "pca_softmax":
+        blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
+    else:
+        blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
+
+    # 3. the two stages
+    trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress)
+    if state is not None:
+        log.info("personalize: resuming from %s at step %d (stage %d)", work_dir, state.step, state.stage)
+    state = trainer.run(state)
+    trainer.save_checkpoint(state)
+
+    # 4. a quick held-out check and the avatar
+    avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), mean_offsets=mean.cpu(),
+                    global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend)
+    metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
+    seconds = time.time() - t_start
+    avatar.settings = {"config": cfg.to_dict(), "mean_offsets": mean_source, "crop_size": int(result.crop_size),
+                       "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}
+    avatar.training = {
+        "steps": state.step, "stage1_steps": state.stage1_steps, "seconds": round(seconds, 1),
+        "seconds_tracking": round(t_tracked - t_start, 1), "seconds_training": round(state.elapsed, 1),
+        "device": str(dev), "source": str(video), "frames": len(frames), "metrics": metrics,
+        "history": state.history[-50:],
+    }
+    avatar.save(out_dir)
+    log.info("personalize: %d steps in %.0f s (tracking %.0f s); held-out PSNR %s", state.step, seconds,
+             t_tracked - t_start, metrics)
+    return avatar
+
+
+def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:
+    """Mean of the reconstruction network's offsets over ``cfg.mean_frames`` evenly spaced frames.
+
+    Falls back to :func:`flat_mean_offsets` (with a warning) when the network is not available.
+    """
+    try:
+        from dejavu.recon.predict import predict_offsets  # noqa: F401
+    except ImportError:
+        log.warning("personalize: reconstruction network not available; starting from flat offsets")
+        return flat_mean_offsets(frames, head, uvmap), "flat"
+    n = min(cfg.mean_frames, len(frames))
+    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
+    offsets = predict_offsets(result, idx.tolist(), uvmap=uvmap, device=device)  # (n, 13, S, S)
+    return offsets.mean(0).cpu(), "network"
+
+
+@torch.no_grad()
+def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
+    """A network-free start (13, S, S): every Gaussian sized to the texel spacing, fully opaque-ish, and
+    coloured with the mean colour of the targets' head pixels (colours must start above 0: the
+    activation clamps at 0)."""
+    from dejavu.gaussians import channels as ch
+
+    S = uvmap.size
+    verts = head(shape=frames.shape.to(uvmap.mask.device), batch_size=1)
+    tri = verts[0, head.faces]  # (F, 3, 3)
+    area = 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1).sum()
+    spacing = float((area / max(uvmap.n_gaussians, 1)).sqrt())
+    if frames.masks is not None:
+        m = frames.masks.float() / 255.0
+        color = (frames.images.float() / 255.0 * m).sum((0, 1, 2)) / m.sum().clamp_min(1.0)
+    else:
+        color = torch.full((3,), 0.5)
+    off = torch.zeros(ch.N_CHANNELS, S, S)
+    off[ch.LOG_SCALE] = float(torch.log(torch.tensor(0.7 * spacing))) - ch.INIT_LOG_SCALE
+    off[ch.OPACITY] = 1.0
+    off[ch.COLOR] = ((color.clamp(0.05, 1.0) - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC)[:, None, None]
+    return off * uvmap.mask.float().cpu()
+
+
+@torch.no_grad()
+def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
+    """PSNR over the held-out frames, whole crop, for stage 1 only and for the full avatar."""
+    from dejavu.personalize.train import render_frames
+
+    target = frames.images.permute(0, 3, 1, 2).float() / 255.0
+    out = {}
+    for stage in ("global", "full"):
+        zero = avatar.mean_offsets.to(device)
+        pred = render_frames(head, uvmap, frames, zero,
+                             lambda e, s=stage: avatar.offsets(e, s) - zero.to(e.device), device, backend)
+        mse = ((pred - target) ** 2).mean().clamp_min(1e-10)
+        out[f"psnr_{stage}"] = round(float(-10 * torch.log10(mse)), 3)
+    return out

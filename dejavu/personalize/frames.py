@@ -136,3 +136,36 @@ def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
         pts.append(project_points(head.landmarks(verts), frames.world_to_cam[sl], frames.K[sl]))
     lm = torch.cat(pts).cpu().numpy()
     return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))
+
+
+def frames_from_tracking(result, resolution: int, progress: bool = False) -> FrameSet:
+    """A :class:`FrameSet` at side ``resolution`` from a ``dejavu.track.TrackResult``.
+
+    Targets are the aligned crops with everything outside the head mask set to white (paper: the
+    ground truth has background, clothes and neck white), downsampled with antialiasing; intrinsics
+    are rescaled from the crop size.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    T, R = len(result), int(resolution)
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        crop = result.load_crop(i)
+        mask = result.load_mask(i).astype(np.float32)[..., None]
+        face = result.load_mask(i, face=True).astype(np.float32)[..., None]
+        target = crop * mask + (1.0 - mask)
+        stack = np.concatenate([target, mask, face], axis=-1)[None]  # (1, H, W, 5)
+        small = resize_images((stack * 255.0 + 0.5).astype(np.uint8), R)[0].numpy()
+        return small[..., :3], small[..., 3:4], small[..., 4:5]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loaded = list(tqdm(pool.map(load, range(T)), total=T, disable=not progress, desc="loading frames",
+                           unit="frame"))
+    images, masks, faces = (torch.as_tensor(np.stack(parts)) for parts in zip(*loaded))
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+    return FrameSet(images=images, masks=masks, face_masks=faces, expression=t(result.expression), jaw=t(result.jaw),
+                    eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
+                    K=scale_intrinsics(t(result.K), int(result.crop_size), R), shape=t(result.shape),
+                    index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))

@@ -47,6 +47,7 @@ class TrainState:
     elapsed: float = 0.0  # training seconds spent before this process
     history: list = field(default_factory=list)  # [{"step", "stage", "loss", "psnr"}] every few steps
     optim: dict | None = None  # {"optim": ..., "sched": ...} state dicts to restore (resume only)
+    mean_offsets: torch.Tensor | None = None  # (13, S, S) the mean the deltas were trained on
 
 
 class Trainer:
@@ -111,7 +112,7 @@ class Trainer:
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
             terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,
                                                          delta=cfg.huber_delta)
-        return sum(terms.values()), {k: float(v) for k, v in terms.items()}
+        return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
     # -- loop ---------------------------------------------------------------------------------
     def run(self, state: TrainState | None = None) -> TrainState:
@@ -172,6 +173,7 @@ class Trainer:
                     state.blendmaps = state.delta.expand(cfg.n_blendmaps, -1, -1, -1).clone()
                     state.stage = 2
                     state.optim = None
+                    self.save_checkpoint(state, None, None, time.time() - t_start)
                 else:
                     state.stage = 3  # done
             state.elapsed += time.time() - t_start
@@ -227,14 +229,15 @@ class Trainer:
         grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3).clamp(0, 1).cpu().numpy()
         return write_image(self.work_dir / "previews" / f"step_{step:06d}.png", grid)
 
-    def save_checkpoint(self, state: TrainState, opt, sched, seconds: float) -> Path:
+    def save_checkpoint(self, state: TrainState, opt=None, sched=None, seconds: float = 0.0) -> Path:
         """Atomic ``train/checkpoint.pt`` (plain tensors and numbers; loaded with weights_only)."""
         from dejavu.io import atomic_path
 
         payload = {
             "stage": state.stage, "step": state.step, "stage1_steps": state.stage1_steps,
             "delta": state.delta, "blendmaps": state.blendmaps, "elapsed": state.elapsed + seconds,
-            "history": state.history, "optim": opt.state_dict(), "sched": sched.state_dict(),
+            "history": state.history, "optim": None if opt is None else opt.state_dict(),
+            "sched": None if sched is None else sched.state_dict(), "mean_offsets": self.mean[0].detach().cpu(),
             "uv_size": self.uvmap.size, "n_frames": len(self.frames),
         }
         path = self.work_dir / CHECKPOINT_NAME
@@ -264,7 +267,8 @@ def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
         raise DejavuError(f"{path}: checkpoint is for UV size {data.get('uv_size')}, not {uv_size}; use the same settings")
     return TrainState(stage=data["stage"], step=data["step"], stage1_steps=data["stage1_steps"], delta=data["delta"],
                       blendmaps=data["blendmaps"], elapsed=data["elapsed"], history=list(data["history"]),
-                      optim={"optim": data["optim"], "sched": data["sched"]})
+                      optim=None if data["optim"] is None else {"optim": data["optim"], "sched": data["sched"]},
+                      mean_offsets=data.get("mean_offsets"))
 
 
 @torch.no_grad()

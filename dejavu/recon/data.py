@@ -128,7 +128,7 @@ class MultiViewSet:
 
     # -- batches -------------------------------------------------------------------------------
     def sample(self, identities: int, views: int, rng: np.random.Generator, device: torch.device | str = "cpu",
-               whiten: bool = True) -> dict[str, torch.Tensor]:
+               whiten: bool = False) -> dict[str, torch.Tensor]:
         """A batch of ``identities`` x ``views`` samples with random input/target view pairing.
 
         Each sample's input view and target view are drawn independently among its identity's valid
@@ -147,7 +147,7 @@ class MultiViewSet:
         img_out = self.images[k, v_out].astype(np.float32) / 255.0
         mask_in = self.masks[k, v_in, ..., None].astype(np.float32) / 255.0
         mask_out = self.masks[k, v_out, ..., None].astype(np.float32) / 255.0
-        if whiten:  # background, clothes and neck to white (synthetic renders already are)
+        if whiten:  # real photos: background, clothes and neck to white (synthetic renders already are)
             img_in = img_in * mask_in + (1.0 - mask_in)
             img_out = img_out * mask_out + (1.0 - mask_out)
         return {

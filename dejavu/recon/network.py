@@ -74,7 +74,7 @@ class ReconNet(nn.Module):
     """Image + UV position map -> UV offsets (B, 13, S, S).
 
     Args:
-        uv_size: S, the UV map side; must be divisible by 16.
+        uv_size: S, the UV map side; divisible by 16 and >= 32 (reflect padding needs 2x2 at S/16).
         base: channel width (paper 64; the CPU preset uses fewer).
 
     Example:
@@ -85,8 +85,8 @@ class ReconNet(nn.Module):
 
     def __init__(self, uv_size: int, base: int = 64):
         super().__init__()
-        if uv_size % 16:
-            raise ValueError(f"uv_size must be divisible by 16, got {uv_size}")
+        if uv_size % 16 or uv_size < 32:
+            raise ValueError(f"uv_size must be divisible by 16 and at least 32, got {uv_size}")
         self.uv_size, self.base = uv_size, base
         b = base
         enc = [b, b, 2 * b, 4 * b, 8 * b]

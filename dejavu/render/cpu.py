@@ -30,7 +30,6 @@ import torch
 from numba import njit, prange
 
 from dejavu.render import config
-from dejavu.render.reference import project
 
 _TS = config.TILE_SIZE
 _ALPHA_MIN = np.float32(config.ALPHA_MIN)
@@ -41,48 +40,135 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _FH = np.float32(0.5)
 _F2 = np.float32(2.0)
+_SPAN_EPS = np.float32(1e-2)  # pixels added to each row span (the exact tests stay inside)
+_NEAR = np.float32(config.NEAR_PLANE)
+_FAR = np.float32(config.FAR_PLANE)
+_EPS2D = np.float32(config.EPS2D)
+_EXTEND = np.float32(config.EXTEND)
+_MARGIN = np.float32(config.CLAMP_MARGIN)
 
 # params columns
-_MX, _MY, _CA, _CB, _CC, _OP, _R, _G, _B, _Z, _EX, _EY = range(12)
-_NP = 12
+_MX, _MY, _CA, _CB, _CC, _OP, _R, _G, _B, _Z, _EX, _EY, _LIM = range(13)
+_NP = 13
 # gradient columns (per intersection / per Gaussian)
 _NV = 10  # v_mx, v_my, v_ca, v_cb, v_cc, v_op, v_r, v_g, v_b, v_z
 
 _KW = dict(cache=True, nogil=True, fastmath=True)
 
 
-@njit(parallel=True, **_KW)
-def _prep(means2d, conics, colors, opac, depths, radii, tw, th):
-    """Per-Gaussian params (G, 12), tile boxes (G, 4) int32 [x0, y0, x1, y1) and tile counts (G,)."""
-    G = means2d.shape[0]
-    params = np.empty((G, _NP), np.float32)
+_KW_EXACT = dict(cache=True, nogil=True)  # projection: no fastmath, so radii match the torch reference
+
+
+@njit(inline="always", **_KW_EXACT)
+def _quat_rot(qw, qx, qy, qz):
+    """Normalised wxyz quaternion -> row-major rotation entries, plus the inverse norm."""
+    inv = np.float32(1.0) / max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), np.float32(1e-12))
+    w, x, y, z = qw * inv, qx * inv, qy * inv, qz * inv
+    r = np.empty((3, 3), np.float32)
+    r[0, 0] = 1 - 2 * (y * y + z * z)
+    r[0, 1] = 2 * (x * y - w * z)
+    r[0, 2] = 2 * (x * z + w * y)
+    r[1, 0] = 2 * (x * y + w * z)
+    r[1, 1] = 1 - 2 * (x * x + z * z)
+    r[1, 2] = 2 * (y * z - w * x)
+    r[2, 0] = 2 * (x * z - w * y)
+    r[2, 1] = 2 * (y * z + w * x)
+    r[2, 2] = 1 - 2 * (x * x + y * y)
+    return r, inv
+
+
+@njit(inline="always", **_KW_EXACT)
+def _cam_cov(quat, scale, Rc):
+    """Camera-frame covariance Rc (Rq S)(Rq S)^T Rc^T (3, 3), plus Rq and M = Rq S."""
+    rq, _ = _quat_rot(quat[0], quat[1], quat[2], quat[3])
+    M = np.empty((3, 3), np.float32)
+    for i in range(3):
+        for j in range(3):
+            M[i, j] = rq[i, j] * scale[j]
+    cov = M @ M.T
+    return Rc @ cov @ Rc.T, cov, rq, M
+
+
+@njit(inline="always", **_KW_EXACT)
+def _jacobian(x, y, z, fx, fy, cx, cy, W, H):
+    """gsplat persp_proj Jacobian (2, 3) with x/z, y/z clamped; also tx, ty and the clamp flags."""
+    tan_x = np.float32(0.5) * np.float32(W) / fx
+    tan_y = np.float32(0.5) * np.float32(H) / fy
+    lxp = (np.float32(W) - cx) / fx + _MARGIN * tan_x
+    lxn = cx / fx + _MARGIN * tan_x
+    lyp = (np.float32(H) - cy) / fy + _MARGIN * tan_y
+    lyn = cy / fy + _MARGIN * tan_y
+    rz = np.float32(1.0) / z
+    xr, yr = x * rz, y * rz
+    tx = z * min(lxp, max(-lxn, xr))
+    ty = z * min(lyp, max(-lyn, yr))
+    J = np.zeros((2, 3), np.float32)
+    J[0, 0] = fx * rz
+    J[0, 2] = -fx * tx * rz * rz
+    J[1, 1] = fy * rz
+    J[1, 2] = -fy * ty * rz * rz
+    inx = xr <= lxp and xr >= -lxn
+    iny = yr <= lyp and yr >= -lyn
+    return J, tx, ty, inx, iny
+
+
+@njit(parallel=True, **_KW_EXACT)
+def _project(means, quats, scales, opac, colors, viewmats, Ks, N, W, H, tw, th):
+    """EWA projection + tile boxes for G = B * N Gaussians (gsplat fully_fused_projection).
+
+    viewmats (B, 4, 4), Ks (B, 3, 3). Returns params (G, 12), boxes (G, 4) int32 [x0, y0, x1, y1)
+    in tiles and counts (G,) int64 (0 = culled).
+    """
+    G = means.shape[0]
+    params = np.zeros((G, _NP), np.float32)
     boxes = np.zeros((G, 4), np.int32)
     counts = np.zeros(G, np.int64)
     tsf = np.float32(_TS)
     for g in prange(G):
-        mx, my = means2d[g, 0], means2d[g, 1]
-        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+        b = g // N
+        Rc = viewmats[b, :3, :3].copy()
+        px = Rc[0, 0] * means[g, 0] + Rc[0, 1] * means[g, 1] + Rc[0, 2] * means[g, 2] + viewmats[b, 0, 3]
+        py = Rc[1, 0] * means[g, 0] + Rc[1, 1] * means[g, 1] + Rc[1, 2] * means[g, 2] + viewmats[b, 1, 3]
+        pz = Rc[2, 0] * means[g, 0] + Rc[2, 1] * means[g, 1] + Rc[2, 2] * means[g, 2] + viewmats[b, 2, 3]
+        if not (pz >= _NEAR and pz <= _FAR):
+            continue
+        cov_c, _, _, _ = _cam_cov(quats[g], scales[g], Rc)
+        fx, fy, cx, cy = Ks[b, 0, 0], Ks[b, 1, 1], Ks[b, 0, 2], Ks[b, 1, 2]
+        J, _, _, _, _ = _jacobian(px, py, pz, fx, fy, cx, cy, W, H)
+        c2 = J @ cov_c @ J.T
+        a = c2[0, 0] + _EPS2D
+        bb = c2[0, 1]
+        c = c2[1, 1] + _EPS2D
+        det = a * c - bb * bb
         o = opac[g]
+        if not (det > _F0) or not (o >= _ALPHA_MIN):
+            continue
+        mx = fx * px / pz + cx
+        my = fy * py / pz + cy
+        ca, cb, cc = c / det, -bb / det, a / det
+        ext = min(_EXTEND, math.sqrt(_F2 * math.log(o / _ALPHA_MIN)))
+        rx = math.ceil(ext * math.sqrt(a))
+        ry = math.ceil(ext * math.sqrt(c))
+        if rx <= 0 and ry <= 0:
+            continue
+        if mx + rx <= 0 or mx - rx >= W or my + ry <= 0 or my - ry >= H:
+            continue
         params[g, _MX] = mx
         params[g, _MY] = my
-        params[g, _CA] = a
-        params[g, _CB] = b
-        params[g, _CC] = c
+        params[g, _CA] = ca
+        params[g, _CB] = cb
+        params[g, _CC] = cc
         params[g, _OP] = o
         params[g, _R] = colors[g, 0]
         params[g, _G] = colors[g, 1]
         params[g, _B] = colors[g, 2]
-        params[g, _Z] = depths[g]
-        # pixel box: ellipse power <= ln(o / ALPHA_MIN) (alpha below it is skipped), +1 px margin
-        det = a * c - b * b
-        lim = math.log(max(o, _ALPHA_MIN)) + _LN_255
-        if det > _F0 and lim > _F0:
-            params[g, _EX] = math.sqrt(_F2 * lim * c / det) + _F1
-            params[g, _EY] = math.sqrt(_F2 * lim * a / det) + _F1
-        else:
-            params[g, _EX] = _F0
-            params[g, _EY] = _F0
-        rx, ry = radii[g, 0], radii[g, 1]
+        params[g, _Z] = pz
+        # pixel box: the ellipse power <= ln(o / ALPHA_MIN) (smaller alphas are skipped), half-sizes
+        lim = math.log(o) + _LN_255
+        if lim > _F0:
+            params[g, _EX] = math.sqrt(_F2 * lim * a) * np.float32(1.0001) + np.float32(1e-3)
+            params[g, _EY] = math.sqrt(_F2 * lim * c) * np.float32(1.0001) + np.float32(1e-3)
+            params[g, _LIM] = lim
         if rx <= 0 or ry <= 0:
             continue
         tx, ty = mx / tsf, my / tsf
@@ -94,6 +180,102 @@ def _prep(means2d, conics, colors, opac, depths, radii, tw, th):
         boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, y0, x1, y1
         counts[g] = max(0, x1 - x0) * max(0, y1 - y0)
     return params, boxes, counts
+
+
+@njit(parallel=True, **_KW_EXACT)
+def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
+    """Projection backward. v2d (G, 10) rows from ``_reduce`` (only mx, my, ca, cb, cc, z used).
+
+    Returns v_means (G, 3), v_quats (G, 4), v_scales (G, 3), v_view (G, 12) per-Gaussian rows of
+    d/d world_to_cam[:3, :4] (sum them per frame).
+    """
+    G = means.shape[0]
+    v_means = np.zeros((G, 3), np.float32)
+    v_quats = np.zeros((G, 4), np.float32)
+    v_scales = np.zeros((G, 3), np.float32)
+    v_view = np.zeros((G, 12), np.float32)
+    for g in prange(G):
+        if counts[g] == 0:
+            continue
+        b = g // N
+        Rc = viewmats[b, :3, :3].copy()
+        p = means[g]
+        pc = np.empty(3, np.float32)
+        for i in range(3):
+            pc[i] = Rc[i, 0] * p[0] + Rc[i, 1] * p[1] + Rc[i, 2] * p[2] + viewmats[b, i, 3]
+        x, y, z = pc[0], pc[1], pc[2]
+        cov_c, cov, rq, M = _cam_cov(quats[g], scales[g], Rc)
+        fx, fy, cx, cy = Ks[b, 0, 0], Ks[b, 1, 1], Ks[b, 0, 2], Ks[b, 1, 2]
+        J, tx, ty, inx, iny = _jacobian(x, y, z, fx, fy, cx, cy, W, H)
+        c2 = J @ cov_c @ J.T
+        c2[0, 0] += _EPS2D
+        c2[1, 1] += _EPS2D
+        det = c2[0, 0] * c2[1, 1] - c2[0, 1] * c2[0, 1]
+        Kc = np.empty((2, 2), np.float32)  # conic matrix
+        Kc[0, 0] = c2[1, 1] / det
+        Kc[1, 1] = c2[0, 0] / det
+        Kc[0, 1] = -c2[0, 1] / det
+        Kc[1, 0] = Kc[0, 1]
+        V = np.empty((2, 2), np.float32)
+        V[0, 0] = v2d[g, 2]
+        V[0, 1] = _FH * v2d[g, 3]
+        V[1, 0] = V[0, 1]
+        V[1, 1] = v2d[g, 4]
+        vC = -(Kc @ V @ Kc)  # d/d cov2d (symmetric)
+        v_covc = J.T @ vC @ J
+        vJ = _F2 * (vC @ J @ cov_c)
+        rz = _F1 / z
+        rz2 = rz * rz
+        rz3 = rz2 * rz
+        vmx, vmy = v2d[g, 0], v2d[g, 1]
+        vx = fx * rz * vmx
+        vy = fy * rz * vmy
+        vz = -(fx * x * vmx + fy * y * vmy) * rz2 + v2d[g, 9]
+        if inx:
+            vx += -fx * rz2 * vJ[0, 2]
+        else:
+            vz += -fx * rz3 * vJ[0, 2] * tx
+        if iny:
+            vy += -fy * rz2 * vJ[1, 2]
+        else:
+            vz += -fy * rz3 * vJ[1, 2] * ty
+        vz += -fx * rz2 * vJ[0, 0] - fy * rz2 * vJ[1, 1] + _F2 * fx * tx * rz3 * vJ[0, 2] + _F2 * fy * ty * rz3 * vJ[1, 2]
+        vpc = np.empty(3, np.float32)
+        vpc[0], vpc[1], vpc[2] = vx, vy, vz
+        # p_c = Rc p + t ; cov_c = Rc cov Rc^T
+        v_cov = Rc.T @ v_covc @ Rc
+        vRc = _F2 * (v_covc @ Rc @ cov)
+        for i in range(3):
+            v_means[g, i] = Rc[0, i] * vx + Rc[1, i] * vy + Rc[2, i] * vz
+            for j in range(3):
+                v_view[g, i * 4 + j] = vRc[i, j] + vpc[i] * p[j]
+            v_view[g, i * 4 + 3] = vpc[i]
+        # cov = M M^T, M = Rq S
+        vM = _F2 * (v_cov @ M)
+        s = scales[g]
+        Gq = np.empty((3, 3), np.float32)
+        for j in range(3):
+            acc = _F0
+            for i in range(3):
+                Gq[i, j] = vM[i, j] * s[j]
+                acc += vM[i, j] * rq[i, j]
+            v_scales[g, j] = acc
+        q = quats[g]
+        _, inv = _quat_rot(q[0], q[1], q[2], q[3])
+        w, qx, qy, qz = q[0] * inv, q[1] * inv, q[2] * inv, q[3] * inv
+        vw = _F2 * (-qz * Gq[0, 1] + qy * Gq[0, 2] + qz * Gq[1, 0] - qx * Gq[1, 2] - qy * Gq[2, 0] + qx * Gq[2, 1])
+        vqx = _F2 * (qy * Gq[0, 1] + qz * Gq[0, 2] + qy * Gq[1, 0] - _F2 * qx * Gq[1, 1] - w * Gq[1, 2]
+                     + qz * Gq[2, 0] + w * Gq[2, 1] - _F2 * qx * Gq[2, 2])
+        vqy = _F2 * (-_F2 * qy * Gq[0, 0] + qx * Gq[0, 1] + w * Gq[0, 2] + qx * Gq[1, 0] + qz * Gq[1, 2]
+                     - w * Gq[2, 0] + qz * Gq[2, 1] - _F2 * qy * Gq[2, 2])
+        vqz = _F2 * (-_F2 * qz * Gq[0, 0] - w * Gq[0, 1] + qx * Gq[0, 2] + w * Gq[1, 0] - _F2 * qz * Gq[1, 1]
+                     + qy * Gq[1, 2] + qx * Gq[2, 0] + qy * Gq[2, 1])
+        dot = vw * w + vqx * qx + vqy * qy + vqz * qz
+        v_quats[g, 0] = (vw - dot * w) * inv
+        v_quats[g, 1] = (vqx - dot * qx) * inv
+        v_quats[g, 2] = (vqy - dot * qy) * inv
+        v_quats[g, 3] = (vqz - dot * qz) * inv
+    return v_means, v_quats, v_scales, v_view
 
 
 @njit(parallel=True, **_KW)
@@ -163,18 +345,26 @@ def _forward(params, offsets, gids, bg, N, W, H, tw, th):
             g = gids[k]
             mx, my = params[g, _MX], params[g, _MY]
             ex, ey = params[g, _EX], params[g, _EY]
-            px0 = max(X0, int(math.floor(mx - ex)))
-            px1 = min(X1, int(math.ceil(mx + ex)) + 1)
-            py0 = max(Y0, int(math.floor(my - ey)))
-            py1 = min(Y1, int(math.ceil(my + ey)) + 1)
-            if px0 >= px1 or py0 >= py1:
+            py0 = max(Y0, int(math.ceil(my - ey - _FH)))
+            py1 = min(Y1, int(math.floor(my + ey - _FH)) + 1)
+            if py0 >= py1 or mx + ex < np.float32(X0) or mx - ex > np.float32(X1):
                 continue
+            lim = params[g, _LIM]
             ca, cb, cc, o = params[g, _CA], params[g, _CB], params[g, _CC], params[g, _OP]
             cr, cg, cbl, z = params[g, _R], params[g, _G], params[g, _B], params[g, _Z]
             kl = np.int32(k - s)
             for py in range(py0, py1):
                 dy = my - (np.float32(py) + _FH)
                 i = py - Y0
+                # pixels of this row inside the ellipse power <= lim (quadratic in dx = mx - x)
+                disc = (cb * cb - ca * cc) * dy * dy + _F2 * ca * lim
+                if disc < _F0:
+                    continue
+                sq = math.sqrt(disc)
+                xlo = mx + (cb * dy - sq) / ca - _FH - _SPAN_EPS
+                xhi = mx + (cb * dy + sq) / ca - _FH + _SPAN_EPS
+                px0 = max(X0, int(math.ceil(xlo)))
+                px1 = min(X1, int(math.floor(xhi)) + 1)
                 for px in range(px0, px1):
                     j = px - X0
                     if done[i, j]:
@@ -251,12 +441,11 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
             g = gids[k]
             mx, my = params[g, _MX], params[g, _MY]
             ex, ey = params[g, _EX], params[g, _EY]
-            px0 = max(X0, int(math.floor(mx - ex)))
-            px1 = min(X1, int(math.ceil(mx + ex)) + 1)
-            py0 = max(Y0, int(math.floor(my - ey)))
-            py1 = min(Y1, int(math.ceil(my + ey)) + 1)
-            if px0 >= px1 or py0 >= py1:
+            py0 = max(Y0, int(math.ceil(my - ey - _FH)))
+            py1 = min(Y1, int(math.floor(my + ey - _FH)) + 1)
+            if py0 >= py1 or mx + ex < np.float32(X0) or mx - ex > np.float32(X1):
                 continue
+            lim = params[g, _LIM]
             ca, cb, cc, o = params[g, _CA], params[g, _CB], params[g, _CC], params[g, _OP]
             cr, cg, cbl, z = params[g, _R], params[g, _G], params[g, _B], params[g, _Z]
             kl = np.int32(k - s)
@@ -264,6 +453,15 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
             for py in range(py0, py1):
                 dy = my - (np.float32(py) + _FH)
                 i = py - Y0
+                # pixels of this row inside the ellipse power <= lim (quadratic in dx = mx - x)
+                disc = (cb * cb - ca * cc) * dy * dy + _F2 * ca * lim
+                if disc < _F0:
+                    continue
+                sq = math.sqrt(disc)
+                xlo = mx + (cb * dy - sq) / ca - _FH - _SPAN_EPS
+                xhi = mx + (cb * dy + sq) / ca - _FH + _SPAN_EPS
+                px0 = max(X0, int(math.ceil(xlo)))
+                px1 = min(X1, int(math.floor(xhi)) + 1)
                 for px in range(px0, px1):
                     j = px - X0
                     if kl > last[i, j]:
@@ -334,41 +532,52 @@ def _set_threads() -> None:
     numba.set_parallel_chunksize(1)  # dynamic scheduling: tiles differ a lot in work
 
 
-class _Rasterize(torch.autograd.Function):
-    """(means2d, conics, colors, opacities, depths) -> (B, H, W, 5) [rgb, depth, alpha]."""
+class _RenderCPU(torch.autograd.Function):
+    """(means, quats, scales, opacities, colors, world_to_cam) -> (B, H, W, 5) [r, g, b, depth, alpha]."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, colors, opacities, depths, radii, bg, width, height):
+    def forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
         B, N = opacities.shape
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
         _set_threads()
-        params, boxes, counts = _prep(_np32(means2d.reshape(B * N, 2)), _np32(conics.reshape(B * N, 3)),
-                                      _np32(colors.reshape(B * N, 3)), _np32(opacities.reshape(B * N)),
-                                      _np32(depths.reshape(B * N)),
-                                      radii.reshape(B * N, 2).to(torch.int32).contiguous().numpy(), tw, th)
+        arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
+                  _np32(world_to_cam), _np32(K))
+        params, boxes, counts = _project(arrays[0], arrays[1], arrays[2], _np32(opacities.reshape(B * N)),
+                                         _np32(colors.reshape(B * N, 3)), arrays[3], arrays[4], max(N, 1),
+                                         width, height, tw, th)
         offsets, gids = _bin(boxes, counts, params[:, _Z].copy(), max(N, 1), tw, tw * th, B * tw * th)
         bg_np = _np32(bg)
         out, T_final, last = _forward(params, offsets, gids, bg_np, N, width, height, tw, th)
-        ctx.saved = (params, offsets, gids, bg_np, T_final, last, tw, th, B, N)
-        ctx.dtypes = (means2d.dtype, conics.dtype, colors.dtype, opacities.dtype, depths.dtype)
+        ctx.saved = (arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, width, height)
+        ctx.dtypes = [t.dtype for t in (means, quats, scales, opacities, colors, world_to_cam)]
         return torch.from_numpy(out).to(colors.dtype)
 
     @staticmethod
     def backward(ctx, v_out):
-        params, offsets, gids, bg_np, T_final, last, tw, th, B, N = ctx.saved
+        arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
         _set_threads()
         v_isect = _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), tw, th)
-        v = torch.from_numpy(_reduce(v_isect, gids, B * N))
-        dm, dc, dcol, dop, dd = ctx.dtypes
-        return (v[:, 0:2].reshape(B, N, 2).to(dm), v[:, 2:5].reshape(B, N, 3).to(dc),
-                v[:, 6:9].reshape(B, N, 3).to(dcol), v[:, 5].reshape(B, N).to(dop), v[:, 9].reshape(B, N).to(dd),
+        v2d = _reduce(v_isect, gids, B * N)
+        v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
+                                                          counts, v2d, max(N, 1), W, H)
+        v2d = torch.from_numpy(v2d)
+        v_w2c = None
+        if ctx.needs_input_grad[5]:
+            v_w2c = torch.zeros(B, 4, 4)
+            v_w2c[:, :3, :] = torch.from_numpy(v_view).reshape(B, N, 3, 4).sum(1)
+        d = ctx.dtypes
+        return (torch.from_numpy(v_means).reshape(B, N, 3).to(d[0]), torch.from_numpy(v_quats).reshape(B, N, 4).to(d[1]),
+                torch.from_numpy(v_scales).reshape(B, N, 3).to(d[2]), v2d[:, 5].reshape(B, N).to(d[3]),
+                v2d[:, 6:9].reshape(B, N, 3).to(d[4]), None if v_w2c is None else v_w2c.to(d[5]),
                 None, None, None, None)
 
 
 def render_cpu(means, quats, scales, opacities, colors, world_to_cam, K, width: int, height: int,
                background: torch.Tensor):
-    """CPU pipeline (validated inputs, background (B, 3)) -> rgb (B,H,W,3), alpha (B,H,W,1), depth (B,H,W,1)."""
-    proj = project(means, quats, scales, opacities, world_to_cam, K, width, height)
-    out = _Rasterize.apply(proj.means2d, proj.conics, colors, opacities, proj.depths, proj.radii,
-                           background.detach(), width, height)
+    """CPU pipeline (validated inputs, background (B, 3)) -> rgb (B,H,W,3), alpha (B,H,W,1), depth (B,H,W,1).
+
+    Gradients reach means, quats, scales, opacities, colors and world_to_cam (not K or background).
+    """
+    out = _RenderCPU.apply(means, quats, scales, opacities, colors, world_to_cam, K.detach(), background.detach(),
+                           width, height)
     return out[..., 0:3], out[..., 4:5], out[..., 3:4]

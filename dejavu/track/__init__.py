@@ -168,6 +168,8 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     points = np.stack(points)
     out_fps = (min(fps, info.fps) if fps else info.fps) if info.kind == "video" else (fps or 0.0)
 
+    t_landmarks = time.perf_counter() - t0
+
     # 2. alignment
     params = align.crop_params(points)
     if info.kind == "video":
@@ -180,6 +182,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     fit = fit_landmarks(head, lm_crop, crop_size, video=info.kind == "video", config=cfg,
                         progress=lambda n: fit_bar.update(n))
     fit_bar.close()
+    t_fit = time.perf_counter() - t0 - t_landmarks
 
     # 4. crops, masks, overlay
     _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
@@ -195,10 +198,12 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
         cache_key=key, directory=str(tmp))
     save_tracking(result, tmp)
     elapsed = time.perf_counter() - t0
+    timings = {"landmarks": round(t_landmarks, 3), "fit": round(t_fit, 3),
+               "crops_masks_overlay": round(elapsed - t_landmarks - t_fit, 3)}
     summary = {
         "input": str(input.resolve()), "kind": info.kind, "frames": len(idx), "failed_frames": result.failed_frames,
         "seconds": round(elapsed, 3), "seconds_per_frame": round(elapsed / len(idx), 4),
-        "frames_per_second": round(len(idx) / elapsed, 2),
+        "frames_per_second": round(len(idx) / elapsed, 2), "stage_seconds": timings,
         "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
         "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": crop_size,
         "head": head_spec, "fps": out_fps, "min_face_px": round(float(min(sizes)), 1), "cache_key": key,

@@ -9,7 +9,7 @@ Heuristic (documented in docs/TRACKING.md):
    to 454) between the oval's sides, i.e. the neck under the chin; (c) everything lower than the
    chin by more than ``shoulder_drop`` x the forehead-to-chin height (shoulders and clothes; long
    hair below that line is lost too).
-4. ``face`` mask (for metrics) = person & visible mesh regions face / eyes / mouth.
+4. ``face`` mask (for metrics) = head mask & visible mesh regions face / eyes / mouth.
 
 Masks are (H, W) bool arrays in crop pixels.
 """
@@ -119,5 +119,5 @@ def head_masks(person: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
     H, W = labels.shape
     fg = person > 0.5
     head = fg & (labels != REGION_ID["neck"]) & ~below_jaw(landmarks, H, W, shoulder_drop)
-    face = fg & np.isin(labels, FACE_LABELS)
+    face = head & np.isin(labels, FACE_LABELS)
     return head, face

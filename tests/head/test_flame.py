@@ -115,10 +115,10 @@ def _write(tmp_path, Ch, protocol=2, uv="npz", name="generic_model.pkl"):
     return tmp_path / name
 
 
-@pytest.mark.parametrize("protocol,uv", [(2, "npz"), (0, "obj"), (4, "pickle")])
+@pytest.mark.parametrize("protocol,uv", [(2, "npz"), (0, "obj"), (4, "pickle"), (5, "npz")])
 def test_loads_fake_flame(tmp_path, chumpy_stub, protocol, uv):
     path = _write(tmp_path, chumpy_stub, protocol=protocol, uv=uv)
-    a = load_flame_assets(tmp_path if protocol != 4 else path)
+    a = load_flame_assets(tmp_path if protocol < 4 else path)
     V0 = N_LON * N_RINGS + 2
     assert a.shapedirs.shape[-1] == 300 and a.exprdirs.shape[-1] == 100
     assert a.joint_names == ["root", "neck", "jaw", "eye_left", "eye_right"]
@@ -234,3 +234,12 @@ def test_load_head_spec_and_env(tmp_path, chumpy_stub, monkeypatch):
     monkeypatch.setenv("DEJAVU_FLAME", str(tmp_path))
     assert load_head_assets("flame").name.startswith("flame:")
     load_head_assets.cache_clear()
+
+
+def test_mouth_box_slides_past_kept_faces():
+    from dejavu.head.flame import MOUTH_UV_BOX, _free_box
+
+    assert _free_box(np.zeros((0, 3, 2)), MOUTH_UV_BOX) == MOUTH_UV_BOX
+    blocker = np.array([[[0.49, 0.05], [0.51, 0.05], [0.5, 0.1]]])
+    u0, v0, u1, v1 = _free_box(blocker, MOUTH_UV_BOX)
+    assert (u1 < 0.49 or u0 > 0.51) and (v0, v1) == MOUTH_UV_BOX[1::2]

@@ -1,0 +1,42 @@
+"""``dejavu animate AVATAR_DIR --drive SRC -o OUT.mp4``: drive an avatar and render a video."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "animate", help="animate an avatar from a video, tracking or parameter file, or an expression sweep",
+        description="Render the avatar driven by --drive (a video, tracked on the fly; a tracking directory; or a "
+                    ".json/.npz file with expression (T, Ne) and optional jaw (T, 3), eyes (T, 6), pose6 (T, 6), fps), "
+                    "or with --expressions a built-in tour of expressions. No network runs.")
+    parser.add_argument("avatar", help="avatar directory")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--drive", default=None, help="driving video, tracking directory, or .json/.npz parameters")
+    src.add_argument("--expressions", action="store_true", help="built-in sweep through expressions (no --drive)")
+    parser.add_argument("-o", "--output", required=True, help="output .mp4")
+    parser.add_argument("--camera", choices=("fixed", "orbit", "source"), default=None,
+                        help="fixed (frontal), orbit (yaw +-30 deg) or source (the driving cameras); "
+                             "default: source with --drive, orbit with --expressions")
+    parser.add_argument("--side-by-side", action="store_true", help="put the driving crops left of the render")
+    parser.add_argument("--resolution", type=int, default=256, help="output side in pixels (default 256)")
+    parser.add_argument("--frames", type=int, default=None, help="at most this many frames (sweep length: 150)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dejavu.animate import animate
+    from dejavu.errors import DejavuError
+
+    if args.resolution <= 0 or args.resolution % 2:
+        raise DejavuError(f"--resolution {args.resolution}: expected a positive even number of pixels")
+    if args.frames is not None and args.frames <= 0:
+        raise DejavuError(f"--frames {args.frames}: expected a positive count")
+    camera = args.camera or ("orbit" if args.expressions else "source")
+    rec = animate(args.avatar, args.output, drive=args.drive, camera=camera, side_by_side=args.side_by_side,
+                  resolution=args.resolution, device=args.device, max_frames=args.frames,
+                  sweep_frames=args.frames or 150)
+    print(f"video written to {rec['output']} ({rec['frames']} frames, {rec['render_fps']:.1f} fps)")
+    return 0

@@ -1,0 +1,53 @@
+"""``dejavu personalize VIDEO -o AVATAR_DIR``: a monocular video -> a personalized avatar (paper section 3.4)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "personalize", help="personalize an avatar to a short video of one person",
+        description="Track the video (cached), average the reconstruction network's offsets over ~50 frames "
+                    "(or start from --init), then train a global delta (stage 1) and K expression blendmaps "
+                    "(stage 2) on the first 90%% of the frames. See docs/PERSONALIZATION.md.")
+    parser.add_argument("video", help="video file (or a tracking directory from `dejavu track`)")
+    parser.add_argument("-o", "--output", required=True, help="avatar directory to write")
+    parser.add_argument("--init", default=None, help="start from this avatar's mean offsets (e.g. from `dejavu reconstruct`)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="total optimisation steps (split 3:7 between stages)")
+    budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget, tracking included")
+    parser.add_argument("--preset", default="cpu", help="cpu (default) or gpu (paper sizes)")
+    parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 64, paper 320)")
+    parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
+    parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
+    parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
+    parser.add_argument("--lpips-net", choices=("alex", "vgg"), default=None, help="LPIPS backbone in training")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--resume", action="store_true", help="continue from AVATAR_DIR/train/checkpoint.pt")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from dejavu.errors import DejavuError
+    from dejavu.personalize import personalize
+    from dejavu.personalize.config import preset
+
+    cfg = preset(args.preset)
+    changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
+               "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net}
+    for name, value in changes.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise DejavuError(f"--{name.replace('_', '-')} {value}: expected a positive number")
+    if args.uv_size is not None and args.uv_size < 8:
+        raise DejavuError(f"--uv-size {args.uv_size}: expected at least 8")
+    if args.resolution is not None and args.resolution % 2:
+        raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)
+    t = avatar.training
+    print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; "
+          f"held-out PSNR {t['metrics'].get('psnr_full', float('nan')):.2f} dB; previews in {args.output}/train/previews)")
+    return 0

@@ -1,0 +1,41 @@
+"""``dejavu track INPUT -o DIR``: photos or a video -> head parameters, cameras, crops and masks."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "track", help="fit the head model to a photo, a folder of photos or a video",
+        description="Detect MediaPipe landmarks, align FFHQ-style crops, fit camera, identity and per-frame "
+                    "expression/jaw/eyes, and write tracking.npz, summary.json, crops, masks and an overlay "
+                    "(see docs/TRACKING.md). Re-running with the same input and settings reuses the result.")
+    parser.add_argument("input", help="image, folder of images, or video file")
+    parser.add_argument("-o", "--output", required=True, help="output folder (created; replaced atomically)")
+    parser.add_argument("--head", default="builtin", help="builtin (default), flame:PATH or procedural")
+    parser.add_argument("--fps", type=float, default=None, help="resample videos to this frame rate (default: all frames)")
+    parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames")
+    parser.add_argument("--crop-size", type=int, default=512, help="aligned crop side in pixels (default 512)")
+    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4 / overlay.png")
+    parser.add_argument("--force", action="store_true", help="recompute even if a cached result matches")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (the landmark fit runs on the CPU)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dejavu.errors import DejavuError
+    from dejavu.track import track
+
+    if args.crop_size < 64 or args.crop_size > 2048 or args.crop_size % 2:
+        raise DejavuError(f"--crop-size {args.crop_size}: expected an even size between 64 and 2048 pixels")
+    if args.fps is not None and args.fps <= 0:
+        raise DejavuError(f"--fps {args.fps}: expected a positive frame rate")
+    if args.max_frames is not None and args.max_frames <= 0:
+        raise DejavuError(f"--max-frames {args.max_frames}: expected a positive count")
+    result = track(args.input, args.output, head=args.head, fps=args.fps, max_frames=args.max_frames,
+                   crop_size=args.crop_size, device=args.device, overlay=not args.no_overlay, force=args.force)
+    err = result.error_px
+    print(f"{len(result)} frames tracked, landmark RMSE {float((err ** 2).mean() ** 0.5):.2f} px"
+          + (f", {len(result.failed_frames)} without a face" if result.failed_frames else ""))
+    return 0
