@@ -222,12 +222,13 @@ def source_frames(drive: Drive, resolution: int):
         yield resize_images((crop[None] * 255 + 0.5).astype(np.uint8), resolution)[0].numpy().astype(np.float32) / 255
 
 
-def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str = "fixed",
+def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
             sweep_frames: int = 150, progress: bool = True) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 
-    Returns a small record: frames, seconds, fps, output path.
+    ``camera`` None picks ``source`` when the driving sequence has cameras, else ``orbit`` for the sweep
+    and ``fixed`` for parameter files. Returns a small record: frames, seconds, fps, output path.
     """
     import time
 
@@ -250,6 +251,11 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
     if max_frames:
         seq = Drive(seq.expression[:max_frames], seq.jaw[:max_frames], seq.eyes[:max_frames],
                     None if seq.pose6 is None else seq.pose6[:max_frames], seq.fps, seq.tracking)
+    if seq.expression.shape[1] != head.n_expr:
+        raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
+                          f"head {avatar.head!r} has {head.n_expr}; track the source with the same head")
+    if camera is None:
+        camera = "source" if seq.pose6 is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
     w2c, K = cameras(camera, len(seq), resolution, head_center(head, avatar.shape), seq)

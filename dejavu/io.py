@@ -93,13 +93,17 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | Iterator
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
+        # ffmpeg picks the container from the name's suffix: write "<tmp minus .part>" then rename to tmp.
+        named = tmp.with_suffix("")
+        writer = imageio.get_writer(named, format="FFMPEG", fps=fps, codec="libx264", quality=8,
                                     macro_block_size=1, ffmpeg_log_level="error")
         try:
             for frame in frames:
                 writer.append_data(frame if frame.dtype == np.uint8 else to_uint8(frame))
         finally:
             writer.close()
+            if named.exists():
+                os.replace(named, tmp)
     return path
 
 

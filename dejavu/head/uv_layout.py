@@ -304,22 +304,25 @@ def back_midline_path(verts: np.ndarray, faces: np.ndarray, outer: np.ndarray) -
     return np.asarray(path, np.int64)
 
 
-def area_balanced_radial_warp(uv: np.ndarray, verts: np.ndarray, faces: np.ndarray, face_weight: np.ndarray) -> np.ndarray:
-    """Monotone radial reparametrisation of a unit-disk uv so the disk inside radius r holds a share of
-    2D area equal to the share of (3D area x ``face_weight``) of the faces whose uv centroid lies inside.
+def area_balanced_radial_warp(uv: np.ndarray, verts: np.ndarray, faces: np.ndarray, face_weight: np.ndarray,
+                              blend: float = 0.0, knots: int = 48) -> np.ndarray:
+    """Monotone radial reparametrisation r -> g(r) of a unit-disk uv, so the disk inside g(r) holds the
+    share of (3D area x ``face_weight``) of the faces whose uv centroid lies inside r.
 
-    A bijection of the disk (it only moves vertices along rays), so it keeps the layout injective for
-    meshes fine relative to the warp (the result is checked for flips by the caller).
+    g is sampled on ``knots`` radii (piecewise linear, smooth enough for a mesh) and blended with
+    the identity by ``blend`` in [0, 1]. It only moves vertices along rays and is a bijection of the
+    disk; the caller checks the result for flipped triangles and raises ``blend`` if needed.
     """
     a3 = 0.5 * np.linalg.norm(np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]), axis=1)
     rc = np.linalg.norm(uv[faces].mean(1), axis=1)
     order = np.argsort(rc)
-    cum = np.cumsum((a3 * face_weight)[order])
-    g = np.sqrt(cum / cum[-1])
-    r_knots = np.r_[0.0, rc[order], 1.0]
-    g_knots = np.r_[0.0, g, 1.0]
+    cum = np.r_[0.0, np.cumsum((a3 * face_weight)[order])]
+    r_grid = np.linspace(0.0, 1.0, knots + 1)
+    share = np.interp(r_grid, np.r_[0.0, rc[order]], cum) / cum[-1]
+    share[-1] = 1.0
+    g = (1.0 - blend) * np.sqrt(np.maximum.accumulate(share)) + blend * r_grid
     r = np.linalg.norm(uv, axis=1)
-    gr = np.interp(r, r_knots, np.maximum.accumulate(g_knots))
+    gr = np.interp(r, r_grid, g)
     return uv * np.where(r > 1e-12, gr / np.maximum(r, 1e-12), 0.0)[:, None]
 
 
@@ -336,6 +339,7 @@ def build_layout(
     island_of_face: np.ndarray,
     main_label: str,
     face_anchor: int,
+    up_anchor: int | None = None,
     main_weight: np.ndarray | None = None,
     main_radius: float = MAIN_RADIUS,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -351,6 +355,7 @@ def build_layout(
         faces: (F, 3) triangles.
         island_of_face: (F,) str island names; each other name must be one disk-like component.
         face_anchor: vertex index moved to the centre of the main disk.
+        up_anchor: optional vertex (e.g. mid-forehead) turned to point straight up (+v) from the centre.
         main_weight: (F,) area weights for the main disk's radial balance (default 1).
 
     Returns:
@@ -372,7 +377,17 @@ def build_layout(
     uv = disk_parameterize(cv, cf, outer_pick="longest")
     anchor = int(np.flatnonzero(used == face_anchor)[0])
     uv = mobius_to_center(uv, complex(*uv[anchor]))
-    uv = area_balanced_radial_warp(uv, cv, cf, weight[main])
+    if up_anchor is not None:
+        up = int(np.flatnonzero(used == up_anchor)[0])
+        turn = np.pi / 2 - np.arctan2(uv[up, 1], uv[up, 0])
+        c, s_ = np.cos(turn), np.sin(turn)
+        uv = uv @ np.array([[c, s_], [-s_, c]])
+    for blend in (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):  # least smoothing that leaves no flipped triangle
+        warped = area_balanced_radial_warp(uv, cv, cf, weight[main], blend=blend)
+        if signed_areas(warped, cf).min() > 0:
+            break
+    uv = warped
+    info["radial_blend"] = blend
     uv_all.append(_place(uv, (0.5, 0.5), main_radius))
     uv_faces[main] = cf
     info["islands"][main_label] = {"center": [0.5, 0.5], "radius": main_radius, "slit_vertices": len(path)}

@@ -145,8 +145,9 @@ def lpips(pred: Tensor, target: Tensor, mask: Tensor | None = None, net: str = "
     from dejavu.metrics.lpips import get_lpips
 
     mask = _check(pred, target, mask)
-    model = get_lpips(net, pred.device)
-    return model(composite(pred, mask, background), composite(target, mask, background))
+    model = get_lpips(net, pred.device)  # float32 weights
+    x, y = (composite(v, mask, background).float() for v in (pred, target))
+    return model(x, y)
 
 
 @torch.no_grad()

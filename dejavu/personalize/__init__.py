@@ -105,19 +105,43 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
 
 
 def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:
-    """Mean of the reconstruction network's offsets over ``cfg.mean_frames`` evenly spaced frames.
+    """Mean of the reconstruction network's offsets (13, S, S) over ``cfg.mean_frames`` evenly spaced frames.
 
-    Falls back to :func:`flat_mean_offsets` (with a warning) when the network is not available.
+    Falls back to :func:`flat_mean_offsets` (with a warning) when the shipped weights are missing or
+    were trained on another head; a different UV size is resampled (mask-normalised bilinear).
     """
+    from dejavu.errors import DejavuError
+
     try:
-        from dejavu.recon.predict import predict_offsets  # noqa: F401
-    except ImportError:
-        log.warning("personalize: reconstruction network not available; starting from flat offsets")
+        from dejavu.recon.predict import default_weights, predict_offsets
+        from dejavu.recon.train import load_weights
+
+        model = load_weights(default_weights(), device)
+    except (ImportError, DejavuError) as exc:
+        log.warning("personalize: reconstruction network not available (%s); starting from flat offsets", exc)
+        return flat_mean_offsets(frames, head, uvmap), "flat"
+    if model.head_spec != head.name and model.head_spec != getattr(cfg, "head", None):
+        log.warning("personalize: the reconstruction weights are for head %r, not %r; starting from flat offsets",
+                    model.head_spec, cfg.head)
         return flat_mean_offsets(frames, head, uvmap), "flat"
     n = min(cfg.mean_frames, len(frames))
-    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
-    offsets = predict_offsets(result, idx.tolist(), uvmap=uvmap, device=device)  # (n, 13, S, S)
-    return offsets.mean(0).cpu(), "network"
+    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique().tolist()
+    maps = [predict_offsets(model, result.load_crop(i), result.load_mask(i), result.shape).cpu() for i in idx]
+    mean = torch.stack(maps).mean(0)
+    if model.uvmap.size != uvmap.size:
+        mean = resample_offsets(mean, model.uvmap.mask.cpu(), uvmap.mask.cpu())
+    return mean, f"network:{len(idx)} frames"
+
+
+def resample_offsets(offsets: torch.Tensor, mask_from: torch.Tensor, mask_to: torch.Tensor) -> torch.Tensor:
+    """Offsets (13, S1, S1) valid on ``mask_from`` -> (13, S2, S2) on ``mask_to``, mask-normalised bilinear."""
+    import torch.nn.functional as F
+
+    S2 = mask_to.shape[-1]
+    m = mask_from.float()[None, None]
+    num = F.interpolate((offsets * m)[None], size=(S2, S2), mode="bilinear", align_corners=False)[0]
+    den = F.interpolate(m, size=(S2, S2), mode="bilinear", align_corners=False)[0]
+    return torch.where(den > 1e-3, num / den.clamp_min(1e-3), torch.zeros_like(num)) * mask_to.float()
 
 
 @torch.no_grad()

@@ -157,10 +157,10 @@ class Trainer:
                     self._step_times.append(time.time() - t0)
                     psnr = float(-10 * torch.log10(((pred.detach() - batch["images"]) ** 2).mean().clamp_min(1e-10)))
                     if state.step % 5 == 0 or state.step == 1:
-                        state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss), "psnr": psnr,
+                        state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss.detach()), "psnr": psnr,
                                               **terms})
                     bar.total = max(self._planned_total(state, t_start), state.step)
-                    bar.set_postfix(stage=state.stage, loss=f"{float(loss):.4f}", psnr=f"{psnr:.2f}")
+                    bar.set_postfix(stage=state.stage, loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr:.2f}")
                     bar.update(1)
                     self._keep(state, params)
                     if cfg.preview_every and state.step % cfg.preview_every == 0:

@@ -46,15 +46,17 @@ class DataConfig:
     max_pitch_deg: float = 15.0
     """Synthetic cameras: pitch uniform in [-max, max] degrees."""
     real_dirs: list[str] = field(default_factory=list)
-    """Real photo folders (searched recursively; e.g. ../shared/data/lfw). Empty: no real batches."""
+    """Real photo roots; every sub-folder with photos is one person (LFW layout). Empty: no real batches."""
     real_cache: str = "runs/data/real"
-    """Where tracked real photos are cached as shards (same format, one view per identity)."""
-    real_max_images: int = 600
-    """At most this many real photos are tracked and used (in sorted path order, every k-th)."""
+    """Where tracking results (``tracks/``) and the gathered real shards go."""
+    real_max_people: int = 200
+    """At most this many person folders are tracked (spread evenly over the sorted list)."""
+    real_min_photos: int = 2
+    """Only folders with at least this many photos are used."""
     video_paths: list[str] = field(default_factory=list)
     """Videos whose tracked frames become extra multi-view-like identities (groups of frames)."""
     video_frames_per_identity: int = 4
-    """Consecutive tracked frames grouped into one video identity."""
+    """Views per real identity: photos per person (padded/truncated) and consecutive video frames."""
     num_workers: int = 0
     """Unused on CPU (data lives in memory); kept for GPU runs."""
 
@@ -146,7 +148,7 @@ def _gpu_paper() -> ReconConfig:
     cfg = ReconConfig()
     cfg.model = ModelConfig(uv_size=320, base_channels=64)
     cfg.data = DataConfig(synthetic_identities=18000, synthetic_views=8, synthetic_uv_size=320, render_size=512,
-                          real_dirs=["../shared/data/lfw"], real_max_images=13233, max_yaw_deg=60.0)
+                          real_dirs=["../shared/data/lfw"], real_max_people=1680, max_yaw_deg=60.0)
     cfg.loss = LossConfig(lpips=0.5, lpips_net="vgg")
     cfg.optim = OptimConfig(lr=1e-4, steps=100000, identities_per_batch=4, views_per_identity=4, real_batch_size=16,
                             lr_decay_steps=30000)

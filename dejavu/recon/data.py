@@ -12,8 +12,8 @@ Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K id
     __meta__    uint8 JSON      {"format": "dejavu-recon-data", "version": 1, "head": spec, "size": H, "fov_deg": 20}
 
 Sources: :func:`generate_synthetic` (multi-view renders of random identities of the project's own head
-model; the PanoHead stand-in), :func:`track_photo_folder` (real photos, e.g. LFW, tracked once with
-``dejavu.track`` and cached; one view each) and :func:`track_video_identities` (tracked frames of one
+model; the PanoHead stand-in), :func:`track_photo_folder` (folders of photos of one person each, e.g.
+LFW, tracked once with ``dejavu.track`` and cached; the photos are the views) and :func:`track_video_identities` (tracked frames of one
 video grouped into multi-view-like identities). :class:`MultiViewSet` holds a loaded folder in memory
 and samples batches.
 
@@ -254,14 +254,14 @@ def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     n = torch.where(outward < 0, -n, n) * (ok_u * ok_v)
     spacing = 0.5 * torch.maximum(du.norm(dim=1, keepdim=True) * ok_u, dv.norm(dim=1, keepdim=True) * ok_v)
     med = spacing[spacing > 0].median() if (spacing > 0).any() else torch.tensor(2e-3)
-    spacing = torch.where(spacing > 0, spacing, med).clamp(0.5 * med, 2.0 * med)
+    spacing = torch.where(spacing > 0, spacing, med).clamp(0.5 * med, 3.0 * med)
     return n, spacing
 
 
 def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random appearances as full UV Gaussian maps (B, 13, S, S) on posed ``vertices`` (B, V, 3).
 
-    Skin colour (light-dark mix) with smooth noise; hair on the scalp (colour, raised 0.3-2.5 cm along
+    Skin colour (light-dark mix) with smooth noise; hair on the scalp (colour, raised 0.2-1.5 cm along
     the normal, larger Gaussians; bald 10%); brows, lips, sclera, iris and mouth colours; Lambert
     shading from a random frontal light baked in. Gaussians are opaque, isotropic, sized to cover the
     texel spacing.
@@ -285,14 +285,14 @@ def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generat
     bald = f(rng.random(B) < 0.1)[:, None, None, None]
     scalp = (region == REGION_ID["scalp"]).float()[None, None] * (1.0 - bald)
     rgb = rgb * (1 - scalp) + hair_rgb * scalp
-    radius = 1.5 / S + 0.004
+    radius = 0.5 / S + 0.002
     brows = _landmark_texels(head, uvmap, BROW_LANDMARKS, radius).float()[None, None]
     rgb = rgb * (1 - brows) + (0.6 * hair[:, :, None, None] + 0.4 * rgb * 0.5) * brows
     lips = _landmark_texels(head, uvmap, LIP_LANDMARKS, radius).float()[None, None]
     lip_rgb = rgb * f([1.0, 0.62, 0.62])[None, :, None, None] * f(rng.uniform(0.8, 1.0, (B, 1, 1, 1)))
     rgb = rgb * (1 - lips) + lip_rgb * lips
     eyes = (region == REGION_ID["eyes"]).float()[None, None]
-    iris = _landmark_texels(head, uvmap, IRIS_LANDMARKS, radius + 0.004).float()[None, None] * eyes
+    iris = _landmark_texels(head, uvmap, IRIS_LANDMARKS, radius + 0.003).float()[None, None] * eyes
     rgb = rgb * (1 - eyes) + f([0.88, 0.86, 0.82])[None, :, None, None] * eyes
     iris_rgb = f(IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS), B)])[:, :, None, None]
     rgb = rgb * (1 - iris) + iris_rgb * iris
@@ -307,7 +307,7 @@ def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generat
     rgb = (rgb * (ambient + (1.0 - ambient) * lambert)).clamp(0.0, 1.0)
 
     out = base.clone()
-    raise_m = f(rng.uniform(0.003, 0.025, (B, 1, 1, 1))) * (1.0 + 0.3 * _smooth_noise(rng, B, S, 1, 8))
+    raise_m = f(rng.uniform(0.002, 0.015, (B, 1, 1, 1))) * (1.0 + 0.3 * _smooth_noise(rng, B, S, 1, 8))
     out[:, XYZ] = pos + normals * raise_m * scalp
     size = spacing * (1.0 + 1.5 * scalp)
     out[:, LOG_SCALE] = torch.log(size).expand(-1, 3, -1, -1)
@@ -371,86 +371,104 @@ def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: in
 # Real photos and videos (tracked once, cached as shards)
 # ---------------------------------------------------------------------------------------------
 
-def _track_to_arrays(result, size: int) -> dict[str, np.ndarray]:
-    """A ``dejavu.track`` result of B frames -> per-frame arrays in this module's format."""
-    from dejavu.io import to_uint8
+def tracking_to_set(result, views: int | None = None) -> MultiViewSet:
+    """A ``dejavu.track`` result (crops and masks on disk) -> one identity with its frames as views.
 
-    crops = np.asarray(result.crops)
-    crops = crops if crops.dtype == np.uint8 else to_uint8(crops)
-    masks = np.asarray(result.masks)
-    masks = masks[..., 0] if masks.ndim == 4 else masks
-    masks = masks if masks.dtype == np.uint8 else to_uint8(masks)
-    if crops.shape[1] != size:
-        raise DejavuError(f"tracking gave {crops.shape[1]} px crops, expected {size}")
-    B = len(crops)
-    t = lambda x: np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)  # noqa: E731
-    shape = t(result.shape).reshape(-1)
-    return {"images": crops, "masks": masks, "pose6": t(result.pose6).reshape(B, 6),
-            "shape": np.repeat(shape[None], B, 0), "expression": t(result.expression).reshape(B, -1),
-            "jaw": t(result.jaw).reshape(B, 3)}
+    ``views`` pads (repeating frame 0) or truncates to a fixed view count; ``n_views`` records the real one.
+    """
+    B = len(result)
+    V = views or B
+    n = min(B, V)
+    pick = list(range(n)) + [0] * (V - n)
+    images = np.stack([(result.load_crop(i) * 255 + 0.5).astype(np.uint8) for i in pick])
+    masks = np.stack([result.load_mask(i).astype(np.uint8) * 255 for i in pick])
+    f = lambda a: np.asarray(a, dtype=np.float32)[pick][None]  # noqa: E731
+    return MultiViewSet(images=images[None], masks=masks[None], pose6=f(result.pose6),
+                        shape=np.asarray(result.shape, np.float32)[None], expression=f(result.expression),
+                        jaw=f(result.jaw), n_views=np.array([n], np.int32), head=result.head_spec,
+                        size=int(result.crop_size))
 
 
-def list_photos(folders: list[str], max_images: int) -> list[Path]:
-    """Image files under ``folders`` (recursive, sorted), thinned evenly to at most ``max_images``."""
+def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> list[Path]:
+    """Leaf folders holding photos of one person each (LFW layout: ``NAME/NAME_0001.jpg``), sorted and
+    thinned evenly to ``max_groups``; folders with fewer than ``min_images`` photos are left out."""
     from dejavu.io import is_image
 
-    paths = sorted(p for f in folders for p in Path(f).expanduser().rglob("*") if p.is_file() and is_image(p))
-    if not paths:
-        raise DejavuError(f"data.real_dirs {folders}: no images found")
-    if len(paths) > max_images:
-        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, max_images)]
-    return paths
+    groups = []
+    for f in folders:
+        root = Path(f).expanduser()
+        if not root.is_dir():
+            raise DejavuError(f"data.real_dirs: {root} is not a folder")
+        for d in sorted([root, *[p for p in root.rglob("*") if p.is_dir()]]):
+            if sum(1 for p in d.iterdir() if p.is_file() and is_image(p)) >= min_images:
+                groups.append(d)
+    if not groups:
+        raise DejavuError(f"data.real_dirs {folders}: no folders with at least {min_images} images")
+    if len(groups) > max_groups:
+        groups = [groups[int(i)] for i in np.linspace(0, len(groups) - 1, max_groups)]
+    return groups
 
 
-def track_photo_folder(folders: list[str], head_spec: str, size: int, max_images: int,
-                       device: torch.device | str = "cpu", progress: bool = True) -> MultiViewSet:
-    """Track each photo on its own (one identity, one view each); photos without a face are skipped."""
+def track_photo_folders(folders: list[str], head_spec: str, size: int, max_groups: int, views: int,
+                        track_dir: str | Path, min_images: int = 2, progress: bool = True) -> MultiViewSet:
+    """Track each person folder (shared identity, up to ``views`` photos) into ``track_dir/NAME``
+    (``dejavu.track`` reuses finished results, so an interrupted run resumes) and gather them.
+
+    Folders where no face is found are skipped with a log line.
+    """
     from tqdm import tqdm
 
     from dejavu.track import track
 
-    rows = []
-    for path in tqdm(list_photos(folders, max_images), desc="tracking photos", disable=not progress, unit="img"):
+    sets = []
+    for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
+        out = Path(track_dir) / group.name
         try:
-            result = track(path, head=head_spec, size=size, device=device)
+            result = track(group, out, head=head_spec, max_frames=views, crop_size=size, overlay=False,
+                           progress=False)
         except DejavuError as exc:
-            log.debug("skipping %s: %s", path, exc)
+            log.info("skipping %s: %s", group, exc)
             continue
-        rows.append(_track_to_arrays(result, size))
-    if not rows:
-        raise DejavuError(f"data.real_dirs {folders}: no face could be tracked in any photo")
-    arrays = {k: np.stack([r[k][0] for r in rows]) for k in rows[0]}
-    return MultiViewSet(images=arrays["images"][:, None], masks=arrays["masks"][:, None],
-                        pose6=arrays["pose6"][:, None], shape=arrays["shape"],
-                        expression=arrays["expression"][:, None], jaw=arrays["jaw"][:, None],
-                        n_views=np.ones(len(rows), np.int32), head=head_spec, size=size)
+        sets.append(tracking_to_set(result, views))
+    if not sets:
+        raise DejavuError(f"data.real_dirs {folders}: no face could be tracked")
+    return MultiViewSet.concat(sets)
 
 
-def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int,
-                           device: torch.device | str = "cpu") -> MultiViewSet:
+def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int, track_dir: str | Path,
+                           max_frames: int | None = None) -> MultiViewSet:
     """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""
     from dejavu.track import track
 
-    a = _track_to_arrays(track(video, head=head_spec, size=size, device=device), size)
+    result = track(video, Path(track_dir) / Path(video).stem, head=head_spec, crop_size=size, overlay=False,
+                   max_frames=max_frames)
+    whole = tracking_to_set(result)
     V = frames_per_identity
-    K = len(a["images"]) // V
+    K = whole.views // V
     if K == 0:
         raise DejavuError(f"{video}: fewer tracked frames than data.video_frames_per_identity={V}")
-    g = lambda x: x[: K * V].reshape(K, V, *x.shape[1:])  # noqa: E731
-    return MultiViewSet(images=g(a["images"]), masks=g(a["masks"]), pose6=g(a["pose6"]), shape=a["shape"][: K * V: V],
-                        expression=g(a["expression"]), jaw=g(a["jaw"]), n_views=np.full(K, V, np.int32),
-                        head=head_spec, size=size)
+    g = lambda x: x[0, : K * V].reshape(K, V, *x.shape[2:])  # noqa: E731
+    return MultiViewSet(images=g(whole.images), masks=g(whole.masks), pose6=g(whole.pose6),
+                        shape=np.repeat(whole.shape, K, 0), expression=g(whole.expression), jaw=g(whole.jaw),
+                        n_views=np.full(K, V, np.int32), head=head_spec, size=size)
 
 
 def load_or_track_real(cfg, device: torch.device | str = "cpu") -> MultiViewSet | None:
-    """The real training set from ``cfg.data`` (tracked photos; video identities are kept apart, see
-    :func:`track_video_identities`), tracked once and cached under ``cfg.data.real_cache``."""
+    """The real training set from ``cfg.data``: person folders and videos, tracked once (results under
+    ``real_cache/tracks``) and cached as shards in ``real_cache``. None when nothing is configured."""
     d = cfg.data
-    cache = Path(d.real_cache).expanduser()
-    if not d.real_dirs:
+    if not (d.real_dirs or d.video_paths):
         return None
+    cache = Path(d.real_cache).expanduser()
     if not any(cache.glob("shard_*.npz")):
-        data = track_photo_folder(d.real_dirs, cfg.model.head, d.render_size, d.real_max_images, device)
+        V = d.video_frames_per_identity
+        sets = []
+        if d.real_dirs:
+            sets.append(track_photo_folders(d.real_dirs, cfg.model.head, d.render_size, d.real_max_people, V,
+                                            cache / "tracks", d.real_min_photos))
+        for video in d.video_paths:
+            sets.append(track_video_identities(video, cfg.model.head, d.render_size, V, cache / "tracks"))
+        data = MultiViewSet.concat(sets)
         data.save(cache)
-        log.info("tracked %d real photos into %s", len(data), cache)
+        log.info("tracked %d real identities into %s", len(data), cache)
     return MultiViewSet.load(cache)

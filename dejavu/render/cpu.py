@@ -54,69 +54,86 @@ _NP = 13
 _NV = 10  # v_mx, v_my, v_ca, v_cb, v_cc, v_op, v_r, v_g, v_b, v_z
 
 _KW = dict(cache=True, nogil=True, fastmath=True)
-
-
 _KW_EXACT = dict(cache=True, nogil=True)  # projection: no fastmath, so radii match the torch reference
 
 
-@njit(inline="always", **_KW_EXACT)
-def _quat_rot(qw, qx, qy, qz):
-    """Normalised wxyz quaternion -> row-major rotation entries, plus the inverse norm."""
-    inv = np.float32(1.0) / max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), np.float32(1e-12))
-    w, x, y, z = qw * inv, qx * inv, qy * inv, qz * inv
-    r = np.empty((3, 3), np.float32)
-    r[0, 0] = 1 - 2 * (y * y + z * z)
-    r[0, 1] = 2 * (x * y - w * z)
-    r[0, 2] = 2 * (x * z + w * y)
-    r[1, 0] = 2 * (x * y + w * z)
-    r[1, 1] = 1 - 2 * (x * x + z * z)
-    r[1, 2] = 2 * (y * z - w * x)
-    r[2, 0] = 2 * (x * z - w * y)
-    r[2, 1] = 2 * (y * z + w * x)
-    r[2, 2] = 1 - 2 * (x * x + y * y)
-    return r, inv
 
 
-@njit(inline="always", **_KW_EXACT)
-def _cam_cov(quat, scale, Rc):
-    """Camera-frame covariance Rc (Rq S)(Rq S)^T Rc^T (3, 3), plus Rq and M = Rq S."""
-    rq, _ = _quat_rot(quat[0], quat[1], quat[2], quat[3])
-    M = np.empty((3, 3), np.float32)
-    for i in range(3):
-        for j in range(3):
-            M[i, j] = rq[i, j] * scale[j]
-    cov = M @ M.T
-    return Rc @ cov @ Rc.T, cov, rq, M
+# 3x3 matrices below are row-major 9-tuples of float32 (registers, no allocation, no BLAS).
 
 
-@njit(inline="always", **_KW_EXACT)
+@njit(**_KW_EXACT)
+def _mm(a, b):
+    """a @ b."""
+    return (a[0] * b[0] + a[1] * b[3] + a[2] * b[6], a[0] * b[1] + a[1] * b[4] + a[2] * b[7],
+            a[0] * b[2] + a[1] * b[5] + a[2] * b[8],
+            a[3] * b[0] + a[4] * b[3] + a[5] * b[6], a[3] * b[1] + a[4] * b[4] + a[5] * b[7],
+            a[3] * b[2] + a[4] * b[5] + a[5] * b[8],
+            a[6] * b[0] + a[7] * b[3] + a[8] * b[6], a[6] * b[1] + a[7] * b[4] + a[8] * b[7],
+            a[6] * b[2] + a[7] * b[5] + a[8] * b[8])
+
+
+@njit(**_KW_EXACT)
+def _tr(a):
+    """a^T."""
+    return (a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8])
+
+
+@njit(**_KW_EXACT)
+def _quat_rot(q):
+    """wxyz quaternion (any norm) -> (row-major rotation 9-tuple, normalised (w, x, y, z), 1 / norm)."""
+    inv = _F1 / max(math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]), np.float32(1e-12))
+    w, x, y, z = q[0] * inv, q[1] * inv, q[2] * inv, q[3] * inv
+    r = (1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))
+    return r, (w, x, y, z), inv
+
+
+@njit(**_KW_EXACT)
+def _view(viewmats, b):
+    """Rotation 9-tuple and translation of frame b's world-to-camera matrix."""
+    v = viewmats[b]
+    return (v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1], v[1, 2], v[2, 0], v[2, 1], v[2, 2]), (v[0, 3], v[1, 3], v[2, 3])
+
+
+@njit(**_KW_EXACT)
+def _cam_point(Rc, t, p):
+    return (Rc[0] * p[0] + Rc[1] * p[1] + Rc[2] * p[2] + t[0], Rc[3] * p[0] + Rc[4] * p[1] + Rc[5] * p[2] + t[1],
+            Rc[6] * p[0] + Rc[7] * p[1] + Rc[8] * p[2] + t[2])
+
+
+@njit(**_KW_EXACT)
+def _covariances(rq, s, Rc):
+    """M = Rq S, world covariance M M^T, camera covariance Rc M M^T Rc^T (9-tuples)."""
+    M = (rq[0] * s[0], rq[1] * s[1], rq[2] * s[2], rq[3] * s[0], rq[4] * s[1], rq[5] * s[2],
+         rq[6] * s[0], rq[7] * s[1], rq[8] * s[2])
+    cov = _mm(M, _tr(M))
+    return M, cov, _mm(_mm(Rc, cov), _tr(Rc))
+
+
+@njit(**_KW_EXACT)
 def _jacobian(x, y, z, fx, fy, cx, cy, W, H):
-    """gsplat persp_proj Jacobian (2, 3) with x/z, y/z clamped; also tx, ty and the clamp flags."""
-    tan_x = np.float32(0.5) * np.float32(W) / fx
-    tan_y = np.float32(0.5) * np.float32(H) / fy
+    """gsplat persp_proj Jacobian as a 3x3 9-tuple (last row 0) with x/z, y/z clamped; tx, ty, clamp flags."""
+    tan_x = _FH * np.float32(W) / fx
+    tan_y = _FH * np.float32(H) / fy
     lxp = (np.float32(W) - cx) / fx + _MARGIN * tan_x
     lxn = cx / fx + _MARGIN * tan_x
     lyp = (np.float32(H) - cy) / fy + _MARGIN * tan_y
     lyn = cy / fy + _MARGIN * tan_y
-    rz = np.float32(1.0) / z
+    rz = _F1 / z
     xr, yr = x * rz, y * rz
     tx = z * min(lxp, max(-lxn, xr))
     ty = z * min(lyp, max(-lyn, yr))
-    J = np.zeros((2, 3), np.float32)
-    J[0, 0] = fx * rz
-    J[0, 2] = -fx * tx * rz * rz
-    J[1, 1] = fy * rz
-    J[1, 2] = -fy * ty * rz * rz
-    inx = xr <= lxp and xr >= -lxn
-    iny = yr <= lyp and yr >= -lyn
-    return J, tx, ty, inx, iny
+    J = (fx * rz, _F0, -fx * tx * rz * rz, _F0, fy * rz, -fy * ty * rz * rz, _F0, _F0, _F0)
+    return J, tx, ty, (xr <= lxp and xr >= -lxn), (yr <= lyp and yr >= -lyn)
 
 
 @njit(parallel=True, **_KW_EXACT)
 def _project(means, quats, scales, opac, colors, viewmats, Ks, N, W, H, tw, th):
     """EWA projection + tile boxes for G = B * N Gaussians (gsplat fully_fused_projection).
 
-    viewmats (B, 4, 4), Ks (B, 3, 3). Returns params (G, 12), boxes (G, 4) int32 [x0, y0, x1, y1)
+    viewmats (B, 4, 4), Ks (B, 3, 3). Returns params (G, 13), boxes (G, 4) int32 [x0, y0, x1, y1)
     in tiles and counts (G,) int64 (0 = culled).
     """
     G = means.shape[0]
@@ -126,26 +143,25 @@ def _project(means, quats, scales, opac, colors, viewmats, Ks, N, W, H, tw, th):
     tsf = np.float32(_TS)
     for g in prange(G):
         b = g // N
-        Rc = viewmats[b, :3, :3].copy()
-        px = Rc[0, 0] * means[g, 0] + Rc[0, 1] * means[g, 1] + Rc[0, 2] * means[g, 2] + viewmats[b, 0, 3]
-        py = Rc[1, 0] * means[g, 0] + Rc[1, 1] * means[g, 1] + Rc[1, 2] * means[g, 2] + viewmats[b, 1, 3]
-        pz = Rc[2, 0] * means[g, 0] + Rc[2, 1] * means[g, 1] + Rc[2, 2] * means[g, 2] + viewmats[b, 2, 3]
+        Rc, t = _view(viewmats, b)
+        px, py, pz = _cam_point(Rc, t, (means[g, 0], means[g, 1], means[g, 2]))
         if not (pz >= _NEAR and pz <= _FAR):
             continue
-        cov_c, _, _, _ = _cam_cov(quats[g], scales[g], Rc)
+        rq, _, _ = _quat_rot((quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]))
+        _, _, cov_c = _covariances(rq, (scales[g, 0], scales[g, 1], scales[g, 2]), Rc)
         fx, fy, cx, cy = Ks[b, 0, 0], Ks[b, 1, 1], Ks[b, 0, 2], Ks[b, 1, 2]
         J, _, _, _, _ = _jacobian(px, py, pz, fx, fy, cx, cy, W, H)
-        c2 = J @ cov_c @ J.T
-        a = c2[0, 0] + _EPS2D
-        bb = c2[0, 1]
-        c = c2[1, 1] + _EPS2D
+        c2 = _mm(_mm(J, cov_c), _tr(J))
+        a = c2[0] + _EPS2D
+        bb = c2[1]
+        c = c2[4] + _EPS2D
         det = a * c - bb * bb
         o = opac[g]
         if not (det > _F0) or not (o >= _ALPHA_MIN):
             continue
-        mx = fx * px / pz + cx
-        my = fy * py / pz + cy
-        ca, cb, cc = c / det, -bb / det, a / det
+        rz = _F1 / pz
+        mx = fx * px * rz + cx
+        my = fy * py * rz + cy
         ext = min(_EXTEND, math.sqrt(_F2 * math.log(o / _ALPHA_MIN)))
         rx = math.ceil(ext * math.sqrt(a))
         ry = math.ceil(ext * math.sqrt(c))
@@ -155,9 +171,9 @@ def _project(means, quats, scales, opac, colors, viewmats, Ks, N, W, H, tw, th):
             continue
         params[g, _MX] = mx
         params[g, _MY] = my
-        params[g, _CA] = ca
-        params[g, _CB] = cb
-        params[g, _CC] = cc
+        params[g, _CA] = c / det
+        params[g, _CB] = -bb / det
+        params[g, _CC] = a / det
         params[g, _OP] = o
         params[g, _R] = colors[g, 0]
         params[g, _G] = colors[g, 1]
@@ -184,9 +200,9 @@ def _project(means, quats, scales, opac, colors, viewmats, Ks, N, W, H, tw, th):
 
 @njit(parallel=True, **_KW_EXACT)
 def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
-    """Projection backward. v2d (G, 10) rows from ``_reduce`` (only mx, my, ca, cb, cc, z used).
+    """Projection backward. v2d (G, 10) rows from ``_reduce`` (mx, my, ca, cb, cc and z are used).
 
-    Returns v_means (G, 3), v_quats (G, 4), v_scales (G, 3), v_view (G, 12) per-Gaussian rows of
+    Returns v_means (G, 3), v_quats (G, 4), v_scales (G, 3) and v_view (G, 12): per-Gaussian rows of
     d/d world_to_cam[:3, :4] (sum them per frame).
     """
     G = means.shape[0]
@@ -198,78 +214,68 @@ def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
         if counts[g] == 0:
             continue
         b = g // N
-        Rc = viewmats[b, :3, :3].copy()
-        p = means[g]
-        pc = np.empty(3, np.float32)
-        for i in range(3):
-            pc[i] = Rc[i, 0] * p[0] + Rc[i, 1] * p[1] + Rc[i, 2] * p[2] + viewmats[b, i, 3]
-        x, y, z = pc[0], pc[1], pc[2]
-        cov_c, cov, rq, M = _cam_cov(quats[g], scales[g], Rc)
+        Rc, t = _view(viewmats, b)
+        p = (means[g, 0], means[g, 1], means[g, 2])
+        x, y, z = _cam_point(Rc, t, p)
+        rq, qn, inv = _quat_rot((quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]))
+        s = (scales[g, 0], scales[g, 1], scales[g, 2])
+        M, cov, cov_c = _covariances(rq, s, Rc)
         fx, fy, cx, cy = Ks[b, 0, 0], Ks[b, 1, 1], Ks[b, 0, 2], Ks[b, 1, 2]
         J, tx, ty, inx, iny = _jacobian(x, y, z, fx, fy, cx, cy, W, H)
-        c2 = J @ cov_c @ J.T
-        c2[0, 0] += _EPS2D
-        c2[1, 1] += _EPS2D
-        det = c2[0, 0] * c2[1, 1] - c2[0, 1] * c2[0, 1]
-        Kc = np.empty((2, 2), np.float32)  # conic matrix
-        Kc[0, 0] = c2[1, 1] / det
-        Kc[1, 1] = c2[0, 0] / det
-        Kc[0, 1] = -c2[0, 1] / det
-        Kc[1, 0] = Kc[0, 1]
-        V = np.empty((2, 2), np.float32)
-        V[0, 0] = v2d[g, 2]
-        V[0, 1] = _FH * v2d[g, 3]
-        V[1, 0] = V[0, 1]
-        V[1, 1] = v2d[g, 4]
-        vC = -(Kc @ V @ Kc)  # d/d cov2d (symmetric)
-        v_covc = J.T @ vC @ J
-        vJ = _F2 * (vC @ J @ cov_c)
+        c2 = _mm(_mm(J, cov_c), _tr(J))
+        a, bb, c = c2[0] + _EPS2D, c2[1], c2[4] + _EPS2D
+        det = a * c - bb * bb
+        k00, k01, k11 = c / det, -bb / det, a / det  # conic
+        va, vb, vc = v2d[g, 2], _FH * v2d[g, 3], v2d[g, 4]
+        # d/d cov2d = -Kc V Kc (symmetric)
+        t00, t01, t10, t11 = k00 * va + k01 * vb, k00 * vb + k01 * vc, k01 * va + k11 * vb, k01 * vb + k11 * vc
+        p00 = -(t00 * k00 + t01 * k01)
+        p01 = -(t00 * k01 + t01 * k11)
+        p11 = -(t10 * k01 + t11 * k11)
+        vC = (p00, p01, _F0, p01, p11, _F0, _F0, _F0, _F0)
+        v_covc = _mm(_mm(_tr(J), vC), J)
+        vJ = _mm(_mm(vC, J), cov_c)  # times 2 below
         rz = _F1 / z
         rz2 = rz * rz
         rz3 = rz2 * rz
         vmx, vmy = v2d[g, 0], v2d[g, 1]
+        vJ02, vJ12 = _F2 * vJ[2], _F2 * vJ[5]
         vx = fx * rz * vmx
         vy = fy * rz * vmy
         vz = -(fx * x * vmx + fy * y * vmy) * rz2 + v2d[g, 9]
         if inx:
-            vx += -fx * rz2 * vJ[0, 2]
+            vx += -fx * rz2 * vJ02
         else:
-            vz += -fx * rz3 * vJ[0, 2] * tx
+            vz += -fx * rz3 * vJ02 * tx
         if iny:
-            vy += -fy * rz2 * vJ[1, 2]
+            vy += -fy * rz2 * vJ12
         else:
-            vz += -fy * rz3 * vJ[1, 2] * ty
-        vz += -fx * rz2 * vJ[0, 0] - fy * rz2 * vJ[1, 1] + _F2 * fx * tx * rz3 * vJ[0, 2] + _F2 * fy * ty * rz3 * vJ[1, 2]
-        vpc = np.empty(3, np.float32)
-        vpc[0], vpc[1], vpc[2] = vx, vy, vz
+            vz += -fy * rz3 * vJ12 * ty
+        vz += (-fx * rz2 * _F2 * vJ[0] - fy * rz2 * _F2 * vJ[4] + _F2 * fx * tx * rz3 * vJ02
+               + _F2 * fy * ty * rz3 * vJ12)
+        vpc = (vx, vy, vz)
         # p_c = Rc p + t ; cov_c = Rc cov Rc^T
-        v_cov = Rc.T @ v_covc @ Rc
-        vRc = _F2 * (v_covc @ Rc @ cov)
+        v_cov = _mm(_mm(_tr(Rc), v_covc), Rc)
+        vRc = _mm(_mm(v_covc, Rc), cov)
         for i in range(3):
-            v_means[g, i] = Rc[0, i] * vx + Rc[1, i] * vy + Rc[2, i] * vz
+            v_means[g, i] = Rc[i] * vx + Rc[3 + i] * vy + Rc[6 + i] * vz
             for j in range(3):
-                v_view[g, i * 4 + j] = vRc[i, j] + vpc[i] * p[j]
+                v_view[g, i * 4 + j] = _F2 * vRc[3 * i + j] + vpc[i] * p[j]
             v_view[g, i * 4 + 3] = vpc[i]
         # cov = M M^T, M = Rq S
-        vM = _F2 * (v_cov @ M)
-        s = scales[g]
-        Gq = np.empty((3, 3), np.float32)
+        vM = _mm(v_cov, M)  # times 2 below
+        Gq = (_F2 * vM[0] * s[0], _F2 * vM[1] * s[1], _F2 * vM[2] * s[2], _F2 * vM[3] * s[0], _F2 * vM[4] * s[1],
+              _F2 * vM[5] * s[2], _F2 * vM[6] * s[0], _F2 * vM[7] * s[1], _F2 * vM[8] * s[2])
         for j in range(3):
-            acc = _F0
-            for i in range(3):
-                Gq[i, j] = vM[i, j] * s[j]
-                acc += vM[i, j] * rq[i, j]
-            v_scales[g, j] = acc
-        q = quats[g]
-        _, inv = _quat_rot(q[0], q[1], q[2], q[3])
-        w, qx, qy, qz = q[0] * inv, q[1] * inv, q[2] * inv, q[3] * inv
-        vw = _F2 * (-qz * Gq[0, 1] + qy * Gq[0, 2] + qz * Gq[1, 0] - qx * Gq[1, 2] - qy * Gq[2, 0] + qx * Gq[2, 1])
-        vqx = _F2 * (qy * Gq[0, 1] + qz * Gq[0, 2] + qy * Gq[1, 0] - _F2 * qx * Gq[1, 1] - w * Gq[1, 2]
-                     + qz * Gq[2, 0] + w * Gq[2, 1] - _F2 * qx * Gq[2, 2])
-        vqy = _F2 * (-_F2 * qy * Gq[0, 0] + qx * Gq[0, 1] + w * Gq[0, 2] + qx * Gq[1, 0] + qz * Gq[1, 2]
-                     - w * Gq[2, 0] + qz * Gq[2, 1] - _F2 * qy * Gq[2, 2])
-        vqz = _F2 * (-_F2 * qz * Gq[0, 0] - w * Gq[0, 1] + qx * Gq[0, 2] + w * Gq[1, 0] - _F2 * qz * Gq[1, 1]
-                     + qy * Gq[1, 2] + qx * Gq[2, 0] + qy * Gq[2, 1])
+            v_scales[g, j] = _F2 * (vM[j] * rq[j] + vM[3 + j] * rq[3 + j] + vM[6 + j] * rq[6 + j])
+        w, qx, qy, qz = qn
+        vw = _F2 * (-qz * Gq[1] + qy * Gq[2] + qz * Gq[3] - qx * Gq[5] - qy * Gq[6] + qx * Gq[7])
+        vqx = _F2 * (qy * Gq[1] + qz * Gq[2] + qy * Gq[3] - _F2 * qx * Gq[4] - w * Gq[5]
+                     + qz * Gq[6] + w * Gq[7] - _F2 * qx * Gq[8])
+        vqy = _F2 * (-_F2 * qy * Gq[0] + qx * Gq[1] + w * Gq[2] + qx * Gq[3] + qz * Gq[5]
+                     - w * Gq[6] + qz * Gq[7] - _F2 * qy * Gq[8])
+        vqz = _F2 * (-_F2 * qz * Gq[0] - w * Gq[1] + qx * Gq[2] + w * Gq[3] - _F2 * qz * Gq[4]
+                     + qy * Gq[5] + qx * Gq[6] + qy * Gq[7])
         dot = vw * w + vqx * qx + vqy * qy + vqz * qz
         v_quats[g, 0] = (vw - dot * w) * inv
         v_quats[g, 1] = (vqx - dot * qx) * inv

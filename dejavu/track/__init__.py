@@ -20,6 +20,7 @@ import logging
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -137,8 +138,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
     from dejavu.track.video import iter_frames
 
-    t0 = time.perf_counter()
-    is_seq = info.kind != "image"
+    t0, c0 = time.perf_counter(), time.process_time()
     head = load_head(head_spec, "cpu")
 
     # 1. landmarks (streaming; frames are decoded again in step 4 instead of being kept in memory)
@@ -168,7 +168,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     points = np.stack(points)
     out_fps = (min(fps, info.fps) if fps else info.fps) if info.kind == "video" else (fps or 0.0)
 
-    t_landmarks = time.perf_counter() - t0
+    t_landmarks, c_landmarks = time.perf_counter() - t0, time.process_time() - c0
 
     # 2. alignment
     params = align.crop_params(points)
@@ -182,7 +182,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     fit = fit_landmarks(head, lm_crop, crop_size, video=info.kind == "video", config=cfg,
                         progress=lambda n: fit_bar.update(n))
     fit_bar.close()
-    t_fit = time.perf_counter() - t0 - t_landmarks
+    t_fit, c_fit = time.perf_counter() - t0 - t_landmarks, time.process_time() - c0 - c_landmarks
 
     # 4. crops, masks, overlay
     _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
@@ -200,10 +200,14 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     elapsed = time.perf_counter() - t0
     timings = {"landmarks": round(t_landmarks, 3), "fit": round(t_fit, 3),
                "crops_masks_overlay": round(elapsed - t_landmarks - t_fit, 3)}
+    cpu = time.process_time() - c0  # this process's CPU time (helps judge runs on a busy machine)
+    cpu_timings = {"landmarks": round(c_landmarks, 3), "fit": round(c_fit, 3),
+                   "crops_masks_overlay": round(cpu - c_landmarks - c_fit, 3)}
     summary = {
         "input": str(input.resolve()), "kind": info.kind, "frames": len(idx), "failed_frames": result.failed_frames,
         "seconds": round(elapsed, 3), "seconds_per_frame": round(elapsed / len(idx), 4),
         "frames_per_second": round(len(idx) / elapsed, 2), "stage_seconds": timings,
+        "stage_cpu_seconds": cpu_timings,
         "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
         "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": crop_size,
         "head": head_spec, "fps": out_fps, "min_face_px": round(float(min(sizes)), 1), "cache_key": key,
@@ -227,6 +231,13 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out[:10]) + (" ..." if len(out) > 10 else "")
 
 
+def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), image, params):
+        raise DejavuError(f"{path}: could not write the image")
+
+
 def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
                   kind, out_fps, progress) -> None:
     import cv2
@@ -236,7 +247,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     from dejavu.render.camera import project_points
     from dejavu.track.align import warp
     from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
-    from dejavu.track.overlay import draw_overlay
+    from dejavu.track.overlay import draw_overlay, face_shading
     from dejavu.track.video import iter_frames
 
     for sub in ("crops", "masks", "face_masks"):
@@ -250,10 +261,13 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
         import imageio.v2 as imageio
 
         writer = imageio.get_writer(tmp / "overlay.mp4", format="FFMPEG", fps=out_fps or 10.0, codec="libx264",
-                                    quality=7, macro_block_size=1, ffmpeg_log_level="error")
+                                    quality=7, macro_block_size=1, ffmpeg_log_level="error",
+                                    output_params=["-preset", "veryfast"])
     seg = PersonSegmenter()
     bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
     chunk, cache = 64, {}
+    pool = ThreadPoolExecutor(max_workers=2)  # PNG encoding releases the GIL: overlap it with the rest
+    pending = []
     try:
         for frame in iter_frames(input, fps, max_frames):
             i = pos.get(int(frame.index))
@@ -269,20 +283,23 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
                 cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}
             xy, cam = cache[i]
             crop = warp(frame.image, affine[i], crop_size)
-            mesh_labels, _ = rasterize_labels(xy, cam[:, 2], faces, labels, crop_size, crop_size)
+            mesh_labels, face_index = rasterize_labels(xy, cam[:, 2], faces, labels, crop_size, crop_size)
             head_mask, face_mask = head_masks(seg(crop), mesh_labels, fit.projected[i].numpy())
             name = f"{int(frame.index):06d}.png"
-            cv2.imwrite(str(tmp / "crops" / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), png)
-            cv2.imwrite(str(tmp / "masks" / name), head_mask.astype(np.uint8) * 255, png)
-            cv2.imwrite(str(tmp / "face_masks" / name), face_mask.astype(np.uint8) * 255, png)
+            for sub, pic in (("crops", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)), ("masks", head_mask.astype(np.uint8) * 255),
+                             ("face_masks", face_mask.astype(np.uint8) * 255)):
+                pending.append(pool.submit(_imwrite, tmp / sub / name, pic, png))
             if overlay:
-                pic = draw_overlay(crop, xy, cam, faces, lm_crop[i], fit.projected[i].numpy())
+                pic = draw_overlay(crop, face_index, face_shading(cam, faces), lm_crop[i], fit.projected[i].numpy())
                 if writer is not None:
                     writer.append_data(pic)
                 else:
                     cv2.imwrite(str(tmp / "overlay.png"), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
             bar.update(1)
+        for job in pending:
+            job.result()
     finally:
+        pool.shutdown(wait=True)
         bar.close()
         seg.close()
         if writer is not None:

@@ -40,17 +40,17 @@ class FitConfig:
 
     fov_deg: float = DEFAULT_FOV_DEG
     """Camera field of view over the crop width, degrees."""
-    n_keyframes: int = 24
+    n_keyframes: int = 16
     """Frames used to estimate the shared identity (spread evenly)."""
     chunk_size: int = 256
     """Frames optimised together in stage 2 (memory bound for long videos)."""
-    key_rigid_steps: int = 60
-    key_steps: int = 200
-    rigid_steps: int = 30
-    steps: int = 90
-    lr_rot: float = 0.02
+    key_rigid_steps: int = 40
+    key_steps: int = 160
+    rigid_steps: int = 15
+    steps: int = 50
+    lr_rot: float = 0.01
     """Adam step for camera angles, radians."""
-    lr_trans: float = 0.004
+    lr_trans: float = 0.002
     """Adam step for camera translation, metres."""
     lr_expr: float = 0.05
     lr_shape: float = 0.05
@@ -226,22 +226,41 @@ class _Problem:
             if fit_shape:
                 free["shape"] = p["shape"].detach().clone().requires_grad_(True)
                 groups.append({"params": [free["shape"]], "lr": cfg.lr_shape})
-        opt = torch.optim.Adam(groups)
-        # cosine decay to 10% of each group's learning rate
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: 0.1 + 0.45 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1))))
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
+        adam = _Adam(groups)
+        for i in range(steps):
             q = {**p, **free, "pose6": torch.cat([rot, trans], 1)}
-            self.loss(q, rigid).backward()
-            opt.step()
-            sched.step()
+            params = [t for g in groups for t in g["params"]]
+            grads = torch.autograd.grad(self.loss(q, rigid), params)
+            # cosine decay to 10% of each group's learning rate
+            adam.step(grads, 0.1 + 0.45 * (1 + math.cos(math.pi * i / max(steps, 1))))
             if self.bounds is not None and "expression" in free:
                 with torch.no_grad():
                     free["expression"].clamp_(*self.bounds)
         p["pose6"] = torch.cat([rot, trans], 1).detach()
         for name, t in free.items():
             p[name] = t.detach()
+
+
+class _Adam:
+    """Plain Adam over parameter groups (torch.optim's first step imports torch._dynamo: seconds)."""
+
+    def __init__(self, groups: list[dict], betas=(0.9, 0.999), eps: float = 1e-8):
+        self.groups, self.betas, self.eps, self.t = groups, betas, eps, 0
+        self.m = [torch.zeros_like(p) for g in groups for p in g["params"]]
+        self.v = [torch.zeros_like(p) for g in groups for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self, grads, lr_factor: float = 1.0) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        k = 0
+        for g in self.groups:
+            for p in g["params"]:
+                self.m[k].mul_(b1).add_(grads[k], alpha=1 - b1)
+                self.v[k].mul_(b2).addcmul_(grads[k], grads[k], value=1 - b2)
+                p.sub_(g["lr"] * lr_factor / c1 * self.m[k] / ((self.v[k] / c2).sqrt() + self.eps))
+                k += 1
 
 
 def _rmse(proj: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

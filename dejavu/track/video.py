@@ -48,7 +48,7 @@ def probe(path: str | Path) -> SourceInfo:
     if path.is_dir():
         images = list_images(path)
         if not images:
-            raise DejavuError(f"{path}: folder holds no images ({', '.join(('.png', '.jpg'))}, ...)")
+            raise DejavuError(f"{path}: folder holds no images (.png, .jpg, ...)")
         return SourceInfo("folder", 0.0, len(images), (0, 0))
     if is_image(path):
         return SourceInfo("image", 0.0, 1, (0, 0))

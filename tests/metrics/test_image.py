@@ -124,3 +124,20 @@ def test_evaluate_images(lpips_weights):
     assert im.evaluate_images(pred, target, metrics=("L1",)) == {"full": {"L1": pytest.approx(im.l1(pred, target).mean().item())}}
     with pytest.raises(DejavuError, match="unknown"):
         im.evaluate_images(pred, target, metrics=("FID",))
+
+
+def test_real_photo_metrics_degrade_with_blur(shared_data, lpips_weights):
+    """On a real face photo, stronger blur -> lower PSNR/SSIM and higher LPIPS (both nets)."""
+    import torch.nn.functional as F
+
+    from dejavu.io import read_image
+
+    photo = read_image(shared_data / "lfw" / "Tara_Reid" / "Tara_Reid_0001.jpg")  # (250, 250, 3)
+    target = torch.from_numpy(photo[61:189, 61:189]).permute(2, 0, 1)[None].contiguous()  # central 128x128
+    blurred = [F.avg_pool2d(F.pad(target, (k // 2,) * 4, mode="replicate"), k, stride=1) for k in (3, 7)]
+    pred = torch.cat(blurred)
+    out = [im.evaluate_images(p[None], target)["full"] for p in pred]
+    for name in ("PSNR", "SSIM"):
+        assert out[0][name] > out[1][name], name
+    for name in ("L1", "LPIPS-alex", "LPIPS-vgg"):
+        assert 0 < out[0][name] < out[1][name], name

@@ -1,0 +1,76 @@
+"""Single-image reconstruction metrics (paper Tables 2-3): render the avatar on the photo's tracked
+camera and expression and compare with the photo, on the face region and on the whole head.
+
+The target is the aligned crop with everything outside the head mask set to white (the paper's ground
+truth: background, clothes and neck removed); each region's metrics see only that region (outside set
+to white for SSIM/LPIPS, see ``dejavu.metrics.image``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _own_tracking(avatar_dir: Path, image: Path, crop_size: int) -> Path | None:
+    """The avatar's ``tracking/`` folder when it tracked this very image (``dejavu reconstruct`` writes it)."""
+    from dejavu.errors import DejavuError
+    from dejavu.track import load_tracking
+
+    own = avatar_dir / "tracking"
+    try:
+        res = load_tracking(own)
+    except DejavuError:
+        return None
+    return own if res.input_path == str(image.resolve()) and res.crop_size == crop_size else None
+
+
+def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Path | None = None,
+                   device: str = "auto", crop_size: int = 512) -> dict:
+    """Metrics of an avatar against one photo.
+
+    Args:
+        avatar_dir: an avatar folder (``dejavu reconstruct`` output or any Avatar).
+        image: the photo (usually the one reconstructed from; any photo of the person works).
+        out_dir: if given, write prediction.png, target.png, mask_face.png and mask_head.png there.
+
+    Returns:
+        {"image", "avatar", "crop_size", "metrics": {"face": {L1, PSNR, SSIM, LPIPS-alex, LPIPS-vgg}, "head": {...}}}
+    """
+    import tempfile
+
+    from dejavu.avatar import Avatar
+    from dejavu.device import resolve_device
+    from dejavu.io import write_image
+    from dejavu.metrics import evaluate_images
+    from dejavu.track import track
+
+    dev = resolve_device(device)
+    avatar = Avatar.load(avatar_dir).to(dev)
+    head, uvmap = avatar.build(dev)
+    with tempfile.TemporaryDirectory(prefix="dejavu-eval-") as tmp:
+        track_dir = _own_tracking(Path(avatar_dir), Path(image), crop_size) or Path(tmp) / "tracking"
+        result = track(image, track_dir, head=avatar.head, crop_size=crop_size, overlay=False, progress=False)
+        crop = result.load_crop(0)
+        head_mask = result.load_mask(0).astype(np.float32)
+        face_mask = result.load_mask(0, face=True).astype(np.float32)
+    p = {k: v[:1].to(dev) if v.ndim > 1 else v.to(dev) for k, v in result.torch_params(dev).items()}
+    with torch.no_grad():
+        g = avatar.gaussians(head, uvmap, expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
+        w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
+        K = torch.as_tensor(result.K[:1], device=dev)
+        pred = g.render(w2c, K, crop_size, crop_size).rgb.clamp(0, 1).permute(0, 3, 1, 2)
+    hm = torch.as_tensor(head_mask, device=dev)[None, None]
+    fm = torch.as_tensor(face_mask, device=dev)[None, None]
+    target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)
+    metrics = evaluate_images(pred, target, {"face": fm, "head": hm})
+    if out_dir is not None:
+        out = Path(out_dir)
+        write_image(out / "prediction.png", pred[0].permute(1, 2, 0).cpu().numpy())
+        write_image(out / "target.png", target[0].permute(1, 2, 0).cpu().numpy())
+        write_image(out / "mask_face.png", face_mask[..., None])
+        write_image(out / "mask_head.png", head_mask[..., None])
+    return {"image": str(Path(image).resolve()), "avatar": str(Path(avatar_dir).resolve()), "crop_size": crop_size,
+            "metrics": metrics}

@@ -1,0 +1,145 @@
+"""Single image -> avatar: track, run the reconstruction network, save (paper section 3.3).
+
+``reconstruct(image, out_dir)`` writes into ``out_dir``:
+    avatar.json + avatar.safetensors   the Avatar (mean_offsets = the network's offsets, no delta/blendmaps)
+    tracking/                          the tracker's result for the photo (crop, masks, parameters)
+    reconstruction.png                 input crop | render from the tracked camera
+    turntable.mp4                      orbit of +-60 degrees yaw around the head
+    avatar.ply                         the Gaussians (tracked expression) as a standard 3DGS .ply
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dejavu.errors import DejavuError
+
+log = logging.getLogger(__name__)
+
+#: The shipped weights (trained on this project's CPU with configs/recon_cpu.json).
+DEFAULT_WEIGHTS = "recon_cpu.safetensors"
+
+
+def default_weights() -> Path:
+    """Path of the shipped reconstruction weights inside the package."""
+    path = Path(str(resources.files("dejavu.data") / DEFAULT_WEIGHTS))
+    if not path.is_file():
+        raise DejavuError(f"the shipped reconstruction weights {path} are missing; pass --weights FILE "
+                          "(train some with `dejavu train recon --config configs/recon_cpu.json`)")
+    return path
+
+
+def network_input(crop: np.ndarray, mask: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Aligned crop (H, W, 3) in [0, 1] + head mask (H, W) -> network input (1, 3, H, W) in [-1, 1], background white."""
+    m = mask.astype(np.float32)[..., None]
+    img = crop * m + (1.0 - m)
+    return torch.as_tensor(img * 2.0 - 1.0, dtype=torch.float32, device=device).permute(2, 0, 1)[None]
+
+
+@dataclass
+class Reconstruction:
+    """What :func:`reconstruct` made (tensors on the model's device)."""
+
+    avatar: object  # dejavu.avatar.Avatar
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def predict_offsets(model, crop: np.ndarray, mask: np.ndarray, shape: np.ndarray) -> torch.Tensor:
+    """Network offsets (13, S, S) for one tracked crop/mask and identity ``shape`` (Ns,)."""
+    dev = next(model.net.parameters()).device
+    with torch.no_grad():
+        x = network_input(crop, mask, dev)
+        s = torch.as_tensor(np.asarray(shape, np.float32), device=dev)[None]
+        return model.offsets(x, s)[0]
+
+
+def turntable_frames(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
+                     max_yaw_deg: float = 60.0, backend: str = "auto") -> np.ndarray:
+    """(n_frames, size, size, 3) renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m."""
+    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
+
+    t = np.linspace(0.0, 1.0, n_frames, endpoint=False)
+    yaw = max_yaw_deg * np.sin(2 * np.pi * t)
+    pose = orbit_pose6(yaw.tolist(), distance=distance, center=tuple(float(c) for c in center))
+    dev = gaussians.means.device
+    w2c = pose6_to_world_to_cam(pose.to(dev))
+    K = intrinsics(size, size, batch=n_frames, device=dev)
+    frames = []
+    with torch.no_grad():
+        for lo in range(0, n_frames, 8):
+            sl = slice(lo, min(n_frames, lo + 8))
+            n = sl.stop - sl.start
+            rep = lambda x: x.expand(n, *x.shape[1:])  # noqa: E731
+            out = gaussians.__class__(*(rep(getattr(gaussians, k)) for k in ("means", "quats", "scales", "opacities", "colors")))
+            frames.append(out.render(w2c[sl], K[sl], size, size, backend=backend).rgb.clamp(0, 1).cpu().numpy())
+    return np.concatenate(frames)
+
+
+def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None, device: str = "auto",
+                weights: str | Path | None = None, turntable: bool = True, ply: bool = True,
+                turntable_size: int = 256, crop_size: int = 512, backend: str = "auto") -> Reconstruction:
+    """Reconstruct an avatar from one photo (see the module docstring for what is written).
+
+    Args:
+        image: a photo with one face (the largest is used).
+        out_dir: output folder.
+        head: head spec; must be the head the weights were trained on (default: the weights' own).
+        device: auto | cpu | cuda. weights: a weights file (default: the shipped one).
+    """
+    from dejavu.avatar import Avatar
+    from dejavu.device import resolve_device
+    from dejavu.io import write_image, write_video
+    from dejavu.recon.train import load_weights
+    from dejavu.track import track
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    model = load_weights(weights or default_weights(), dev)
+    if head is not None and head != model.head_spec:
+        raise DejavuError(f"--head {head}: the reconstruction weights were trained on head {model.head_spec!r}; "
+                          "use that head or weights trained on this one")
+    t1 = time.perf_counter()
+    result = track(image, out_dir / "tracking", head=model.head_spec, crop_size=crop_size, overlay=False,
+                   progress=False)
+    t2 = time.perf_counter()
+    crop, mask = result.load_crop(0), result.load_mask(0)
+    offsets = predict_offsets(model, crop, mask, result.shape)
+    avatar = Avatar(head=model.head_spec, uv_size=model.uvmap.size, shape=torch.as_tensor(result.shape).float(),
+                    mean_offsets=offsets.cpu(), settings={"source": str(Path(image).resolve()), "crop_size": crop_size,
+                                                          "weights": str(weights or DEFAULT_WEIGHTS)},
+                    training={"kind": "single-image reconstruction"})
+    files = {"avatar": avatar.save(out_dir)}
+    t3 = time.perf_counter()
+
+    p = {k: torch.as_tensor(v, device=dev) for k, v in result.torch_params().items()}
+    with torch.no_grad():
+        verts = model.head(shape=p["shape"], expression=p["expression"][:1], jaw=p["jaw"][:1], eyes=p["eyes"][:1])
+        g = model.uvmap.gaussians(verts, offsets[None])
+        w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
+        K = torch.as_tensor(result.K[:1], device=dev)
+        render = g.render(w2c, K, crop_size, crop_size, backend=backend).rgb[0].clamp(0, 1).cpu().numpy()
+    m = mask[..., None].astype(np.float32)
+    files["reconstruction"] = write_image(out_dir / "reconstruction.png",
+                                          np.concatenate([crop * m + (1 - m), render], axis=1))
+    if ply:
+        from dejavu.export import write_ply
+
+        files["ply"] = write_ply(out_dir / "avatar.ply", g)
+    if turntable:
+        center = g.means[0].mean(0)
+        distance = float(torch.linalg.norm(w2c[0, :3, 3]))
+        frames = turntable_frames(g, distance, center, turntable_size, backend=backend)
+        files["turntable"] = write_video(out_dir / "turntable.mp4", frames, fps=24)
+    t4 = time.perf_counter()
+    seconds = {"load": t1 - t0, "track": t2 - t1, "network_and_save": t3 - t2, "outputs": t4 - t3, "total": t4 - t0}
+    return Reconstruction(avatar=avatar, out_dir=out_dir, files=files, seconds=seconds)

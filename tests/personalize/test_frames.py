@@ -1,0 +1,60 @@
+"""Frame sets: feature masks from landmarks, intrinsics rescaling, the 90/10 split, the expression sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dejavu.personalize.frames import FEATURE_POLYGONS, NOSE_POINTS, feature_masks, resize_images, scale_intrinsics
+
+
+def test_feature_mask_fills_the_polygons():
+    lm = np.zeros((1, 478, 2), np.float32) + 1000.0  # everything off-image...
+    square = np.array([[10, 10], [20, 10], [20, 20], [10, 20]], np.float32)
+    ids = FEATURE_POLYGONS["lips"]
+    lm[0, list(ids)] = np.resize(square, (len(ids), 2))  # ...except the lips, a 10 px square
+    lm[0, list(NOSE_POINTS)] = 40.0  # a degenerate nose (all one point) is skipped
+    m = feature_masks(lm, 64)[0, ..., 0] > 0
+    assert m[15, 15] and not m[5, 5] and not m[30, 30]
+    assert 80 <= m.sum() <= 121  # the 10 x 10 square (pixel centres inside)
+
+
+def test_scale_intrinsics_keeps_the_view():
+    from dejavu.render.camera import intrinsics, project_points
+
+    K512 = intrinsics(512, 512)
+    K256 = scale_intrinsics(K512, 512, 256)
+    pts = torch.tensor([[[0.05, -0.02, 0.1]]])
+    w2c = torch.eye(4)[None]
+    w2c[0, 2, 3] = 1.0
+    torch.testing.assert_close(project_points(pts, w2c, K256), project_points(pts, w2c, K512) / 2)
+    torch.testing.assert_close(K256[0, :2, 2], torch.tensor([128.0, 128.0]))
+
+
+def test_split_and_subset(tiny_frames):
+    train, held = tiny_frames.split(0.9)
+    assert len(train) == 7 and len(held) == 1  # round(8 * 0.9) = 7
+    assert torch.equal(held.images[0], tiny_frames.images[7]) and torch.equal(train.shape, tiny_frames.shape)
+    b = tiny_frames.batch(torch.tensor([0, 2]), "cpu")
+    assert b["images"].shape == (2, 3, 32, 32) and b["images"].max() <= 1.0 and b["feature"].shape == (2, 1, 32, 32)
+
+
+def test_resize_images_constant_stays_constant():
+    img = np.full((2, 64, 64, 3), 77, np.uint8)
+    out = resize_images(img, 16)
+    assert out.shape == (2, 16, 16, 3) and int(out.min()) == 77 and int(out.max()) == 77
+
+
+def test_expression_sweep_for_arkit_and_pca_heads(procedural_head):
+    from types import SimpleNamespace
+
+    from dejavu.animate import expression_sweep
+
+    seq = expression_sweep(procedural_head, 40)
+    assert seq.expression.shape == (40, procedural_head.n_expr) and seq.expression.abs().max() > 1.0
+    names = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp"]
+    arkit = SimpleNamespace(expr_names=names, n_expr=len(names))
+    seq = expression_sweep(arkit, 60)
+    assert 0.0 <= float(seq.expression.min()) and float(seq.expression.max()) <= 1.0
+    assert float(seq.expression[:, 2].max()) > 0.9 and float(seq.jaw[:, 0].max()) > 0.2  # jaw opens
+    assert float(seq.expression[:, 0].max()) > 0.9  # blinks happen

@@ -1,0 +1,86 @@
+"""The two stages recover a known avatar from its synthetic video, and an interrupted run resumes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import BACKEND, tiny_config
+
+from dejavu.gaussians import channels as ch
+from dejavu.personalize.blendmaps import fit_pca_basis
+from dejavu.personalize.train import Trainer, load_checkpoint, render_frames
+
+
+def _start(true: torch.Tensor) -> torch.Tensor:
+    """The truth with its colours replaced by mid grey: what training must recover."""
+    init = true.clone()
+    init[ch.COLOR] = 1.0
+    return init
+
+
+def _psnr(head, uvmap, frames, mean, fn) -> float:
+    pred = render_frames(head, uvmap, frames, mean, fn, torch.device("cpu"), backend=BACKEND)
+    target = frames.images.permute(0, 3, 1, 2).float() / 255
+    return float(-10 * torch.log10(((pred - target) ** 2).mean()))
+
+
+def test_training_recovers_colours(tiny, tiny_frames, tmp_path):
+    head, uvmap, true = tiny
+    init = _start(true)
+    cfg = tiny_config(steps=16, preview_every=8)
+    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    trainer = Trainer(head, uvmap, tiny_frames, init, blend, cfg, tmp_path, torch.device("cpu"), progress=False)
+    before = _psnr(head, uvmap, tiny_frames, init, lambda e: torch.zeros(1, 13, 16, 16))
+    state = trainer.run()
+    assert state.step == 16 and state.stage1_steps == 5 and state.stage == 3
+    after = _psnr(head, uvmap, tiny_frames, init,
+                  lambda e: torch.einsum("bk,kchw->bchw", blend.weights(e), state.blendmaps))
+    assert after > before + 3.0, (before, after)
+    losses = [h["huber"] for h in state.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert (tmp_path / "previews" / "step_000008.png").is_file()
+    # stage 2 started from copies of the stage-1 delta and then specialised them
+    assert not torch.allclose(state.blendmaps[0], state.blendmaps[1])
+
+
+def test_interrupted_run_resumes(tiny, tiny_frames, tmp_path, monkeypatch):
+    head, uvmap, true = tiny
+    init = _start(true)
+    cfg = tiny_config(steps=8)
+    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    make = lambda d: Trainer(head, uvmap, tiny_frames, init, blend, cfg, d, torch.device("cpu"), progress=False)  # noqa: E731
+    full = make(tmp_path / "a").run()
+
+    calls = {"n": 0}
+    original = Trainer.loss
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 6:  # die during step 6 (stage 2); the last checkpoint is at step 4
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "loss", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        make(tmp_path / "b").run()
+    monkeypatch.setattr(Trainer, "loss", original)
+    state = load_checkpoint(tmp_path / "b", uvmap.size)
+    assert state is not None and state.step == 4 and state.stage == 2
+    resumed = make(tmp_path / "b").run(state)
+    assert resumed.step == 8
+    torch.testing.assert_close(resumed.blendmaps, full.blendmaps, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(resumed.delta, full.delta, atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoint_for_other_uv_size_is_refused(tiny, tiny_frames, tmp_path):
+    from dejavu.errors import DejavuError
+
+    head, uvmap, true = tiny
+    cfg = tiny_config(steps=2, checkpoint_every=1)
+    Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.expression, k=3), cfg, tmp_path,
+            torch.device("cpu"), progress=False).run()
+    with pytest.raises(DejavuError, match="UV size"):
+        load_checkpoint(tmp_path, 32)
+    (tmp_path / "checkpoint.pt").write_bytes(b"junk")
+    with pytest.raises(DejavuError, match="unreadable checkpoint"):
+        load_checkpoint(tmp_path, uvmap.size)

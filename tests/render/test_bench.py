@@ -1,0 +1,19 @@
+"""``dejavu bench render`` runs end to end and writes the documented JSON keys."""
+
+from __future__ import annotations
+
+import json
+
+from dejavu.cli import main
+
+
+def test_bench_render_json(tmp_path, cpu_backend, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "render", "--gaussians", "300", "--resolution", "32", "--repeats", "1",
+                 "--reference-repeats", "1", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    for key in ("backend", "gaussians", "resolution", "batch", "forward_s", "forward_backward_s",
+                "reference_forward_backward_s", "speedup", "images_per_s", "machine"):
+        assert key in result, key
+    assert result["gaussians"] == 300 and result["forward_s"] > 0
+    assert "speed-up" in capsys.readouterr().out

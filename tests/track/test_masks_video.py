@@ -1,0 +1,72 @@
+"""Rasteriser, jaw-line mask, overlay dots and video decoding on tiny synthetic inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dejavu.errors import DejavuError
+from dejavu.track.masks import JAW_LINE, below_jaw, rasterize_labels
+from dejavu.track.overlay import draw_overlay
+from dejavu.track.video import iter_frames, probe
+
+
+def test_rasterizer_pixel_centres_and_depth_order():
+    # a square [1, 3] x [1, 3] covers exactly the pixel centres 1.5 and 2.5: pixels 1..2
+    xy = np.array([[1, 1], [3, 1], [1, 3], [3, 3]], np.float32)
+    faces = np.array([[0, 1, 2], [1, 3, 2]])
+    labels, face_idx = rasterize_labels(xy, np.ones(4), faces, np.array([7, 7]), 5, 5)
+    expected = np.zeros((5, 5), bool)
+    expected[1:3, 1:3] = True
+    assert np.array_equal(labels == 7, expected) and set(np.unique(face_idx[expected])) <= {0, 1}
+    # two overlapping triangles: the nearer (smaller z) wins whatever the order
+    xy2 = np.concatenate([xy, xy])
+    z = np.array([2, 2, 2, 2, 1, 1, 1, 1], np.float32)
+    tri = np.array([[0, 1, 2], [4, 5, 6]])
+    lab, _ = rasterize_labels(xy2, z, tri, np.array([1, 2]), 5, 5)
+    assert (lab[lab >= 0] == 2).all()
+    lab_back, _ = rasterize_labels(xy2, np.array([1, 1, 1, 1, 2, 2, 2, 2], np.float32), tri, np.array([1, 2]), 5, 5)
+    assert (lab_back[lab_back >= 0] == 1).all()
+
+
+def test_below_jaw_removes_neck_keeps_face():
+    lm = np.zeros((478, 2))
+    t = np.linspace(-1, 1, len(JAW_LINE))
+    lm[JAW_LINE] = np.stack([50 + 30 * t, 60 + 20 * (1 - t ** 2)], 1)  # a U-shaped jaw, chin at y=80
+    lm[10], lm[152] = (50, 20), (50, 80)
+    m = below_jaw(lm, 128, 100, shoulder_drop=0.3)
+    assert m[90, 50] and not m[50, 50]  # under the chin / on the face
+    assert not m[70, 5] and m[110, 5]  # beside the face above the shoulder line (80 + 0.3 * 60) / below it
+
+
+def test_overlay_draws_dots():
+    crop = np.zeros((16, 16, 3), np.uint8)
+    out = draw_overlay(crop, np.full((16, 16), -1), np.zeros(0), detected=np.array([[8.0, 8.0]]))
+    assert (out[7:9, 7:9] == (0, 255, 0)).all() and out.sum() == 4 * 255
+
+
+@pytest.fixture()
+def small_video(tmp_path):
+    from dejavu.io import write_video
+
+    frames = [np.full((32, 48, 3), i * 20, np.uint8) for i in range(10)]
+    return write_video(tmp_path / "v.mp4", frames, fps=10.0)
+
+
+def test_video_decoding_fps_and_max_frames(small_video):
+    info = probe(small_video)
+    assert info.kind == "video" and info.fps == 10.0 and info.size == (48, 32)
+    frames = list(iter_frames(small_video))
+    assert len(frames) == 10 and frames[0].image.shape == (32, 48, 3)
+    assert abs(int(frames[5].image.mean()) - 100) <= 3
+    sub = list(iter_frames(small_video, fps=5.0, max_frames=3))
+    assert [f.index for f in sub] == [0, 2, 4] and np.allclose([f.time for f in sub], [0, 0.2, 0.4])
+
+
+def test_unsupported_and_empty_inputs(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(DejavuError, match="a.txt: not an image or video"):
+        probe(tmp_path / "a.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DejavuError, match="empty: folder holds no images"):
+        probe(tmp_path / "empty")
