@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 # name -> module; the CLI adds one sub-subcommand per entry, in this order.
@@ -27,16 +28,36 @@ def register_target(name: str, module: str) -> None:
     TARGETS[name] = module
 
 
-def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+@dataclass
+class Timing:
+    """Seconds per call: wall clock and this process's CPU time (all its threads).
+
+    On a machine shared with other jobs, wall time inflates while CPU time stays put; report both.
+    """
+
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def wall_median(self) -> float:
+        return median(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return median(self.cpu)
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
+    """Time ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return times
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return Timing(wall, cpu)
 
 
 def median(values: list[float]) -> float:

@@ -7,6 +7,7 @@ Gaussian map, seen from 1 m at a 20 degree field of view; each frame a slightly 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 
 
@@ -41,10 +42,11 @@ def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu")
     return rep(means), rep(quats), rep(scales), rep(opacities), rep(colors), w2c.to(device), K.to(device)
 
 
-def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = True) -> tuple[float | None, float]:
+def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = True):
+    """(forward Timing or None, forward+backward Timing)."""
     import torch
 
-    from dejavu.bench import median, time_call
+    from dejavu.bench import time_call
     from dejavu.render import render
 
     w2c, K = scene[5], scene[6]
@@ -61,8 +63,8 @@ def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = Tru
         (out.rgb.sum() + out.depth.sum()).backward()
         sync()
 
-    f = median(time_call(forward, repeats)) if fwd else None
-    fb = median(time_call(forward_backward, repeats))
+    f = time_call(forward, repeats) if fwd else None
+    fb = time_call(forward_backward, repeats, warmup=1 if fwd else 0)
     return f, fb
 
 
@@ -73,10 +75,12 @@ def run(args: argparse.Namespace) -> dict:
 
     device = resolve_device(args.backend)
     scene = head_scene(args.gaussians, args.batch, args.resolution, args.seed, device)
-    f, fb = _timings(args.backend, scene, args.resolution, args.repeats)
-    ref_fb = None
+    ft, fbt = _timings(args.backend, scene, args.resolution, args.repeats)
+    f, fb = ft.wall_median, fbt.wall_median
+    ref_fb = ref_cpu = None
     if args.reference_repeats > 0:
-        _, ref_fb = _timings("reference", scene, args.resolution, args.reference_repeats, fwd=False)
+        _, rt = _timings("reference", scene, args.resolution, args.reference_repeats, fwd=False)
+        ref_fb, ref_cpu = rt.wall_median, rt.cpu_median
     result = {
         "target": "render",
         "backend": args.backend,
@@ -89,13 +93,23 @@ def run(args: argparse.Namespace) -> dict:
         "reference_forward_backward_s": ref_fb,
         "speedup": ref_fb / fb if ref_fb else None,
         "images_per_s": args.batch / f,
+        "forward_cpu_s": ft.cpu_median,
+        "forward_backward_cpu_s": fbt.cpu_median,
+        "reference_forward_backward_cpu_s": ref_cpu,
+        "forward_s_all": ft.wall,
+        "forward_backward_s_all": fbt.wall,
         "machine": machine_info(),
     }
-    print(f"render {args.backend}: {args.gaussians} Gaussians, {args.resolution}x{args.resolution}, batch {args.batch}")
-    print(f"  forward          {f * 1e3:9.1f} ms  ({result['images_per_s']:.1f} images/s)")
-    print(f"  forward+backward {fb * 1e3:9.1f} ms")
+    print(f"render {args.backend}: {args.gaussians} Gaussians, {args.resolution}x{args.resolution}, batch {args.batch}"
+          f" (medians; CPU time = this process, all threads)")
+    print(f"  forward          {f * 1e3:9.1f} ms wall {ft.cpu_median * 1e3:9.1f} ms CPU  ({result['images_per_s']:.1f} images/s)")
+    print(f"  forward+backward {fb * 1e3:9.1f} ms wall {fbt.cpu_median * 1e3:9.1f} ms CPU")
     if ref_fb:
-        print(f"  reference f+b    {ref_fb * 1e3:9.1f} ms  -> speed-up {result['speedup']:.1f}x")
+        print(f"  reference f+b    {ref_fb * 1e3:9.1f} ms wall {ref_cpu * 1e3:9.1f} ms CPU  -> speed-up {result['speedup']:.1f}x")
+    load = result["machine"].get("load_average_1m")
+    if load is not None and load > (result["machine"]["cpu_count"] or 1):
+        logging.getLogger(__name__).warning("load average %.1f exceeds the %s cores: wall times are inflated",
+                                            load, result["machine"]["cpu_count"])
     if not math.isfinite(fb):
         raise RuntimeError("non-finite timing")
     return result

@@ -1,4 +1,8 @@
-"""Time face tracking (landmarks, fit, crops, masks) end to end on the first frames of a video."""
+"""Time face tracking (landmarks, fit, crops, masks) end to end on the first frames of a video.
+
+``seconds`` / ``frames_per_second`` come from the run's summary.json (decode to written outputs, head
+model already loaded); ``stage_cpu_seconds`` is the process CPU time, a fairer figure on a busy machine.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from dejavu.bench import machine_info
+    from dejavu.head import load_head_assets
     from dejavu.track import track
 
+    load_head_assets(args.head)  # build/load the head first so a one-off cache fill is not timed
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-track-") as tmp:
         out = Path(args.output) if args.output else Path(tmp) / "tracking"
         t0 = time.perf_counter()
@@ -31,10 +37,12 @@ def run(args: argparse.Namespace) -> dict:
         summary = json.loads((out / "summary.json").read_text())
     result = {
         "target": "track", "input": str(Path(args.input).resolve()), "frames": len(res), "head": args.head,
-        "seconds": round(wall, 3), "frames_per_second": round(len(res) / wall, 2),
+        "seconds": summary["seconds"], "frames_per_second": summary["frames_per_second"],
+        "wall_seconds_with_head_loading": round(wall, 3), "stage_seconds": summary["stage_seconds"],
+        "stage_cpu_seconds": summary["stage_cpu_seconds"],
         "landmark_rmse_px": summary["landmark_rmse_px"], "failed_frames": len(res.failed_frames),
         "machine": machine_info(),
     }
-    print(f"track: {result['frames']} frames in {wall:.1f} s = {result['frames_per_second']:.2f} frames/s, "
+    print(f"track: {result['frames']} frames in {result['seconds']:.1f} s = {result['frames_per_second']:.2f} frames/s, "
           f"landmark RMSE {result['landmark_rmse_px']:.2f} px")
     return result

@@ -75,9 +75,14 @@ def _astronaut(path: "Path") -> "Path":
 
 def _reconstruct(image: "Path", avatar_dir: "Path", device: str, log) -> "Path":
     """The generalized network's avatar; without it, a network-free single-image fit (clearly logged)."""
+    from dejavu.errors import DejavuError
+
     try:
-        from dejavu.recon.predict import reconstruct
-    except ImportError:
+        from dejavu.recon.predict import default_weights, reconstruct
+
+        default_weights()  # raises when the shipped weights are missing
+    except (ImportError, DejavuError) as exc:
+        log.warning("demo: %s", exc)
         reconstruct = None
     if reconstruct is not None:
         reconstruct(image, avatar_dir, device=device)

@@ -2,15 +2,17 @@
 
 Recipe (used for the built-in head, reusable for any head with region labels):
 
-1. **Main island** = the skin (face, scalp, neck stub; everything not listed below). Its outer boundary
-   (the neck cut, the loop lowest in +Y) is pinned to a circle by arc length; every other hole (eye
-   openings, mouth opening, ear cuts) is filled temporarily with a fan around its centroid. A Tutte
-   embedding with mean-value weights then maps the disk into the circle; Floater's theorem makes it
-   bijective (no flipped or overlapping triangles) because the weights are positive and the boundary
-   convex. The fans are dropped afterwards.
-2. A disk automorphism (Mobius map) moves the face anchor (e.g. the nose tip) to the centre, and a
-   monotone radial warp ``r -> r ** gamma`` (gamma < 1) enlarges the centre, so the face gets the most
-   texels. Both are bijections of the disk, applied to the vertices; the result is checked for flips.
+1. **Main island** = the skin (face, scalp, neck stub; everything not listed below). It is slit along
+   the back midline from the neck cut (the loop lowest in +Y) to the top of the head, so the neck
+   loop plus both lips of the slit form one long outer boundary, pinned to a circle by arc length;
+   every other hole (eye openings, mouth opening, ear cuts) is filled temporarily with a fan around
+   its centroid. A Tutte embedding with mean-value weights maps the disk into the circle; Floater's
+   theorem makes it bijective (no flipped or overlapping triangles: positive weights, convex
+   boundary). The fans are dropped afterwards.
+2. A disk automorphism (Mobius map) moves the face anchor (the nose tip) to the centre, a rotation
+   turns the forehead up, and a monotone radial warp balances area by region weight so the face gets
+   the most texels. All are bijections of the disk applied to the vertices; the result is checked for
+   flipped triangles (the warp is smoothed until there are none).
 3. **Small islands** (ears, mouth interior, eyes): each connected component is disk-parameterised the
    same way (its own longest boundary loop on a circle) and packed into the square's free corners.
 
@@ -333,6 +335,26 @@ def _local(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return used, remap[faces]
 
 
+def _main_disk(lv: np.ndarray, lf: np.ndarray, anchor: int, up: int | None, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Unit-disk uv of the main island (local vertices ``lv``, faces ``lf``): slit, Tutte, Mobius,
+    rotation, area-balancing radial warp. Returns uv (V', 2), the cut faces (F, 3), info."""
+    loops = boundary_loops(lf)
+    outer = loops[int(np.argmin([lv[lp, 1].mean() for lp in loops]))]
+    path = back_midline_path(lv, lf, outer)
+    cv, cf = cut_path(lv, lf, path)
+    uv = disk_parameterize(cv, cf, outer_pick="longest")
+    uv = mobius_to_center(uv, complex(*uv[anchor]))
+    if up is not None:
+        turn = np.pi / 2 - np.arctan2(uv[up, 1], uv[up, 0])
+        c, s_ = np.cos(turn), np.sin(turn)
+        uv = uv @ np.array([[c, s_], [-s_, c]])
+    for blend in (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):  # least smoothing that leaves no flipped triangle
+        warped = area_balanced_radial_warp(uv, cv, cf, weight, blend=blend)
+        if signed_areas(warped, cf).min() > 0:
+            break
+    return warped, cf, {"slit_vertices": len(path), "radial_blend": blend}
+
+
 def build_layout(
     verts: np.ndarray,
     faces: np.ndarray,
@@ -369,28 +391,11 @@ def build_layout(
 
     main = np.flatnonzero(island_of_face == main_label)
     used, lf = _local(faces[main])
-    lv = verts[used]
-    loops = boundary_loops(lf)
-    outer = loops[int(np.argmin([lv[lp, 1].mean() for lp in loops]))]
-    path = back_midline_path(lv, lf, outer)
-    cv, cf = cut_path(lv, lf, path)
-    uv = disk_parameterize(cv, cf, outer_pick="longest")
-    anchor = int(np.flatnonzero(used == face_anchor)[0])
-    uv = mobius_to_center(uv, complex(*uv[anchor]))
-    if up_anchor is not None:
-        up = int(np.flatnonzero(used == up_anchor)[0])
-        turn = np.pi / 2 - np.arctan2(uv[up, 1], uv[up, 0])
-        c, s_ = np.cos(turn), np.sin(turn)
-        uv = uv @ np.array([[c, s_], [-s_, c]])
-    for blend in (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):  # least smoothing that leaves no flipped triangle
-        warped = area_balanced_radial_warp(uv, cv, cf, weight[main], blend=blend)
-        if signed_areas(warped, cf).min() > 0:
-            break
-    uv = warped
-    info["radial_blend"] = blend
+    uv, cf, main_info = _main_disk(verts[used], lf, int(np.flatnonzero(used == face_anchor)[0]),
+                                   None if up_anchor is None else int(np.flatnonzero(used == up_anchor)[0]), weight[main])
     uv_all.append(_place(uv, (0.5, 0.5), main_radius))
     uv_faces[main] = cf
-    info["islands"][main_label] = {"center": [0.5, 0.5], "radius": main_radius, "slit_vertices": len(path)}
+    info["islands"][main_label] = {"center": [0.5, 0.5], "radius": main_radius, **main_info}
 
     others = [n for n in dict.fromkeys(island_of_face.tolist()) if n != main_label]
     for name, (center, radius) in zip(others, _corner_slots(len(others), main_radius)):

@@ -435,6 +435,19 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
     return MultiViewSet.concat(sets)
 
 
+def gather_tracked(track_dir: str | Path, views: int) -> MultiViewSet:
+    """Every finished tracking folder under ``track_dir`` (e.g. an interrupted :func:`track_photo_folders`
+    run) as identities with ``views`` views each."""
+    from dejavu.track import load_tracking
+
+    sets = []
+    for d in sorted(p for p in Path(track_dir).iterdir() if (p / "tracking.npz").is_file()):
+        sets.append(tracking_to_set(load_tracking(d), views))
+    if not sets:
+        raise DejavuError(f"{track_dir}: no finished tracking folders")
+    return MultiViewSet.concat(sets)
+
+
 def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int, track_dir: str | Path,
                            max_frames: int | None = None) -> MultiViewSet:
     """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""

@@ -206,6 +206,14 @@ def _lpips(cfg: ReconConfig, device: torch.device):
     return get_lpips(cfg.loss.lpips_net, device)
 
 
+def set_cpu_threads(n: int) -> None:
+    """Use ``n`` threads in torch and in the numba renderer."""
+    from dejavu.render import config as render_config
+
+    torch.set_num_threads(n)
+    render_config.CPU_THREADS = n  # read by the numba backend at each call
+
+
 def _set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
     for group in optim.param_groups:
         group["lr"] = lr
@@ -315,7 +323,11 @@ class Trainer:
             self.cfg.save(self.run_dir / "config.json")
         bar = tqdm(total=total, initial=self.step, desc="train recon", disable=not (self.progress and self.is_main))
         t0 = time.time()
+        limit = self.cfg.optim.max_minutes * 60.0
         while self.step < total:
+            if limit and time.time() - t0 > limit:
+                log.info("stopping at step %d: optim.max_minutes=%g reached", self.step, self.cfg.optim.max_minutes)
+                break
             lr = _lr_at(self.cfg, self.step)
             scalars = [("synthetic", *self.train_step(self.synthetic, lr, real=False), lr)]
             if self.real is not None:
@@ -366,6 +378,8 @@ def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, s
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
     dev = resolve_device(device if device != "auto" else cfg.device)
+    if dev.type == "cpu" and cfg.cpu_threads > 0:
+        set_cpu_threads(cfg.cpu_threads)
     rank, world, local = _dist_info()
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local)

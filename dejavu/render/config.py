@@ -24,3 +24,5 @@ CLAMP_MARGIN = 0.3  # x/z, y/z clamped to the image's tan-extent + CLAMP_MARGIN 
 REFERENCE_CHUNK_ELEMENTS = int(os.environ.get("DEJAVU_REFERENCE_CHUNK", 4_000_000))
 # CPU backend: numba threads (0 = numba's default, i.e. all cores).
 CPU_THREADS = int(os.environ.get("DEJAVU_CPU_THREADS", 0))
+# CPU backend: below this work (B*N + B*H*W) a call runs on one thread (parallel wake-ups cost more).
+CPU_PARALLEL_MIN_WORK = int(os.environ.get("DEJAVU_CPU_PARALLEL_MIN_WORK", 50_000))

@@ -22,6 +22,7 @@ All numba kernels live in this file (numba's disk cache does not see edits to ot
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numba
@@ -334,6 +335,7 @@ def _forward(params, offsets, gids, bg, N, W, H, tw, th):
     out = np.empty((B, H, W, 5), np.float32)
     T_out = np.empty((B, H, W), np.float32)
     last_out = np.empty((B, H, W), np.int32)
+    chunk = numba.set_parallel_chunksize(1)  # tiles one at a time: their work differs a lot
     for tid in prange(n_total):
         b = tid // n_tiles
         t = tid % n_tiles
@@ -407,6 +409,7 @@ def _forward(params, offsets, gids, bg, N, W, H, tw, th):
                 out[b, py, px, 4] = _F1 - Ti
                 T_out[b, py, px] = Ti
                 last_out[b, py, px] = last[i, j]
+    numba.set_parallel_chunksize(chunk)
     return out, T_out, last_out
 
 
@@ -417,6 +420,7 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
     n_total = offsets.shape[0] - 1
     H, W = T_final.shape[1], T_final.shape[2]
     v_isect = np.zeros((gids.shape[0], _NV), np.float32)
+    chunk = numba.set_parallel_chunksize(1)  # tiles one at a time: their work differs a lot
     for tid in prange(n_total):
         b = tid // n_tiles
         t = tid % n_tiles
@@ -514,6 +518,7 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
             v_isect[k, 7] = g_g
             v_isect[k, 8] = g_b
             v_isect[k, 9] = g_z
+    numba.set_parallel_chunksize(chunk)
     return v_isect
 
 
@@ -532,10 +537,17 @@ def _np32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
-def _set_threads() -> None:
-    if config.CPU_THREADS > 0:
-        numba.set_num_threads(min(config.CPU_THREADS, numba.config.NUMBA_NUM_THREADS))
-    numba.set_parallel_chunksize(1)  # dynamic scheduling: tiles differ a lot in work
+@contextlib.contextmanager
+def _threads(work: int):
+    """numba threads for one call: 1 for small work (thread wake-ups cost more than they save,
+    badly so on a loaded machine), else ``config.CPU_THREADS`` (0 = all); restored afterwards."""
+    before = numba.get_num_threads()
+    n = config.CPU_THREADS or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(1 if work < config.CPU_PARALLEL_MIN_WORK else min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 class _RenderCPU(torch.autograd.Function):
@@ -544,8 +556,13 @@ class _RenderCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
         B, N = opacities.shape
+        with _threads(B * N + B * width * height):
+            return _RenderCPU._forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height)
+
+    @staticmethod
+    def _forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
+        B, N = opacities.shape
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
-        _set_threads()
         arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
                   _np32(world_to_cam), _np32(K))
         params, boxes, counts = _project(arrays[0], arrays[1], arrays[2], _np32(opacities.reshape(B * N)),
@@ -561,11 +578,8 @@ class _RenderCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_out):
         arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
-        _set_threads()
-        v_isect = _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), tw, th)
-        v2d = _reduce(v_isect, gids, B * N)
-        v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
-                                                          counts, v2d, max(N, 1), W, H)
+        with _threads(B * N + B * W * H):
+            v_isect, v2d, v_means, v_quats, v_scales, v_view = _RenderCPU._backward_kernels(ctx, v_out)
         v2d = torch.from_numpy(v2d)
         v_w2c = None
         if ctx.needs_input_grad[5]:
@@ -576,6 +590,15 @@ class _RenderCPU(torch.autograd.Function):
                 torch.from_numpy(v_scales).reshape(B, N, 3).to(d[2]), v2d[:, 5].reshape(B, N).to(d[3]),
                 v2d[:, 6:9].reshape(B, N, 3).to(d[4]), None if v_w2c is None else v_w2c.to(d[5]),
                 None, None, None, None)
+
+    @staticmethod
+    def _backward_kernels(ctx, v_out):
+        arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
+        v_isect = _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), tw, th)
+        v2d = _reduce(v_isect, gids, B * N)
+        v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
+                                                          counts, v2d, max(N, 1), W, H)
+        return v_isect, v2d, v_means, v_quats, v_scales, v_view
 
 
 def render_cpu(means, quats, scales, opacities, colors, world_to_cam, K, width: int, height: int,

@@ -187,3 +187,22 @@ def test_uv_layout_has_no_overlaps_and_the_face_has_the_largest_share(assets):
     # every skin face of the scalp has positive UV area (scalp complete, no collapsed triangles)
     scalp = assets.face_region == REGION_ID["scalp"]
     assert (signed_areas(assets.uv_coords.astype(np.float64), assets.uv_faces.astype(np.int64))[scalp] > 0).all()
+
+
+def test_identity_basis_and_joint_regressor_generalise_to_new_anny_identities(assets, anny_model):
+    """Held-out random anny identities are reproduced by the PCA basis and their joints by the regressor."""
+    from dejavu.head.builtin import ANNY_JOINT_BONE, JOINTS, _identity_samples
+
+    names = list(anny_model.bone_labels)
+    bone = {k: names.index(v) for k, v in ANNY_JOINT_BONE.items()}
+    verts, joints = _identity_samples(anny_model, bone, np.asarray(assets.info["anny_vertex_ids"]), n_samples=16, seed=99)
+    offsets = (verts - assets.v_template[None]).reshape(len(verts), -1)
+    basis = assets.shapedirs.reshape(-1, assets.shapedirs.shape[-1]).astype(np.float64)
+    coeffs = np.linalg.lstsq(basis, offsets.T, rcond=None)[0]
+    residual = offsets.T - basis @ coeffs
+    assert np.sqrt((offsets**2).mean()) > 0.005  # identities differ by centimetres...
+    assert np.sqrt((residual**2).mean()) < 0.002  # ...and the basis explains them to ~1 mm
+    assert 0.3 < coeffs.std() < 3.0  # coefficients are about unit scale
+    regressed = np.einsum("jv,nvc->njc", assets.j_regressor.astype(np.float64), verts)
+    err = np.linalg.norm(regressed - joints, axis=-1)
+    assert err[:, JOINTS.index("jaw")].max() < 0.002 and err.max() < 0.006

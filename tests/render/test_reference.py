@@ -62,9 +62,11 @@ def test_gradcheck_float64():
     s["scales"] = s["scales"] + 0.004
     s["opacities"] = 0.2 + 0.5 * s["opacities"]
 
-    def f(colors, opacities, means, scales, quats):
+    weights = torch.randn(1, 16, 16, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def f(colors, opacities, means, scales, quats):  # a random linear functional of the outputs
         out = render(means, quats, scales, opacities, colors, s["world_to_cam"], s["K"], 16, 16, backend="reference")
-        return out.rgb, out.alpha, out.depth
+        return (torch.cat([out.rgb, out.alpha, out.depth], -1) * weights).sum()
 
     args = tuple(s[k].clone().requires_grad_(True) for k in ("colors", "opacities", "means", "scales", "quats"))
     assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-5, rtol=1e-4)

@@ -110,3 +110,31 @@ def test_video_first_frames(shared_data, builtin_head_spec, tmp_path):
     assert float(np.sqrt((res.error_px ** 2).mean())) < 3.5
     assert (out / "overlay.mp4").stat().st_size > 1000
     assert len(list((out / "crops").glob("*.png"))) == 6
+
+
+def test_small_face_in_1080p_frame(shared_data, builtin_head_spec, tmp_path):
+    import cv2
+
+    from dejavu.io import read_image, to_uint8
+
+    face = to_uint8(read_image(shared_data / "photos" / "mica_carell.jpg"))
+    frame = np.full((1080, 1920, 3), 110, np.uint8)
+    frame[700:880, 1400:1580] = cv2.resize(face, (180, 180), interpolation=cv2.INTER_AREA)
+    write_image(tmp_path / "big.png", frame)
+    res = track(tmp_path / "big.png", tmp_path / "out", head=builtin_head_spec, progress=False, overlay=False)
+    centre = res.crop_affine[0, :, :2] @ np.array([1490.0, 790.0]) + res.crop_affine[0, :, 2]
+    assert np.all(np.abs(centre - 256) < 100)  # the crop is on the pasted face (centre of the paste)
+    lm = res.landmarks_2d[0]
+    assert lm.min() > 0 and lm.max() < 512 and np.ptp(lm[:, 0]) > 150  # face upscaled to FFHQ framing
+    assert res.error_px[0] < 4.0 and res.load_crop(0).shape == (512, 512, 3)
+
+
+def test_bench_track_target(shared_data, builtin_head_spec, tmp_path, capsys):
+    from dejavu.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "track", str(shared_data / "photos" / "mica_carell.jpg"), "--no-overlay",
+                 "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["frames"] == 1 and data["frames_per_second"] > 0 and data["landmark_rmse_px"] < 3.5
+    assert "frames/s" in capsys.readouterr().out
