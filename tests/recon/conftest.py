@@ -11,7 +11,7 @@ def tiny_shards(tmp_path_factory):
     from dejavu.recon.data import generate_synthetic
 
     folder = tmp_path_factory.mktemp("recon_data")
-    data = generate_synthetic("procedural", 3, 2, 32, 16, seed=0, chunk=3, progress=False)
+    data = generate_synthetic("procedural", 3, 2, 32, 16, seed=0, chunk=3, backend="reference", progress=False)
     data.save(folder, per_shard=2)
     return folder, data
 
@@ -25,5 +25,5 @@ def tiny_config(data_dir, run_dir, **optim) -> dict:
         "optim": {"steps": 4, "lr": 3e-3, "identities_per_batch": 2, "views_per_identity": 2, **optim},
         "log": {"run_dir": str(run_dir), "log_every": 1, "preview_every": 2, "checkpoint_every": 2},
         "device": "cpu",
-        "render_backend": "cpu",
+        "render_backend": "reference",
     }
