@@ -79,13 +79,30 @@ class Trainer:
 
             self.lpips = get_lpips(cfg.lpips_net, device)
         self._step_times: list[float] = []
+        self.bases = self._precompute_bases()
+
+    @torch.no_grad()
+    def _precompute_bases(self, chunk: int = 32, max_bytes: float = 1.5e9) -> torch.Tensor | None:
+        """Initial maps (T, 13, S, S) of every frame (their vertices never change), if they fit in memory."""
+        T, S = len(self.frames), self.uvmap.size
+        if T * ch.N_CHANNELS * S * S * 4 > max_bytes:
+            return None
+        out = []
+        for s in range(0, T, chunk):
+            b = self.frames.batch(torch.arange(s, min(s + chunk, T)), self.device)
+            verts = self.head(shape=self.shape, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+            out.append(self.uvmap.initial_map(verts))
+        return torch.cat(out)
 
     # -- one step -----------------------------------------------------------------------------
-    def render_batch(self, batch: dict, delta: torch.Tensor):
-        """Render frames of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> (B, 3, R, R)."""
-        with torch.no_grad():
-            verts = self.head(shape=self.shape, expression=batch["expression"], jaw=batch["jaw"], eyes=batch["eyes"])
-            base = self.uvmap.initial_map(verts)
+    def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None):
+        """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> (B, 3, R, R)."""
+        if self.bases is not None and idx is not None:
+            base = self.bases[idx.to(self.bases.device)]
+        else:
+            with torch.no_grad():
+                verts = self.head(shape=self.shape, expression=batch["expression"], jaw=batch["jaw"], eyes=batch["eyes"])
+                base = self.uvmap.initial_map(verts)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         R = self.frames.resolution
         out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
@@ -106,7 +123,8 @@ class Trainer:
         terms = {"huber": cfg.w_huber * losses.huber(pred, target, delta=cfg.huber_delta)}
         lpips_on = self.lpips is not None and (stage == 2 or stage_step >= cfg.lpips_start)
         if lpips_on and step % max(1, cfg.lpips_every) == 0:
-            terms["lpips"] = cfg.w_lpips * self.lpips(pred, target).mean()
+            n = max(1, cfg.lpips_batch)
+            terms["lpips"] = cfg.w_lpips * self.lpips(pred[:n], target[:n]).mean()
         terms["position"] = cfg.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
@@ -146,7 +164,7 @@ class Trainer:
                     idx = self._sample(state.step)
                     batch = self.frames.batch(idx, self.device)
                     delta = self.delta_for(state.stage, params, batch["expression"])
-                    pred = self.render_batch(batch, delta)
+                    pred = self.render_batch(batch, delta, idx)
                     loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

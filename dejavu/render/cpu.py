@@ -327,15 +327,15 @@ def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
 
 
 @njit(parallel=True, **_KW)
-def _forward(params, offsets, gids, bg, N, W, H, tw, th):
-    """Front-to-back compositing. Returns out (B, H, W, 5) [r, g, b, depth, alpha], T (B, H, W), last (B, H, W)."""
+def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th):
+    """Front-to-back compositing into out (B, H, W, 5) [r, g, b, depth, alpha], T_out (B, H, W) final
+    transmittance and last_out (B, H, W) each pixel's last contributing index in its tile's list.
+
+    Outputs come allocated (no array creation outside the tile loop: see ``_tile_schedule``).
+    """
     n_tiles = tw * th
     n_total = offsets.shape[0] - 1
-    B = n_total // n_tiles
-    out = np.empty((B, H, W, 5), np.float32)
-    T_out = np.empty((B, H, W), np.float32)
-    last_out = np.empty((B, H, W), np.int32)
-    chunk = numba.set_parallel_chunksize(1)  # tiles one at a time: their work differs a lot
+    H, W = out.shape[1], out.shape[2]
     for tid in prange(n_total):
         b = tid // n_tiles
         t = tid % n_tiles
@@ -409,18 +409,15 @@ def _forward(params, offsets, gids, bg, N, W, H, tw, th):
                 out[b, py, px, 4] = _F1 - Ti
                 T_out[b, py, px] = Ti
                 last_out[b, py, px] = last[i, j]
-    numba.set_parallel_chunksize(chunk)
-    return out, T_out, last_out
 
 
 @njit(parallel=True, **_KW)
-def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
-    """Back-to-front gradients. v_out (B, H, W, 5) [rgb, depth, alpha]. Returns (I, 10) per-intersection rows."""
+def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, th):
+    """Back-to-front gradients. v_out (B, H, W, 5) [rgb, depth, alpha] -> v_isect (I, 10) per-intersection
+    rows (allocated zeroed by the caller)."""
     n_tiles = tw * th
     n_total = offsets.shape[0] - 1
     H, W = T_final.shape[1], T_final.shape[2]
-    v_isect = np.zeros((gids.shape[0], _NV), np.float32)
-    chunk = numba.set_parallel_chunksize(1)  # tiles one at a time: their work differs a lot
     for tid in prange(n_total):
         b = tid // n_tiles
         t = tid % n_tiles
@@ -518,8 +515,6 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, tw, th):
             v_isect[k, 7] = g_g
             v_isect[k, 8] = g_b
             v_isect[k, 9] = g_z
-    numba.set_parallel_chunksize(chunk)
-    return v_isect
 
 
 @njit(**_KW)
@@ -550,6 +545,18 @@ def _threads(work: int):
         numba.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _tile_schedule():
+    """Hand tiles to threads one at a time (their work differs a lot). Set from Python: in jitted code
+    it would stop numba caching the kernel. The tile kernels create no arrays outside their tile loop,
+    which would otherwise become parallel loops handed out element by element."""
+    chunk = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(chunk)
+
+
 class _RenderCPU(torch.autograd.Function):
     """(means, quats, scales, opacities, colors, world_to_cam) -> (B, H, W, 5) [r, g, b, depth, alpha]."""
 
@@ -570,7 +577,11 @@ class _RenderCPU(torch.autograd.Function):
                                          width, height, tw, th)
         offsets, gids = _bin(boxes, counts, params[:, _Z].copy(), max(N, 1), tw, tw * th, B * tw * th)
         bg_np = _np32(bg)
-        out, T_final, last = _forward(params, offsets, gids, bg_np, N, width, height, tw, th)
+        out = np.empty((B, height, width, 5), np.float32)
+        T_final = np.empty((B, height, width), np.float32)
+        last = np.empty((B, height, width), np.int32)
+        with _tile_schedule():
+            _forward(params, offsets, gids, bg_np, out, T_final, last, tw, th)
         ctx.saved = (arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, width, height)
         ctx.dtypes = [t.dtype for t in (means, quats, scales, opacities, colors, world_to_cam)]
         return torch.from_numpy(out).to(colors.dtype)
@@ -594,7 +605,9 @@ class _RenderCPU(torch.autograd.Function):
     @staticmethod
     def _backward_kernels(ctx, v_out):
         arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
-        v_isect = _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), tw, th)
+        v_isect = np.zeros((gids.shape[0], _NV), np.float32)
+        with _tile_schedule():
+            _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), v_isect, tw, th)
         v2d = _reduce(v_isect, gids, B * N)
         v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
                                                           counts, v2d, max(N, 1), W, H)

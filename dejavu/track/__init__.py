@@ -103,7 +103,10 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     result.directory = str(out_dir)
-    print(f"tracking written to {out_dir}")
+    if progress:
+        print(f"tracking written to {out_dir}")
+    else:
+        log.info("tracking written to %s", out_dir)
     return result
 
 

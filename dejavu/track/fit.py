@@ -9,8 +9,8 @@ once with Adam (no per-frame loops):
 
 1. keyframes (up to ``n_keyframes`` spread over the video; the single image for photos):
    rigid camera on stable points, then everything including the shared identity;
-2. every frame, in chunks of ``chunk_size``, identity fixed, warm-started from the nearest
-   keyframe: rigid, then expression/jaw/eyes/camera.
+2. every frame, in chunks of ``chunk_size``, identity fixed, warm-started by interpolating the
+   keyframes (videos): rigid, then expression/jaw/eyes/camera.
 
 Expressions: FLAME-like PCA coefficients get an L2 prior; activation heads (built-in ARKit units,
 recognised by ``jawOpen`` among ``head.expr_names`` or ``info["expression_range"]``) are kept in
@@ -320,16 +320,16 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     if len(key) == B and not video:
         return _finish(model, head, pk, shape, target, valid, crop_size, cfg)
 
-    # Stage 2: all frames in chunks, warm-started from the nearest keyframe.
-    nearest = (torch.arange(B)[:, None] - key[None]).abs().argmin(1)  # (B,)
+    # Stage 2: all frames in chunks, warm-started by interpolating the keyframes.
     out = {k: [] for k in ("expression", "jaw", "eyes", "pose6")}
+    init = {k: _interpolate(key, pk[k], B) for k in out}
     for start in range(0, B, cfg.chunk_size):
         sl = slice(start, min(B, start + cfg.chunk_size))
-        near = nearest[sl]
-        p = {"shape": shape, **{k: pk[k][near].clone() for k in out}}
+        n = sl.stop - sl.start
+        p = {"shape": shape, **{k: init[k][sl].clone() for k in out}}
         if not video:  # unrelated images: start each from its own frontal camera, neutral face
-            p = {"shape": shape, "expression": z(len(near), head.n_expr), "jaw": z(len(near), 3),
-                 "eyes": z(len(near), 6), "pose6": _init_pose(target[sl], w, neutral, f, crop_size)}
+            p = {"shape": shape, "expression": z(n, head.n_expr), "jaw": z(n, 3), "eyes": z(n, 6),
+                 "pose6": _init_pose(target[sl], w, neutral, f, crop_size)}
         prob = _Problem(model, target[sl], valid[sl], crop_size, cfg, bounds, video=video)
         prob.run(p, cfg.rigid_steps, rigid=True, fit_shape=False)
         prob.run(p, cfg.steps, rigid=False, fit_shape=False)
@@ -339,6 +339,18 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
             progress(sl.stop - sl.start)
     params = {k: torch.cat(v) for k, v in out.items()}
     return _finish(model, head, params, shape, target, valid, crop_size, cfg)
+
+
+def _interpolate(key: torch.Tensor, values: torch.Tensor, B: int) -> torch.Tensor:
+    """Piecewise-linear interpolation of (K, D) keyframe ``values`` at frames ``key`` (K,) to (B, D)."""
+    frames = torch.arange(B, dtype=torch.float32)
+    k = key.float()
+    right = torch.searchsorted(k, frames).clamp(1, len(k) - 1) if len(k) > 1 else torch.zeros(B, dtype=torch.long)
+    if len(k) == 1:
+        return values[right].clone()
+    left = right - 1
+    t = ((frames - k[left]) / (k[right] - k[left])).clamp(0, 1)[:, None]
+    return values[left] * (1 - t) + values[right] * t
 
 
 def _finish(model, head, p, shape, target, valid, crop_size, cfg) -> FitResult:

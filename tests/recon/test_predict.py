@@ -1,0 +1,73 @@
+"""``reconstruct`` and ``evaluate_image`` end to end (tiny random network, procedural head), and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dejavu.errors import DejavuError
+from dejavu.recon.network import ReconNet
+from dejavu.recon.train import save_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_weights(tmp_path_factory.mktemp("w") / "w.safetensors", ReconNet(32, 4), "procedural")
+
+
+def test_network_input_whitens_background():
+    from dejavu.recon.predict import network_input
+
+    crop = np.full((4, 4, 3), 0.25, np.float32)
+    mask = np.zeros((4, 4), bool)
+    mask[1:3, 1:3] = True
+    x = network_input(crop, mask)
+    assert x.shape == (1, 3, 4, 4)
+    assert float(x[0, 0, 0, 0]) == 1.0 and float(x[0, 0, 1, 1]) == -0.5
+
+
+def test_reconstruct_and_evaluate(shared_data, tiny_weights, tmp_path):
+    from dejavu.avatar import Avatar
+    from dejavu.recon.evaluate import evaluate_image
+    from dejavu.recon.predict import reconstruct
+
+    photo = shared_data / "photos" / "skimage_astronaut.png"
+    rec = reconstruct(photo, tmp_path / "av", weights=tiny_weights, crop_size=128, turntable_size=64,
+                      backend="reference", device="cpu")
+    for key in ("avatar", "reconstruction", "ply", "turntable"):
+        assert rec.files[key].exists(), key
+    avatar = Avatar.load(tmp_path / "av")
+    assert avatar.head == "procedural" and avatar.uv_size == 32 and avatar.stage == "mean"
+    assert avatar.global_delta is None and avatar.blendmaps is None
+    assert torch.allclose(avatar.mean_offsets, rec.avatar.mean_offsets)
+
+    out = evaluate_image(tmp_path / "av", photo, tmp_path / "eval", device="cpu", crop_size=128)
+    m = out["metrics"]
+    assert set(m) == {"face", "head"}
+    assert set(m["face"]) == {"L1", "PSNR", "SSIM", "LPIPS-alex", "LPIPS-vgg"}
+    assert 0.0 <= m["head"]["L1"] <= 1.0 and np.isfinite(m["face"]["PSNR"])
+    assert (tmp_path / "eval" / "prediction.png").is_file() and (tmp_path / "eval" / "mask_face.png").is_file()
+    json.dumps(out)
+
+
+def test_wrong_head_for_weights(shared_data, tiny_weights, tmp_path):
+    from dejavu.recon.predict import reconstruct
+
+    with pytest.raises(DejavuError, match="trained on head 'procedural'"):
+        reconstruct(shared_data / "photos" / "skimage_astronaut.png", tmp_path / "x", head="builtin",
+                    weights=tiny_weights, device="cpu")
+
+
+def test_cli_errors(tmp_path, tiny_weights, capsys):
+    from dejavu.cli import main
+
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    assert main(["reconstruct", str(bad), "-o", str(tmp_path / "o"), "--weights", str(tiny_weights)]) == 2
+    assert "not_an_image.png" in capsys.readouterr().err
+    assert main(["train", "recon", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: no such file" in capsys.readouterr().err
