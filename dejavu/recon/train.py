@@ -298,7 +298,7 @@ class Trainer:
         """One optimiser step on a batch of ``data`` at ``lr``; returns scalars, the batch and the render."""
         o = self.cfg.optim
         if real:
-            batch = data.sample(o.real_batch_size, 1, self.rng, self.device, whiten=True)
+            batch = data.sample(o.real_batch_size, 1, self.rng, self.device, whiten=True, pair_views=False)
         else:
             batch = data.sample(o.identities_per_batch, o.views_per_identity, self.rng, self.device)
         _set_lr(self.optim, lr)

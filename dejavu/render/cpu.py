@@ -1,23 +1,26 @@
 """CPU backend: numba tile rasterizer with a hand-written backward (the standard 3DGS one).
 
-Pipeline per call (B frames at once, tiles of all frames in one parallel loop):
+Pipeline per call (B frames at once; the tiles of all frames form one parallel loop):
 
-1. ``reference.project`` (torch autograd, O(N)): EWA projection -> means2d, conics, depths, radii.
-   Its backward (to means, quats, scales, world_to_cam, K) is torch's.
-2. ``_prep`` (parallel over Gaussians): packs per-Gaussian screen parameters, the tile box (gsplat's
-   ``isect_tiles``) and a tight pixel box (the ellipse where opacity * exp(-power) >= ALPHA_MIN).
-3. ``_bin``: counting sort of intersections by global tile id (frame * n_tiles + tile), then a stable
-   per-tile depth sort (ties by Gaussian index), as gsplat's radix sort gives.
-4. ``_forward`` (parallel over tiles): front to back, Gaussian-major inside a tile: each Gaussian
-   updates only the pixels of its pixel box, each pixel keeps its transmittance and stops (exclusively)
-   when it would fall to <= T_MIN; the tile stops when all its pixels have. Saves final T and the
-   index of each pixel's last contributing Gaussian.
-5. ``_backward`` (parallel over tiles): back to front from each pixel's last Gaussian, recovering
-   T_i = T_final / prod(1 - alpha_j); per-intersection gradient rows (no races: a tile owns its rows),
-   then ``_reduce`` sums rows per Gaussian.
+1. ``_project`` (parallel over Gaussians): EWA projection, gsplat's ``fully_fused_projection`` math
+   (clamped perspective Jacobian, eps2d low-pass, opacity-aware 3.33-sigma box), packed per-Gaussian
+   screen parameters, the tile box (gsplat's ``isect_tiles``) and the exact pixel ellipse where
+   opacity * exp(-power) >= ALPHA_MIN.
+2. ``_bin``: one stable depth sort of the visible Gaussians, then a counting sort of their
+   intersections by global tile id (frame * n_tiles + tile): each tile's list is front to back, ties
+   by Gaussian index, as gsplat's radix sort gives.
+3. ``_forward`` (parallel over tiles, handed out one at a time): Gaussian-major inside a tile, front to
+   back; each Gaussian visits only the pixels of its ellipse, row span by row span; a pixel stops
+   (exclusively) when its transmittance would fall to <= T_MIN, the tile when all its pixels have.
+   Saves final T and each pixel's last contributing list index.
+4. ``_backward`` (parallel over tiles): back to front from each pixel's last Gaussian, recovering
+   T_i = T_final / prod(1 - alpha_j); gradients per intersection row (a tile owns its rows: no races),
+   ``_reduce`` sums them per Gaussian, ``_project_vjp`` (parallel over Gaussians) takes them to means,
+   quats, scales and world_to_cam.
 
-Memory: O(pixels + intersections); no (pixels x Gaussians) arrays. Everything is float32/int32.
-All numba kernels live in this file (numba's disk cache does not see edits to other modules).
+Memory: O(pixels + intersections); no (pixels x Gaussians) arrays. float32/int32 throughout.
+Every kernel and what it calls lives in this file (numba's disk cache does not see edits elsewhere).
+The torch twin is ``dejavu.render.reference``; tests compare values and every gradient.
 """
 
 from __future__ import annotations
@@ -285,44 +288,43 @@ def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
     return v_means, v_quats, v_scales, v_view
 
 
-@njit(parallel=True, **_KW)
+@njit(**_KW)
 def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
-    """Counting sort by global tile, then stable depth sort per tile.
+    """Counting sort of tile-Gaussian intersections by global tile (frame * n_tiles + tile), filled in
+    global depth order (stable, ties by index), so each tile's list comes out front to back.
 
     Returns tile_offsets (n_tiles_total + 1,) int64 and gids (I,) int32.
     """
     G = boxes.shape[0]
     hist = np.zeros(n_tiles_total + 1, np.int64)
+    n_vis = 0
     for g in range(G):
         if counts[g] == 0:
             continue
+        n_vis += 1
         base = (g // N) * n_tiles
         for ty in range(boxes[g, 1], boxes[g, 3]):
             for tx in range(boxes[g, 0], boxes[g, 2]):
                 hist[base + ty * tw + tx + 1] += 1
+    visible = np.empty(n_vis, np.int64)
+    keys = np.empty(n_vis, np.float32)
+    k = 0
+    for g in range(G):
+        if counts[g] != 0:
+            visible[k] = g
+            keys[k] = depths[g]
+            k += 1
+    order = visible[np.argsort(keys, kind="mergesort")]
     offsets = np.cumsum(hist)
     cursor = offsets[:-1].copy()
-    I = offsets[-1]
-    gids = np.empty(I, np.int32)
-    for g in range(G):  # serial: Gaussian order within a tile = index order
-        if counts[g] == 0:
-            continue
+    gids = np.empty(offsets[-1], np.int32)
+    for g in order:
         base = (g // N) * n_tiles
         for ty in range(boxes[g, 1], boxes[g, 3]):
             for tx in range(boxes[g, 0], boxes[g, 2]):
                 t = base + ty * tw + tx
                 gids[cursor[t]] = g
                 cursor[t] += 1
-    for t in prange(n_tiles_total):
-        s, e = offsets[t], offsets[t + 1]
-        if e - s > 1:
-            seg = gids[s:e].copy()
-            keys = np.empty(e - s, np.float32)
-            for k in range(e - s):
-                keys[k] = depths[seg[k]]
-            order = np.argsort(keys, kind="mergesort")
-            for k in range(e - s):
-                gids[s + k] = seg[order[k]]
     return offsets, gids
 
 
@@ -564,10 +566,10 @@ class _RenderCPU(torch.autograd.Function):
     def forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
         B, N = opacities.shape
         with _threads(B * N + B * width * height):
-            return _RenderCPU._forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height)
+            return _RenderCPU._run_forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height)
 
     @staticmethod
-    def _forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
+    def _run_forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
         B, N = opacities.shape
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
         arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
@@ -590,7 +592,7 @@ class _RenderCPU(torch.autograd.Function):
     def backward(ctx, v_out):
         arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
         with _threads(B * N + B * W * H):
-            v_isect, v2d, v_means, v_quats, v_scales, v_view = _RenderCPU._backward_kernels(ctx, v_out)
+            v_isect, v2d, v_means, v_quats, v_scales, v_view = _RenderCPU._run_backward(ctx, v_out)
         v2d = torch.from_numpy(v2d)
         v_w2c = None
         if ctx.needs_input_grad[5]:
@@ -603,7 +605,7 @@ class _RenderCPU(torch.autograd.Function):
                 None, None, None, None)
 
     @staticmethod
-    def _backward_kernels(ctx, v_out):
+    def _run_backward(ctx, v_out):
         arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
         v_isect = np.zeros((gids.shape[0], _NV), np.float32)
         with _tile_schedule():

@@ -151,6 +151,81 @@ def test_landmark_embedding_is_valid_and_semantic(assets, head):
     np.testing.assert_allclose(lm[468], (lm[33] + lm[133]) / 2, atol=0.008)  # iris centre between corners
 
 
+def _expr(head, **values) -> torch.Tensor:
+    e = torch.zeros(1, head.n_expr, dtype=torch.float64)
+    for k, v in values.items():
+        e[0, head.expr_names.index(k)] = v
+    return e
+
+
+def test_eyelid_and_inner_lip_landmarks_sit_on_their_rims(assets):
+    from dejavu.head.landmark_embedding import RIM_CHAINS, feature_loops
+
+    loops = feature_loops(assets.v_template.astype(np.float64), assets.faces.astype(np.int64), assets.face_region)
+    for loop, chains in RIM_CHAINS.items():
+        rim = set(loops[loop].tolist())
+        for i in set(chains[0]) | set(chains[1]):
+            f, b = assets.landmark_faces[i], assets.landmark_bary[i]
+            on = [int(v) for v, bb in zip(assets.faces[f], b) if bb > 1e-6]
+            assert set(on) <= rim, f"landmark {i} is off the {loop} rim"
+            assert assets.face_region[f] in (REGION_ID["face"], REGION_ID["scalp"])
+
+
+def test_eye_blinks_close_the_lids_and_the_jaw_opens_the_inner_lips(assets, head):
+    lm = lambda e, jaw=None: head.landmarks(head(expression=e, jaw=jaw))[0].numpy()  # noqa: E731
+    gap = lambda x, u, d: np.linalg.norm(x[list(u)] - x[list(d)], axis=1)  # noqa: E731
+    upper_r, lower_r = (160, 159, 158), (144, 145, 153)
+    upper_l, lower_l = (385, 386, 387), (380, 374, 373)
+    open_ = lm(_expr(head))
+    closed = lm(_expr(head, eyeBlinkLeft=1.0, eyeBlinkRight=1.0))
+    for u, d in ((upper_r, lower_r), (upper_l, lower_l)):
+        assert (gap(open_, u, d) > 0.004).all()  # lids apart in the neutral head
+        assert (gap(closed, u, d) < 0.35 * gap(open_, u, d)).all()  # blinking brings them together
+    # lower inner lip: skinned to the jaw, follows jawOpen and the jaw joint; upper stays
+    lbs = (assets.lbs_weights[assets.faces[assets.landmark_faces]] * assets.landmark_bary[..., None]).sum(1)
+    assert (lbs[[88, 178, 87, 14, 317, 402, 318], 1] > 0.5).all()
+    assert (lbs[[80, 81, 82, 13, 312, 311, 310], 1] < 0.2).all()
+    jaw = torch.tensor([[0.25, 0.0, 0.0]], dtype=torch.float64)
+    for e, j in ((_expr(head, jawOpen=1.0), None), (_expr(head), jaw)):
+        x = lm(e, j)
+        assert np.linalg.norm(x[14] - x[13]) > np.linalg.norm(open_[14] - open_[13]) + 0.01
+        assert x[14, 1] < open_[14, 1] - 0.008 and abs(x[13, 1] - open_[13, 1]) < 0.004
+
+
+def test_refined_embedding_is_used_and_round_trips(assets, tmp_path):
+    from dejavu.head.landmark_embedding import (LandmarkEmbedding, load_refined_embedding, move_landmarks,
+                                                rim_chains, rim_landmarks, save_refined_embedding)
+
+    info = assets.info["landmarks"]
+    assert info["refined"] is True and info["refinement"]["rounds"] >= 1
+    emb = LandmarkEmbedding(assets.landmark_faces, assets.landmark_bary, assets.landmark_weight, {"a": 1})
+    path = tmp_path / "emb.npz"
+    save_refined_embedding(path, emb, assets.faces)
+    again = load_refined_embedding(assets.faces, path)
+    np.testing.assert_array_equal(again.faces, emb.faces)
+    np.testing.assert_array_equal(again.bary, emb.bary)
+    assert again.info == {"a": 1}
+    assert load_refined_embedding(assets.faces[::-1], path) is None  # another mesh: not applied
+    # moves: a rim point slides along its own rim only; a skin point lands on a nearby surface target
+    v = assets.v_template.astype(np.float64)
+    pts = np.einsum("lk,lkc->lc", emb.bary, v[assets.faces[emb.faces]])
+    target = pts.copy()
+    target[159] += [0.002, -0.003, 0.0]  # pulled down towards the lower lid
+    f1 = assets.faces[emb.faces[1]]
+    target[1] = v[f1].mean(0) * 0.5 + pts[1] * 0.5  # a point inside the nose-tip triangle (on the surface)
+    move = np.zeros(N_LANDMARKS, bool)
+    move[[159, 1]] = True
+    moved = move_landmarks(assets, emb, target, move)
+    new = np.einsum("lk,lkc->lc", moved.bary, v[assets.faces[moved.faces]])
+    np.testing.assert_allclose(new[1], target[1], atol=1e-6)
+    upper = rim_chains(v, assets.faces.astype(np.int64), assets.face_region)["eye_r"][1]
+    assert rim_landmarks()[159] == ("eye_r", 1)
+    assert set(assets.faces[moved.faces[159]][moved.bary[159] > 1e-6].tolist()) <= set(upper.verts.tolist())
+    assert abs(new[159, 0] - pts[159, 0] - 0.002) < 0.0015  # slid sideways along the rim
+    unmoved = ~move
+    np.testing.assert_array_equal(moved.faces[unmoved], emb.faces[unmoved])
+
+
 def test_landmarks_fit_a_real_detection(assets, head, shared_data):
     """A similarity fit of the head's landmarks to MediaPipe's detection on a real photo."""
     mp = pytest.importorskip("mediapipe")

@@ -51,3 +51,9 @@ def test_sample_pairs_views_within_identity(tiny_shards):
         v = [i for i in range(2) if np.allclose(data.pose6[k, i], batch["pose6"][b].numpy())]
         assert len(v) == 1
         assert np.allclose(batch["target"][b].numpy(), data.images[k, v[0]] / 255.0, atol=1e-6)
+
+
+def test_single_view_sampling_targets_the_input(tiny_shards):
+    _, data = tiny_shards
+    batch = data.sample(identities=3, views=1, rng=np.random.default_rng(2), pair_views=False)
+    assert torch.allclose(batch["input"], batch["target"].permute(0, 3, 1, 2) * 2 - 1, atol=1e-6)

@@ -36,22 +36,37 @@ def test_reconstruct_and_evaluate(shared_data, tiny_weights, tmp_path):
     from dejavu.recon.predict import reconstruct
 
     photo = shared_data / "photos" / "skimage_astronaut.png"
-    rec = reconstruct(photo, tmp_path / "av", weights=tiny_weights, crop_size=128, turntable_size=64,
+    rec = reconstruct(photo, tmp_path / "av", weights=tiny_weights, crop_size=128, turntable=False,
                       backend="reference", device="cpu")
-    for key in ("avatar", "reconstruction", "ply", "turntable"):
+    for key in ("avatar", "reconstruction", "ply"):
         assert rec.files[key].exists(), key
     avatar = Avatar.load(tmp_path / "av")
     assert avatar.head == "procedural" and avatar.uv_size == 32 and avatar.stage == "mean"
     assert avatar.global_delta is None and avatar.blendmaps is None
     assert torch.allclose(avatar.mean_offsets, rec.avatar.mean_offsets)
 
-    out = evaluate_image(tmp_path / "av", photo, tmp_path / "eval", device="cpu", crop_size=128)
+    out = evaluate_image(tmp_path / "av", photo, tmp_path / "eval", device="cpu", crop_size=128, backend="reference")
     m = out["metrics"]
     assert set(m) == {"face", "head"}
     assert set(m["face"]) == {"L1", "PSNR", "SSIM", "LPIPS-alex", "LPIPS-vgg"}
     assert 0.0 <= m["head"]["L1"] <= 1.0 and np.isfinite(m["face"]["PSNR"])
     assert (tmp_path / "eval" / "prediction.png").is_file() and (tmp_path / "eval" / "mask_face.png").is_file()
     json.dumps(out)
+
+
+def test_turntable_frames_orbit_the_head():
+    from dejavu.gaussians.uvmap import Gaussians
+    from dejavu.recon.predict import turntable_frames
+
+    # one opaque red blob left of the centre (+X is the subject's left = image right at yaw 0)
+    g = Gaussians(means=torch.tensor([[[0.05, 0.0, 0.0]]]), quats=torch.tensor([[[1.0, 0, 0, 0]]]),
+                  scales=torch.full((1, 1, 3), 0.02), opacities=torch.ones(1, 1), colors=torch.tensor([[[1.0, 0, 0]]]))
+    frames = turntable_frames(g, 1.0, torch.zeros(3), size=32, n_frames=4, max_yaw_deg=60.0, backend="reference")
+    assert frames.shape == (4, 32, 32, 3)
+    cols = [np.argmin(f[..., 1].min(0)) for f in frames]  # column where the blob is reddest
+    assert cols[0] > 16  # yaw 0: the blob is right of the centre
+    # at +-60 deg the blob's offset from the axis shrinks to cos(60) of it; half way round it is back
+    assert cols[1] < cols[0] and cols[3] < cols[0] and abs(cols[2] - cols[0]) <= 1
 
 
 def test_wrong_head_for_weights(shared_data, tiny_weights, tmp_path):
