@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,7 +20,6 @@ import torch
 
 from dejavu.errors import DejavuError
 
-log = logging.getLogger(__name__)
 
 #: The shipped weights (trained on this project's CPU with configs/recon_cpu.json).
 DEFAULT_WEIGHTS = "recon_cpu.safetensors"
