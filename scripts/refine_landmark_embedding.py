@@ -46,6 +46,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "dejavu" / "data" / "builtin_landmark_embedding.npz"
 log = logging.getLogger("refine_landmark_embedding")
+#: Largest total move of a point from its geometric place, metres (face-oval points: twice that).
+MAX_DRIFT_M = 0.006
 
 
 def detect(data: Path, work: Path, n_lfw: int) -> dict:
@@ -145,13 +147,14 @@ def blink_jaw_check(head, fit, lm: np.ndarray) -> dict:
 def main(argv=None) -> int:
     from dejavu.head.base import HeadModel
     from dejavu.head.builtin import build_builtin_assets
-    from dejavu.head.landmark_embedding import embed_mediapipe_landmarks, move_landmarks, save_refined_embedding
+    from dejavu.head.landmark_embedding import (embed_mediapipe_landmarks, load_canonical_face, move_landmarks,
+                                                save_refined_embedding)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--work", type=Path, default=Path("/tmp/dejavu_refine_embedding"))
     ap.add_argument("--lfw", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -160,6 +163,9 @@ def main(argv=None) -> int:
     assets = build_builtin_assets()
     start = {"faces": assets.landmark_faces.copy(), "bary": assets.landmark_bary.copy()}
     emb = embed_mediapipe_landmarks(assets)
+    v = assets.v_template.astype(np.float64)
+    start_pts = np.einsum("lk,lkc->lc", emb.bary, v[assets.faces[emb.faces]])
+    _, _, oval = load_canonical_face()
     report = {"sets": {k: int(len(v[0])) for k, v in sets.items()}, "rounds": []}
 
     def measure(tag):
@@ -189,10 +195,15 @@ def main(argv=None) -> int:
             r = lm - fits[name].projected.numpy()
             Js.append(J[train]), rs.append(r[train]), ws.append(np.full(int(train.sum()), 1.0 / train.sum()))
         d = solve_shifts(np.concatenate(Js), np.concatenate(rs), np.concatenate(ws))  # (L, 2)
-        v = assets.v_template.astype(np.float64)
         tri = v[assets.faces[emb.faces]]  # (L, 3, 3) neutral
         old = np.einsum("lk,lkc->lc", emb.bary, tri)
         target = old + d[:, :1] * (tri[:, 1] - tri[:, 0]) + d[:, 1:] * (tri[:, 2] - tri[:, 0])
+        # stay within MAX_DRIFT_M of the geometric start (oval: 2x; it slides along the silhouette)
+        drift = target - start_pts
+        cap = np.full(len(d), MAX_DRIFT_M)
+        cap[oval] *= 2
+        n = np.linalg.norm(drift, axis=1)
+        target = start_pts + drift * np.minimum(1.0, cap / np.maximum(n, 1e-12))[:, None]
         move = np.zeros(len(d), bool)
         move[:468] = True
         emb = move_landmarks(assets, emb, target, move)

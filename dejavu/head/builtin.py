@@ -55,7 +55,7 @@ from dejavu.head.base import REGION_ID, REGIONS, HeadAssets
 log = logging.getLogger(__name__)
 
 #: Bump when the build changes: the cache file name carries it, so old caches are ignored.
-BUILTIN_VERSION = "v3"
+BUILTIN_VERSION = "v4"
 N_SHAPE = 40
 N_IDENTITY_SAMPLES = 1500
 LOCAL_CHANGE_STD = 0.35

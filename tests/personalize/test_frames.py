@@ -58,3 +58,14 @@ def test_expression_sweep_for_arkit_and_pca_heads(procedural_head):
     assert 0.0 <= float(seq.expression.min()) and float(seq.expression.max()) <= 1.0
     assert float(seq.expression[:, 2].max()) > 0.9 and float(seq.jaw[:, 0].max()) > 0.2  # jaw opens
     assert float(seq.expression[:, 0].max()) > 0.9  # blinks happen
+
+
+def test_cli_rejects_bad_numbers(tmp_path, capsys):
+    from dejavu.cli import main
+
+    assert main(["personalize", str(tmp_path), "-o", str(tmp_path / "a"), "--steps", "0"]) == 2
+    assert "--steps 0" in capsys.readouterr().err
+    assert main(["personalize", str(tmp_path), "-o", str(tmp_path / "a"), "--resolution", "255"]) == 2
+    assert "even" in capsys.readouterr().err
+    assert main(["animate", str(tmp_path), "--expressions", "-o", str(tmp_path / "x.mp4"), "--resolution", "31"]) == 2
+    assert "even" in capsys.readouterr().err
