@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ import torch
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import N_CHANNELS
 from dejavu.personalize.blendmaps import BlendScheme, compose_delta
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "dejavu-avatar"
 FORMAT_VERSION = 1
@@ -144,7 +147,13 @@ class Avatar:
 
         head = load_head(self.head, device)
         self.check_head(head)
-        return head, UVGaussianMap(head, self.uv_size).to(device)
+        uvmap = UVGaussianMap(head, self.uv_size).to(device)
+        expected = self.settings.get("n_gaussians")
+        if expected is not None and int(expected) != uvmap.n_gaussians:
+            log.warning("avatar: made with %s Gaussians but head %r now lays out %d at UV %d; its UV layout changed "
+                        "since, so the avatar may look wrong (re-create it)", expected, self.head, uvmap.n_gaussians,
+                        self.uv_size)
+        return head, uvmap
 
     def to(self, device: torch.device | str) -> "Avatar":
         """Move every tensor to ``device`` (in place; returns self)."""

@@ -91,6 +91,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
     avatar.settings = {"config": cfg.to_dict(), "mean_offsets": mean_source, "crop_size": int(result.crop_size),
+                       "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}
     avatar.training = {
         "steps": state.step, "stage1_steps": state.stage1_steps, "seconds": round(seconds, 1),

@@ -8,7 +8,9 @@ Heuristic (documented in docs/TRACKING.md):
    (b) pixels below the fitted jaw line (the lower face oval, from landmark 234 over the chin 152
    to 454) between the oval's sides, i.e. the neck under the chin; (c) everything lower than the
    chin by more than ``shoulder_drop`` x the forehead-to-chin height (shoulders and clothes; long
-   hair below that line is lost too).
+   hair below that line is lost too); (d) everything below the jaw corners (landmarks 172 / 397)
+   that the fitted head mesh does not cover: the sides of the neck, collars and shoulders, which
+   (b) and (c) miss when the crop ends close under the chin.
 4. ``face`` mask (for metrics) = head mask & visible mesh regions face / eyes / mouth.
 
 Masks are (H, W) bool arrays in crop pixels.
@@ -22,6 +24,8 @@ from numba import njit
 from dejavu.head.base import REGION_ID
 
 #: Face-oval landmarks along the jaw, from the subject's right cheek over the chin to the left cheek.
+#: Jaw-corner landmarks (near the gonion) on each side.
+JAW_CORNERS = (172, 397)
 JAW_LINE = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454]
 FOREHEAD, CHIN = 10, 152
 FACE_LABELS = (REGION_ID["face"], REGION_ID["eyes"], REGION_ID["mouth"])
@@ -118,6 +122,9 @@ def head_masks(person: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
     """Head mask and face mask (both (H, W) bool) from a person probability, mesh labels and landmarks."""
     H, W = labels.shape
     fg = person > 0.5
-    head = fg & (labels != REGION_ID["neck"]) & ~below_jaw(landmarks, H, W, shoulder_drop)
+    y_corner = float(landmarks[list(JAW_CORNERS), 1].mean())
+    rows = np.arange(H)[:, None] + 0.5
+    off_mesh_low = (rows > y_corner) & (labels < 0)
+    head = fg & (labels != REGION_ID["neck"]) & ~below_jaw(landmarks, H, W, shoulder_drop) & ~off_mesh_low
     face = head & np.isin(labels, FACE_LABELS)
     return head, face
