@@ -23,6 +23,8 @@ CHANNELS = {"xyz": XYZ, "log_scale": LOG_SCALE, "rot": ROT, "opacity": OPACITY, 
 XYZ_UNIT_M = 0.01
 #: SH degree-0 constant: rgb = 0.5 + SH_C0 * dc.
 SH_C0 = 0.28209479177387814
-#: Initial values (method notes): log-scale -8.3533 (2.36e-4 m), colour DC -1.7725 (black).
+#: Initial values (method notes): log-scale -8.3533 (2.36e-4 m). Colour: the authors' DC -1.7725 is
+#: black *exactly at* the clamp (0.5 + SH_C0 * -1.7725 = -1e-5), where clamp_min(0) passes no gradient,
+#: so a zero colour offset could never learn. -1.70 is near-black (RGB 0.020) and trainable.
 INIT_LOG_SCALE = -8.3533
-INIT_COLOR_DC = -1.7725
+INIT_COLOR_DC = -1.70
