@@ -22,14 +22,32 @@ Procedure:
    :func:`dejavu.head.landmark_embedding.move_landmarks` puts it back on the surface near the old
    point (at most 4 mm per round): eyelid / inner-lip points slide along their own rim chain, the
    others go to the closest point of the triangles around their old triangle. Iris points are kept.
-5. ``--rounds`` rounds (3), then a final fit measures the result.
+   Points also stay within ``MAX_DRIFT_M`` (6 mm; face oval 12 mm) of their geometric place:
+   without that cap a few points next to the eye openings (29, 259) kept drifting (12 mm after 6
+   rounds) and got worse, the model's eye openings being taller than most real ones.
+5. ``--rounds`` rounds (6), then a final fit measures the result.
 
-Numbers (2026-11-24, built-in head v4, 3 rounds; landmark RMSE, px at 512, RMS over frames;
-"geometric" = step 3 without refinement, "v3" = the old embedding; see docs/TRACKING.md):
-filled in by the run below, see REFINE_LOG in the npz's info.
+Numbers (2026-11-24, 6 rounds; weighted landmark RMSE in px at 512, RMS over frames, from
+``fit_landmarks``; "v3" = the old embedding, "geometric" = step 3 alone):
+
+| set | v3 | geometric | refined |
+|---|---|---|---|
+| photos (4, train) | 3.34 | 3.53 | 2.27 |
+| liveportrait_d3 frames 0-99 (train, every 2nd) | 2.86 | 3.35 | 2.02 |
+| liveportrait_d3 frames 100-199 (held out) | 2.77 | 3.39 | 2.08 |
+| metrical_wojtek frames 0-99 (train, every 2nd) | 2.81 | 3.20 | 1.58 |
+| metrical_wojtek frames 100-199 (held out) | 4.57 | 4.83 | 3.89 |
+| LFW 25 (train) / 25 (held out) | 5.32 / 4.56 | 5.63 / 4.80 | 4.83 / 3.92 |
+
+On liveportrait_d3 frames 0-99 (blinks, mouth opening) the correlation of the fitted mean eyeBlink
+with the detected lid gap (159-145, 386-374) goes from +0.16 (v3: eyeBlink stays at 0) to -0.95
+(eyeBlink 0 .. 0.27); the fitted jaw (jawOpen + jaw angle / 0.3) follows the inner-lip gap (13-14)
+with correlation 0.88 (v3 0.91, carried by the outer lips then). Median point move from the geometric
+embedding 1.8 mm (max 12 mm, face oval).
 
 Usage: ``python scripts/refine_landmark_embedding.py [--data /work/shared/data] [--work DIR]``
-(about 5-10 minutes on 2 CPU cores, most of it landmark detection, which is cached in ``--work``).
+(about 10 minutes on 2 busy CPU cores; detections are cached in ``--work``). ``--out`` defaults to the
+packaged file; bump ``BUILTIN_VERSION`` in ``dejavu/head/builtin.py`` after replacing it.
 """
 
 from __future__ import annotations

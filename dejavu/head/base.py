@@ -86,6 +86,22 @@ class HeadAssets:
                 raise DejavuError(f"head model {self.name!r}: field {name} has the wrong shape or values")
         return self
 
+    def fingerprint(self) -> str:
+        """A short hash of the geometry, bases, UVs and landmark embedding: caches of results that
+        depend on the head (tracking) key on it, so a rebuilt head never reuses stale results."""
+        import hashlib
+
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            h = hashlib.sha256(self.name.encode())
+            for f in fields(self):
+                value = getattr(self, f.name)
+                if isinstance(value, np.ndarray):
+                    h.update(f.name.encode())
+                    h.update(np.ascontiguousarray(value).tobytes())
+            cached = self.__dict__["_fingerprint"] = h.hexdigest()[:16]
+        return cached
+
     # -- storage: one .npz, no pickle -------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         from dejavu.io import atomic_path

@@ -83,7 +83,9 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     info = probe(input)
     resolve_device(device)  # validates the flag; fitting stays on the CPU
     cfg = config or FitConfig()
-    settings = {"head": head, "fps": fps, "max_frames": max_frames, "crop_size": crop_size,
+    from dejavu.head import load_head_assets
+
+    settings = {"head": head, "head_fingerprint": load_head_assets(head).fingerprint(), "fps": fps, "max_frames": max_frames, "crop_size": crop_size,
                 "overlay": overlay, "fit": asdict(cfg)}
     key = cache_key(input, settings)
     _check_out_dir(out_dir)
