@@ -17,7 +17,7 @@ from dejavu.errors import DejavuError
 @dataclass
 class PersonalizeConfig:
     # -- sizes ---------------------------------------------------------------------------------
-    uv_size: int = 64
+    uv_size: int = 128
     """UV Gaussian map side S (paper 320). Ignored with --init (the init avatar's size is kept)."""
     resolution: int = 256
     """Render/target side in pixels: the tracking crop downsampled to this (paper 512)."""
