@@ -51,7 +51,9 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")
     target = held.images.permute(0, 3, 1, 2).float() / 255.0
     masks = {"face": held.face_masks.permute(0, 3, 1, 2).float() / 255.0,
-             "head": held.masks.permute(0, 3, 1, 2).float() / 255.0}
+             "head": held.masks.permute(0, 3, 1, 2).float() / 255.0,
+             # whole frame, both images white outside the head: the protocol of the papers we compare with
+             "image": None}
     out: dict = {"video": str(video), "avatar": str(avatar_dir), "frames": len(held),
                  "frame_index": [int(i) for i in held.index], "resolution": resolution,
                  "training": {k: avatar.training.get(k) for k in ("seconds", "steps", "device", "seconds_training",
@@ -84,7 +86,7 @@ def _chunked_metrics(pred: torch.Tensor, target: torch.Tensor, masks: dict, chun
     n = pred.shape[0]
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
-        part = fn(pred[sl], target[sl], {k: v[sl] for k, v in masks.items()})
+        part = fn(pred[sl], target[sl], {k: None if v is None else v[sl] for k, v in masks.items()})
         w = (min(s + chunk, n) - s) / n
         for region, vals in part.items():
             for name, v in vals.items():

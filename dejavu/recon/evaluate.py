@@ -2,8 +2,9 @@
 camera and expression and compare with the photo, on the face region and on the whole head.
 
 The target is the aligned crop with everything outside the head mask set to white (the paper's ground
-truth: background, clothes and neck removed); each region's metrics see only that region (outside set
-to white for SSIM/LPIPS, see ``dejavu.metrics.image``).
+truth: background, clothes and neck removed). Regions: ``face`` and ``head`` average L1/PSNR/SSIM over
+the region's pixels only and give LPIPS/MS-SSIM both images white outside it (``dejavu.metrics.image``);
+``image`` is the whole crop, white background included (the usual protocol of published tables).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     hm = torch.as_tensor(head_mask, device=dev)[None, None]
     fm = torch.as_tensor(face_mask, device=dev)[None, None]
     target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)
-    metrics = evaluate_images(pred, target, {"face": fm, "head": hm})
+    metrics = evaluate_images(pred, target, {"face": fm, "head": hm, "image": None})
     if out_dir is not None:
         out = Path(out_dir)
         write_image(out / "prediction.png", pred[0].permute(1, 2, 0).cpu().numpy())

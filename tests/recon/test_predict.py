@@ -47,7 +47,7 @@ def test_reconstruct_and_evaluate(shared_data, tiny_weights, tmp_path):
 
     out = evaluate_image(tmp_path / "av", photo, tmp_path / "eval", device="cpu", crop_size=128, backend="reference")
     m = out["metrics"]
-    assert set(m) == {"face", "head"}
+    assert set(m) == {"face", "head", "image"}
     assert set(m["face"]) == {"L1", "PSNR", "SSIM", "LPIPS-alex", "LPIPS-vgg"}
     assert 0.0 <= m["head"]["L1"] <= 1.0 and np.isfinite(m["face"]["PSNR"])
     assert (tmp_path / "eval" / "prediction.png").is_file() and (tmp_path / "eval" / "mask_face.png").is_file()
