@@ -61,7 +61,7 @@ def test_evaluate_video(avatar_dir, tracked, tmp_path):
     assert metrics["frames"] == 1 and metrics["frame_index"] == [9]
     assert set(metrics["stages"]) == {"full", "global"}
     for stage in metrics["stages"].values():
-        assert set(stage) == {"face", "head"}
+        assert set(stage) == {"face", "head", "image"}
         assert set(stage["head"]) == {"L1", "PSNR", "SSIM", "LPIPS-alex", "LPIPS-vgg"}
     assert (tmp_path / "f" / "full" / "pred_000009.png").is_file()
     assert (tmp_path / "f" / "target" / "000009.png").is_file()
