@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from dejavu.config import apply_overrides
 from dejavu.errors import DejavuError
 
 
@@ -121,9 +122,4 @@ def preset(name: str) -> PersonalizeConfig:
 def config_from_dict(d: dict[str, Any], where: str = "config") -> PersonalizeConfig:
     """A config from a dict: optional ``"preset"`` plus field overrides; unknown keys are errors."""
     d = dict(d)
-    base = preset(d.pop("preset", "cpu"))
-    names = {f.name for f in dataclasses.fields(base)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise DejavuError(f"{where}: unknown personalization setting(s) {unknown}")
-    return dataclasses.replace(base, **d)
+    return apply_overrides(preset(d.pop("preset", "cpu")), d, where)

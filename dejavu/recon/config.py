@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dejavu.config import apply_overrides
 from dejavu.errors import DejavuError
 
 
@@ -172,29 +173,11 @@ def preset(name: str) -> ReconConfig:
     return PRESETS[name]()
 
 
-def _merge(obj: Any, overrides: dict[str, Any], where: str) -> Any:
-    """Return a copy of dataclass ``obj`` with ``overrides`` (nested dicts) applied; unknown keys are errors."""
-    names = {f.name: f for f in dataclasses.fields(obj)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise DejavuError(f"{where}: unknown config key {key!r}; expected one of {sorted(names)}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise DejavuError(f"{where}: {key!r} must be an object")
-            value = _merge(current, value, f"{where}.{key}")
-        elif isinstance(current, tuple):
-            value = tuple(value)
-        changes[key] = value
-    return dataclasses.replace(obj, **changes)
-
-
 def config_from_dict(d: dict[str, Any], where: str = "config") -> ReconConfig:
     """A config from a dict: optional ``"preset"`` (default cpu-small) plus overrides."""
     d = dict(d)
     base = preset(d.pop("preset", "cpu-small"))
-    return _merge(base, d, where)
+    return apply_overrides(base, d, where)
 
 
 def load_config(path: str | Path) -> ReconConfig:
