@@ -16,18 +16,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--head", default=None, help="head model (default: the one the weights were trained on)")
     parser.add_argument("--weights", default=None, help="reconstruction weights (default: the shipped ones)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--uv-size", type=int, default=None,
+                        help="avatar UV side (default 256; the network's offsets are resampled to it)")
+    parser.add_argument("--network-colors", action="store_true",
+                        help="keep the network's colours instead of reading the visible ones off the photo")
     parser.add_argument("--no-turntable", action="store_true", help="skip turntable.mp4")
     parser.add_argument("--no-ply", action="store_true", help="skip avatar.ply")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.recon.predict import reconstruct
+    from dejavu.recon.predict import DEFAULT_PHOTO_ITERATIONS, DEFAULT_UV_SIZE, reconstruct
 
     rec = reconstruct(args.image, args.output, head=args.head, device=args.device, weights=args.weights,
-                      turntable=not args.no_turntable, ply=not args.no_ply)
+                      turntable=not args.no_turntable, ply=not args.no_ply, uv_size=args.uv_size or DEFAULT_UV_SIZE,
+                      photo_iterations=None if args.network_colors else DEFAULT_PHOTO_ITERATIONS)
     s = rec.seconds
-    print(f"reconstructed in {s['total']:.1f} s (tracking {s['track']:.1f} s, network {s['network_and_save']:.2f} s)")
+    print(f"reconstructed in {s['total']:.1f} s (tracking {s['track']:.1f} s, network {s['network']:.2f} s, "
+          f"photo colours {s['photo_texture']:.2f} s, outputs {s['outputs']:.1f} s)")
     for name, path in rec.files.items():
         print(f"  {name:<15} {path}")
     print(f"avatar written to {rec.out_dir}")

@@ -72,6 +72,9 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         mean, mean_source = init_avatar.mean_offsets, f"init:{init}"
     else:
         mean, mean_source = network_mean_offsets(train, head, uvmap, cfg, result, dev)
+        if cfg.photo_frames > 0:
+            mean = photo_mean_colors(train, head, uvmap, mean, cfg.photo_frames, dev, cfg.render_backend)
+            mean_source += f"+photo colours:{min(cfg.photo_frames, len(train))} frames"
     kind = default_scheme_kind(head_spec) if cfg.blend_scheme == "auto" else cfg.blend_scheme
     if kind == "pca_softmax":
         blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
@@ -132,6 +135,27 @@ def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torc
     if model.uvmap.size != uvmap.size:
         mean = resample_offsets(mean, model.uvmap.mask.cpu(), uvmap.mask.cpu())
     return mean, f"network:{len(idx)} frames"
+
+
+def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int, device,
+                      backend: str = "auto") -> torch.Tensor:
+    """``offsets`` (13, S, S) with the colours the frames see read off ``n_frames`` evenly spaced frames.
+
+    One batched :func:`dejavu.recon.photo_texture.photo_texture` call over the frames (B = n_frames).
+    """
+    from dejavu.recon.photo_texture import photo_texture
+
+    n = min(n_frames, len(frames))
+    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
+    b = frames.batch(idx, device)
+    with torch.no_grad():
+        verts = head(shape=frames.shape.to(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+    masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
+    tex = photo_texture(uvmap, verts, head.faces, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
+                        b["world_to_cam"], b["K"], backend=backend)
+    log.info("personalize: photo colours from %d frames, %.0f%% of texels seen, residual RMSE %s", len(idx),
+             100 * float(tex.weight[uvmap.mask].mean()), [round(r, 4) for r in tex.residual_rmse])
+    return tex.offsets.cpu()
 
 
 def resample_offsets(offsets: torch.Tensor, mask_from: torch.Tensor, mask_to: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,9 @@ class PersonalizeConfig:
     """First this share of frames trains; the rest is held out for evaluation (paper 90%)."""
     mean_frames: int = 50
     """Frames sampled (evenly) to average the reconstruction network's offsets (paper ~50)."""
+    photo_frames: int = 16
+    """Read the starting colours off this many evenly spaced training frames (``dejavu.recon.photo_texture``,
+    visibility-weighted, 3 back-projection steps); 0 keeps the network's colours. Not used with --init."""
     fps: float | None = None
     """Resample the video to this frame rate before tracking (None: every frame)."""
     max_frames: int | None = None

@@ -37,11 +37,12 @@ def test_reconstruct_and_evaluate(shared_data, tiny_weights, tmp_path):
 
     photo = shared_data / "photos" / "skimage_astronaut.png"
     rec = reconstruct(photo, tmp_path / "av", weights=tiny_weights, crop_size=128, turntable=False,
-                      backend="reference", device="cpu")
+                      backend="reference", device="cpu", uv_size=48, photo_iterations=1)
     for key in ("avatar", "reconstruction", "ply"):
         assert rec.files[key].exists(), key
     avatar = Avatar.load(tmp_path / "av")
-    assert avatar.head == "procedural" and avatar.uv_size == 32 and avatar.stage == "mean"
+    assert avatar.head == "procedural" and avatar.uv_size == 48 and avatar.stage == "mean"
+    assert avatar.settings["network_uv_size"] == 32 and avatar.settings["photo_texture"]["seen_fraction"] > 0.1
     assert avatar.global_delta is None and avatar.blendmaps is None
     assert torch.allclose(avatar.mean_offsets, rec.avatar.mean_offsets)
 
