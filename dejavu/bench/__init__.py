@@ -20,6 +20,7 @@ TARGETS: dict[str, str] = {
     "track": "dejavu.bench.track",
     "personalize": "dejavu.bench.personalize",
     "animate": "dejavu.bench.animate",
+    "reconstruct": "dejavu.bench.reconstruct",
 }
 
 

@@ -7,8 +7,10 @@ photo (texture unprojection), then correct the remaining blur from overlapping f
 few steps of iterative back-projection: render, sample the residual at each Gaussian's pixel, add
 it to that Gaussian's colour. Rendering is linear in colour, so each step is a Jacobi iteration on
 the least-squares colour fit and costs one render. Geometry, scales and opacities stay the
-network's; Gaussians the photo does not see (hidden, grazing or outside the head mask) keep the
-network's colours.
+network's. Gaussians the photo does not see (hidden, grazing or outside the head mask) take the seen
+colours spread over the UV layout by push-pull filling (the back of the head gets the hair colour the
+photo shows at the sides and top, the neck the chin's skin), except in the mouth interior, which
+keeps the network's colours (a closed mouth in the photo says nothing about teeth).
 
 With several views (B > 1, e.g. frames of a video with one identity) colours and residuals are
 averaged with each view's visibility weight.
@@ -91,10 +93,71 @@ def visibility_weights(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offse
     return weight, pix
 
 
+def push_pull_fill(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill a UV map where ``weight`` is low from where it is high (pull-push, coarse-to-fine).
+
+    Args:
+        values: (C, S, S) map. weight: (S, S) confidence in [0, 1] (0 = unknown).
+
+    Returns:
+        (C, S, S): ``values`` where weight is 1, a weight-normalised blend with the next coarser level
+        elsewhere; every texel gets a value if any weight is positive.
+    """
+    w = weight[None, None].float()
+    v = (values[None] * w)
+    pyramid = [(v, w)]
+    while pyramid[-1][1].shape[-1] > 1:
+        v, w = F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)
+        pyramid.append((v, w))
+    v, w = pyramid[-1]
+    filled = v / w.clamp_min(1e-12)
+    for level in range(len(pyramid) - 2, -1, -1):
+        v, w = pyramid[level]
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        # Coarse cells trust their own mean once a quarter of them is seen; a texel trusts its own value
+        # only as far as it is seen (grazing views blend with the neighbourhood).
+        a = w if level == 0 else (4 * w).clamp(max=1.0)
+        filled = a * v / w.clamp_min(1e-12) + (1 - a) * up
+    return filled[0]
+
+
+#: A region needs this share of its texels seen to be filled from itself (else from everything seen).
+MIN_REGION_SEEN = 0.02
+
+
+def fill_unseen(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Values (N, C) for every Gaussian: seen ones spread to unseen ones region by region.
+
+    Each region of the head (scalp, ears, face, neck, eyes) is filled from its own seen texels, so the
+    back of the head takes the hair colour and not the face's; a region the views barely see (the neck,
+    masked out of every target) is filled from everything seen. The mouth interior keeps ``keep``.
+
+    Args:
+        uvmap: the UVGaussianMap. values: (N, C) per-Gaussian values. weight: (N,) seen-ness in [0, 1].
+        keep: (N, C) values for the mouth interior.
+    """
+    from dejavu.head.base import REGION_ID
+
+    region = uvmap.gather(uvmap.region[None, None].float())[0, :, 0].round().long()  # (N,)
+    vmap, wmap = uvmap.scatter(values[None])[0], uvmap.scatter(weight[None, :, None])[0, 0]
+    everywhere = uvmap.gather(push_pull_fill(vmap, wmap)[None])[0]
+    out = everywhere.clone()
+    for name, rid in REGION_ID.items():
+        inside = region == rid
+        if name == "mouth":
+            out[inside] = keep[inside]
+            continue
+        if not bool(inside.any()) or float(weight[inside].mean()) < MIN_REGION_SEEN:
+            continue
+        w_r = wmap * (uvmap.region == rid).float()
+        out[inside] = uvmap.gather(push_pull_fill(vmap, w_r)[None])[0][inside]
+    return out
+
+
 @torch.no_grad()
 def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: torch.Tensor, images: torch.Tensor,
                   masks: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor, iterations: int = 3,
-                  backend: str = "auto") -> PhotoTexture:
+                  fill: bool = True, backend: str = "auto") -> PhotoTexture:
     """Replace the colours of the Gaussians the photo(s) see by the photo's colours (module docstring).
 
     Args:
@@ -103,6 +166,8 @@ def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: t
         images: (B, H, W, 3) aligned crops in [0, 1]. masks: (B, H, W) head masks in [0, 1]; outside them
             the target is white, as in every loss and metric of the project.
         world_to_cam: (B, 4, 4). K: (B, 3, 3). iterations: back-projection steps after the first read.
+        fill: give unseen Gaussians (outside the mouth) the seen colours spread over the UV layout;
+            False keeps the network's colours there.
         backend: renderer backend.
 
     Returns:
@@ -120,7 +185,9 @@ def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: t
 
     base = uvmap.gather(offsets[None])[0]  # (N, 13)
     rgb = views_mean(_sample(target, pix)).clamp(MIN_RGB, 1.0)
-    dc = blend * ((rgb - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC) + (1 - blend) * base[:, ch.COLOR]
+    seen_dc = (rgb - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC  # colour offsets read off the photo(s)
+    other = fill_unseen(uvmap, seen_dc, blend[:, 0], base[:, ch.COLOR]) if fill else base[:, ch.COLOR]
+    dc = blend * seen_dc + (1 - blend) * other
     out = offsets.clone()
     rmse = []
     H, W = masks.shape[1:]

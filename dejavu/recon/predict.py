@@ -92,7 +92,7 @@ def turntable_frames(gaussians, distance: float, center: torch.Tensor, size: int
 def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None, device: str = "auto",
                 weights: str | Path | None = None, turntable: bool = True, ply: bool = True,
                 turntable_size: int = 256, crop_size: int = 512, backend: str = "auto", uv_size: int | None = DEFAULT_UV_SIZE,
-                photo_iterations: int | None = DEFAULT_PHOTO_ITERATIONS) -> Reconstruction:
+                photo_iterations: int | None = DEFAULT_PHOTO_ITERATIONS, prefetch=None) -> Reconstruction:
     """Reconstruct an avatar from one photo (see the module docstring for what is written).
 
     Args:
@@ -102,6 +102,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         device: auto | cpu | cuda. weights: a weights file (default: the shipped one).
         uv_size: the avatar's UV side (None: the network's own); the network's offsets are resampled to it.
         photo_iterations: back-projection steps of the photo colours (None: keep the network's colours).
+        prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started for ``image`` before torch loaded.
     """
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
@@ -118,7 +119,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
                           "use that head or weights trained on this one")
     t1 = time.perf_counter()
     result = track(image, out_dir / "tracking", head=model.head_spec, crop_size=crop_size, overlay=False,
-                   progress=False)
+                   progress=False, prefetch=prefetch)
     t2 = time.perf_counter()
     crop, mask = result.load_crop(0), result.load_mask(0)
     offsets = predict_offsets(model, crop, mask, result.shape)

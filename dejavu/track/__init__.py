@@ -58,7 +58,7 @@ def cache_key(input_path: Path, settings: dict) -> str:
 
 def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: float | None = None,
           max_frames: int | None = None, crop_size: int = 512, device: str = "cpu", overlay: bool = True,
-          force: bool = False, config=None, progress: bool = True) -> TrackResult:
+          force: bool = False, config=None, progress: bool = True, prefetch=None) -> TrackResult:
     """Track a photo, a folder of photos or a video; write results to ``out_dir`` and return them.
 
     Args:
@@ -71,6 +71,8 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         overlay: write ``overlay.mp4`` (videos, folders) or ``overlay.png`` (one image).
         force: ignore a cached result with the same key.
         config: a :class:`dejavu.track.fit.FitConfig` (defaults if None).
+        prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started earlier for this image
+            (its landmarks and person mask are used; results are identical without it).
 
     Returns:
         :class:`TrackResult` (also readable later with :func:`load_tracking`).
@@ -96,10 +98,15 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
             cached = None
         if cached is not None and cached.cache_key == key:
             log.info("tracking: reusing %s (same input, settings and code)", out_dir)
+            if prefetch is not None:
+                prefetch.close()
             return cached
+    pre = prefetch.take(input, crop_size) if prefetch is not None and info.kind == "image" else None
+    if prefetch is not None and pre is None:
+        prefetch.close()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=_parent(out_dir)))
     try:
-        result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress)
+        result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress, pre)
         _replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -134,7 +141,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
-         settings: dict, key: str, progress: bool) -> TrackResult:
+         settings: dict, key: str, progress: bool, pre=None) -> TrackResult:
     from tqdm import tqdm
 
     from dejavu.head import load_head
@@ -151,17 +158,26 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     expected = int(info.n_frames * min(1.0, fps / info.fps)) if fps and info.fps else info.n_frames
     bar = tqdm(total=min(max_frames or expected, expected) or None, desc="landmarks", unit="frame",
                disable=not progress)
-    with LandmarkDetector(video=info.kind == "video") as detector:
-        for frame in iter_frames(input, fps, max_frames):
-            det = detector(frame.image)
-            bar.update(1)
-            if det is None:
-                failed.append(frame.index)
-                continue
-            idx.append(frame.index)
-            times.append(frame.time)
-            points.append(det.points)
-            sizes.append(det.size)
+    if pre is not None:  # a single image whose landmarks a child process found (dejavu.track.prefetch)
+        bar.update(1)
+        if pre.points is None:
+            failed.append(0)
+        else:
+            idx, times, points, sizes = [0], [0.0], [pre.points], [pre.size]
+            if pre.n_faces > 1:
+                log.info("%d faces found; tracking the largest", pre.n_faces)
+    else:
+        with LandmarkDetector(video=info.kind == "video") as detector:
+            for frame in iter_frames(input, fps, max_frames):
+                det = detector(frame.image)
+                bar.update(1)
+                if det is None:
+                    failed.append(frame.index)
+                    continue
+                idx.append(frame.index)
+                times.append(frame.time)
+                points.append(det.points)
+                sizes.append(det.size)
     bar.close()
     if not idx:
         what = "the image" if info.kind == "image" else f"any of its {len(failed)} frames"
@@ -193,7 +209,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
 
     # 4. crops, masks, overlay
     _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  info.kind, out_fps, progress)
+                  info.kind, out_fps, progress, person=pre.person if pre is not None else None)
 
     result = TrackResult(
         frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
@@ -246,7 +262,7 @@ def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
 
 
 def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  kind, out_fps, progress) -> None:
+                  kind, out_fps, progress, person: np.ndarray | None = None) -> None:
     import cv2
     import torch
     from tqdm import tqdm
@@ -270,7 +286,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
         writer = imageio.get_writer(tmp / "overlay.mp4", format="FFMPEG", fps=out_fps or 10.0, codec="libx264",
                                     quality=7, macro_block_size=1, ffmpeg_log_level="error",
                                     output_params=["-preset", "veryfast"])
-    seg = PersonSegmenter()
+    seg = PersonSegmenter() if person is None else None  # a prefetched single image brings its own
     bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
     chunk, cache = 64, {}
     pool = ThreadPoolExecutor(max_workers=2)  # PNG encoding releases the GIL: overlap it with the rest
@@ -291,7 +307,8 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
             xy, cam = cache[i]
             crop = warp(frame.image, affine[i], crop_size)
             mesh_labels, face_index = rasterize_labels(xy, cam[:, 2], faces, labels, crop_size, crop_size)
-            head_mask, face_mask = head_masks(seg(crop), mesh_labels, fit.projected[i].numpy())
+            head_mask, face_mask = head_masks(seg(crop) if seg is not None else person, mesh_labels,
+                                              fit.projected[i].numpy())
             name = f"{int(frame.index):06d}.png"
             for sub, pic in (("crops", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)), ("masks", head_mask.astype(np.uint8) * 255),
                              ("face_masks", face_mask.astype(np.uint8) * 255)):
@@ -308,6 +325,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     finally:
         pool.shutdown(wait=True)
         bar.close()
-        seg.close()
+        if seg is not None:
+            seg.close()
         if writer is not None:
             writer.close()

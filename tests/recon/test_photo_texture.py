@@ -38,7 +38,7 @@ def test_photo_texture_recovers_seen_colours(procedural_head):
     r = uvmap.gaussians(verts, truth[None]).render(w2c, K, size, size, backend="reference")
     image, mask = r.rgb, (r.alpha[..., 0] > 0.5).float()
     tex = photo_texture(uvmap, verts, procedural_head.faces, off, image, mask, w2c, K, iterations=3,
-                        backend="reference")
+                        fill=False, backend="reference")
 
     seen = tex.weight > 0.99
     hidden = uvmap.mask & (tex.weight == 0)
@@ -57,6 +57,29 @@ def test_photo_texture_recovers_seen_colours(procedural_head):
     # Everything but colour is untouched.
     keep = [c for c in range(ch.N_CHANNELS) if c not in range(ch.COLOR.start, ch.COLOR.stop)]
     assert torch.equal(tex.offsets[keep], off[keep])
+
+    # With filling, hidden texels take colours spread from the seen ones (within the seen range).
+    filled = photo_texture(uvmap, verts, procedural_head.faces, off, image, mask, w2c, K, iterations=0,
+                           backend="reference")
+    skin = hidden & ~uvmap.mouth_mask
+    got, seen_rgb = rgb(filled.offsets)[:, skin], rgb(filled.offsets)[:, seen]
+    assert skin.sum() > 50 and not torch.equal(filled.offsets[ch.COLOR][:, skin], off[ch.COLOR][:, skin])
+    mouth = hidden & uvmap.mouth_mask  # a hidden mouth interior keeps the network's colours
+    assert torch.equal(filled.offsets[ch.COLOR][:, mouth], off[ch.COLOR][:, mouth])
+    assert (got.amin(1) >= seen_rgb.amin(1) - 1e-4).all() and (got.amax(1) <= seen_rgb.amax(1) + 1e-4).all()
+
+
+def test_push_pull_fill():
+    from dejavu.recon.photo_texture import push_pull_fill
+
+    values = torch.zeros(1, 8, 8)
+    weight = torch.zeros(8, 8)
+    values[0, :, :4], weight[:, :4] = 2.0, 1.0  # left half known (2), right half unknown
+    values[0, 0, 7], weight[0, 7] = 5.0, 1.0  # one known texel on the right
+    out = push_pull_fill(values, weight)
+    assert torch.equal(out[0][weight > 0], values[0][weight > 0])  # known texels are kept
+    assert torch.isfinite(out).all() and (out >= 2.0 - 1e-6).all() and (out <= 5.0 + 1e-6).all()
+    assert float(out[0, 1, 7]) > float(out[0, 7, 7])  # nearer the 5 -> closer to 5
 
 
 def test_photo_texture_views_average(procedural_head):

@@ -87,3 +87,18 @@ def test_cli_errors(tmp_path, tiny_weights, capsys):
     assert "not_an_image.png" in capsys.readouterr().err
     assert main(["train", "recon", "--config", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def test_bench_reconstruct(shared_data, tmp_path, capsys):
+    """``dejavu bench reconstruct``: fresh-process timings and metrics, photo vs network colours."""
+    from dejavu.cli import main
+
+    out = tmp_path / "bench.json"
+    photo = shared_data / "photos" / "mica_carell.jpg"
+    assert main(["bench", "reconstruct", str(photo), "--repeats", "1", "--no-turntable", "--out", str(tmp_path / "av"),
+                 "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["photos"][0]
+    assert row["photo_colors"]["seconds"] > 0 and row["network_colors"]["seconds"] > 0
+    # Reading the colours off the photo is the point: far closer to the photo than the network's colours.
+    assert row["face_psnr_gain_db"] > 3.0
+    assert "face PSNR" in capsys.readouterr().out

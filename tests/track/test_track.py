@@ -138,3 +138,34 @@ def test_bench_track_target(shared_data, builtin_head_spec, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["frames"] == 1 and data["frames_per_second"] > 0 and data["landmark_rmse_px"] < 3.5
     assert "frames/s" in capsys.readouterr().out
+
+
+def test_prefetch_child_gives_the_same_tracking(shared_data, builtin_head_spec, tmp_path):
+    """MediaPipe in a child process (dejavu reconstruct's start-up overlap) changes nothing in the result."""
+    from dejavu.track.prefetch import MediaPipePrefetch
+
+    photo = shared_data / "photos" / "mica_carell.jpg"
+    plain = track(photo, tmp_path / "plain", head=builtin_head_spec, progress=False, overlay=False)
+    pre = MediaPipePrefetch(photo, 512)
+    got = pre.take(photo, 512)
+    assert got is not None and got.points.shape == (478, 2) and got.person.shape == (512, 512)
+    pre2 = MediaPipePrefetch(photo, 512)
+    fast = track(photo, tmp_path / "fast", head=builtin_head_spec, progress=False, overlay=False, prefetch=pre2)
+    np.testing.assert_array_equal(fast.landmarks_2d, plain.landmarks_2d)
+    np.testing.assert_allclose(fast.expression, plain.expression, atol=1e-6)
+    np.testing.assert_array_equal(fast.load_mask(0), plain.load_mask(0))
+    # A prefetch made for another image or crop size is ignored, never wrong.
+    other = MediaPipePrefetch(photo, 256)
+    assert other.take(photo, 512) is None
+    other.close()
+
+
+def test_prefetch_no_face(tmp_path):
+    from dejavu.io import write_image
+    from dejavu.track.prefetch import MediaPipePrefetch
+
+    grey = write_image(tmp_path / "grey.png", np.full((64, 64, 3), 0.5, np.float32))
+    pre = MediaPipePrefetch(grey, 512)
+    with pytest.raises(DejavuError, match="no face found in the image"):
+        track(grey, tmp_path / "out", head="procedural", prefetch=pre)
+    assert not (tmp_path / "out").exists()
