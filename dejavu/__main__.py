@@ -1,5 +1,3 @@
-import sys
+from dejavu.cli import run
 
-from dejavu.cli import main
-
-sys.exit(main())
+run()

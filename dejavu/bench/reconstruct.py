@@ -25,6 +25,7 @@ def _command(photo: str, out: str, network_colors: bool, no_turntable: bool) -> 
 
 
 def run(args: argparse.Namespace) -> dict:
+    import shutil
     import subprocess
     import tempfile
     import time
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> dict:
             out = root / f"{Path(photo).stem}_{variant}"
             walls = []
             for _ in range(max(1, args.repeats)):
+                shutil.rmtree(out, ignore_errors=True)  # a fresh folder: no cached tracking
                 t0 = time.perf_counter()
                 done = subprocess.run(_command(str(photo), str(out), network, args.no_turntable),
                                       capture_output=True, text=True)

@@ -53,5 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """Console entry point: :func:`main`, then leave without interpreter teardown.
+
+    Tearing down torch, numba and friends takes ~0.6 s at exit on the 2-core CPU, a tenth of a
+    `dejavu reconstruct`. Every output is complete by then (written atomically, writers and thread
+    pools closed), so after flushing the streams and logging there is nothing left to clean up.
+    """
+    import os
+
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

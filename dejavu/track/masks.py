@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from dejavu.head.base import REGION_ID
+from dejavu.track.segment import PersonSegmenter  # noqa: F401  (re-exported: the tracker imports it from here)
 
 #: Face-oval landmarks along the jaw, from the subject's right cheek over the chin to the left cheek.
 #: Jaw-corner landmarks (near the gonion) on each side.
@@ -80,22 +81,6 @@ def rasterize_labels(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, labels: n
                    np.ascontiguousarray(faces, np.int32), np.ascontiguousarray(labels, np.int32),
                    height, width, out_label, out_face, zbuf)
     return out_label, out_face
-
-
-class PersonSegmenter:
-    """MediaPipe selfie segmentation: (H, W, 3) uint8 -> (H, W) float32 person probability."""
-
-    def __init__(self):
-        import mediapipe as mp
-
-        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        res = self._seg.process(np.ascontiguousarray(image))
-        return np.asarray(res.segmentation_mask, dtype=np.float32)
-
-    def close(self) -> None:
-        self._seg.close()
 
 
 def below_jaw(landmarks: np.ndarray, height: int, width: int, shoulder_drop: float = 0.3) -> np.ndarray:

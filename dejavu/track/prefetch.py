@@ -106,9 +106,16 @@ class MediaPipePrefetch:
 
 
 def _child(image: str, crop_size: int, out: str) -> None:
+    import types
+
+    # mediapipe.solutions imports matplotlib.pyplot (0.7 s) for plotting helpers this process never
+    # calls; this short-lived process gets an empty stand-in. Never done in a user's process.
+    for name in ("matplotlib", "matplotlib.pyplot"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+
     from dejavu.track import align
     from dejavu.track.landmarks import LandmarkDetector
-    from dejavu.track.masks import PersonSegmenter
+    from dejavu.track.segment import PersonSegmenter
     from dejavu.track.video import iter_frames
 
     frame = next(iter(iter_frames(Path(image), None, None)))
