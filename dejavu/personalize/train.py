@@ -125,6 +125,10 @@ class Trainer:
         if lpips_on and step % max(1, cfg.lpips_every) == 0:
             n = max(1, cfg.lpips_batch)
             terms["lpips"] = cfg.w_lpips * self.lpips(pred[:n], target[:n]).mean()
+        if cfg.w_ssim > 0:
+            from dejavu.metrics.image import ssim
+
+            terms["ssim"] = cfg.w_ssim * (1.0 - ssim(pred, target).mean())
         terms["position"] = cfg.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:

@@ -84,3 +84,24 @@ def test_checkpoint_for_other_uv_size_is_refused(tiny, tiny_frames, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"junk")
     with pytest.raises(DejavuError, match="unreadable checkpoint"):
         load_checkpoint(tmp_path, uvmap.size)
+
+
+def test_ssim_term_is_optional_and_raises_ssim(tiny, tiny_frames, tmp_path):
+    """w_ssim adds a D-SSIM term (0 = the paper's losses, no term)."""
+    from dejavu.metrics.image import ssim
+
+    head, uvmap, true = tiny
+    init = _start(true)
+    blend = fit_pca_basis(tiny_frames.expression, k=3)
+    scores = {}
+    for w in (0.0, 0.5):
+        cfg = tiny_config(steps=12, preview_every=0, w_ssim=w)
+        trainer = Trainer(head, uvmap, tiny_frames, init, blend, cfg, tmp_path / str(w), torch.device("cpu"),
+                          progress=False)
+        state = trainer.run()
+        assert ("ssim" in state.history[-1]) == (w > 0)
+        pred = render_frames(head, uvmap, tiny_frames, init,
+                             lambda e: torch.einsum("bk,kchw->bchw", blend.weights(e), state.blendmaps),
+                             torch.device("cpu"), backend=BACKEND)
+        scores[w] = float(ssim(pred, tiny_frames.images.permute(0, 3, 1, 2).float() / 255).mean())
+    assert scores[0.5] >= scores[0.0] - 0.01
