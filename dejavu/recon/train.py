@@ -385,4 +385,9 @@ def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, s
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     trainer = Trainer(cfg, dev, resume=resume, progress=progress)
-    return trainer.run(steps)
+    try:
+        return trainer.run(steps)
+    finally:
+        # Explicitly: the CLI leaves with os._exit, so nothing else would tear the group down.
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
