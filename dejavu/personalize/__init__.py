@@ -151,7 +151,7 @@ def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int,
     with torch.no_grad():
         verts = head(shape=frames.shape.to(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
     masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
-    tex = photo_texture(uvmap, verts, head.faces, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
+    tex = photo_texture(uvmap, verts, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
                         b["world_to_cam"], b["K"], backend=backend)
     log.info("personalize: photo colours from %d frames, %.0f%% of texels seen, residual RMSE %s", len(idx),
              100 * float(tex.weight[uvmap.mask].mean()), [round(r, 4) for r in tex.residual_rmse])

@@ -57,35 +57,34 @@ def _sample(images: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
     return out[:, :, 0].transpose(1, 2)
 
 
-def texel_normals(uvmap, vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def texel_normals(uvmap, vertices: torch.Tensor) -> torch.Tensor:
     """Outward unit normals (B, N, 3) of the mesh triangle under each texel, world frame."""
-    tri = vertices[:, faces[uvmap.texel_face]]  # (B, N, 3, 3)
+    tri = vertices[:, uvmap.texel_verts]  # (B, N, 3, 3)
     return F.normalize(torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
 
 
-def visibility_weights(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: torch.Tensor,
+def visibility_weights(uvmap, vertices: torch.Tensor, offsets: torch.Tensor,
                        masks: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor,
                        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """How well each view sees each Gaussian, and where.
 
     Args:
         uvmap: the avatar's UVGaussianMap. vertices: (B, V, 3) posed mesh per view (m).
-        faces: (F, 3) mesh triangles. offsets: (13, S, S) the avatar's offsets.
-        masks: (B, H, W) head masks in [0, 1]. world_to_cam: (B, 4, 4). K: (B, 3, 3).
+        offsets: (13, S, S) the avatar's offsets. masks: (B, H, W) head masks in [0, 1]. world_to_cam: (B, 4, 4). K: (B, 3, 3).
 
     Returns:
         weight (B, N) in [0, 1] (depth test x facing ramp x head mask) and pixel positions (B, N, 2).
     """
-    from dejavu.render.camera import project_points
+    from dejavu.render.camera import camera_to_pixels, to_camera
 
     B, H, W = masks.shape
     g = uvmap.gaussians(vertices, offsets[None])
     r = g.render(world_to_cam, K, W, H, backend=backend)
     depth = r.depth / r.alpha.clamp_min(1e-6)  # (B, H, W, 1) expected depth of the front surface
-    pix = project_points(g.means, world_to_cam, K)
-    cam = torch.einsum("bij,bnj->bni", world_to_cam[:, :3, :3], g.means) + world_to_cam[:, None, :3, 3]
+    cam = to_camera(g.means, world_to_cam)
+    pix = camera_to_pixels(cam, K)
     seen = (cam[..., 2] < _sample(depth, pix)[..., 0] + DEPTH_TOLERANCE_M) & (_sample(r.alpha, pix)[..., 0] > 0.5)
-    n_cam = torch.einsum("bij,bnj->bni", world_to_cam[:, :3, :3], texel_normals(uvmap, vertices, faces))
+    n_cam = torch.einsum("bij,bnj->bni", world_to_cam[:, :3, :3], texel_normals(uvmap, vertices))
     cos = -(n_cam * F.normalize(cam, dim=-1)).sum(-1)
     facing = ((cos - FACING_LO) / (FACING_HI - FACING_LO)).clamp(0, 1)
     inside = (pix[..., 0] >= 0) & (pix[..., 0] < W) & (pix[..., 1] >= 0) & (pix[..., 1] < H)
@@ -138,7 +137,7 @@ def fill_unseen(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.T
     """
     from dejavu.head.base import REGION_ID
 
-    region = uvmap.gather(uvmap.region[None, None].float())[0, :, 0].round().long()  # (N,)
+    region = uvmap.region.reshape(-1)[uvmap.flat_index]  # (N,)
     vmap, wmap = uvmap.scatter(values[None])[0], uvmap.scatter(weight[None, :, None])[0, 0]
     everywhere = uvmap.gather(push_pull_fill(vmap, wmap)[None])[0]
     out = everywhere.clone()
@@ -155,14 +154,14 @@ def fill_unseen(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.T
 
 
 @torch.no_grad()
-def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: torch.Tensor, images: torch.Tensor,
+def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: torch.Tensor,
                   masks: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor, iterations: int = 3,
                   fill: bool = True, backend: str = "auto") -> PhotoTexture:
     """Replace the colours of the Gaussians the photo(s) see by the photo's colours (module docstring).
 
     Args:
         uvmap: the avatar's UVGaussianMap (size S). vertices: (B, V, 3) posed mesh per view (m).
-        faces: (F, 3). offsets: (13, S, S) avatar offsets (network units).
+        offsets: (13, S, S) avatar offsets (network units).
         images: (B, H, W, 3) aligned crops in [0, 1]. masks: (B, H, W) head masks in [0, 1]; outside them
             the target is white, as in every loss and metric of the project.
         world_to_cam: (B, 4, 4). K: (B, 3, 3). iterations: back-projection steps after the first read.
@@ -175,7 +174,7 @@ def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: t
     """
     m = masks[..., None]
     target = images * m + (1 - m)
-    weight, pix = visibility_weights(uvmap, vertices, faces, offsets, masks, world_to_cam, K, backend)
+    weight, pix = visibility_weights(uvmap, vertices, offsets, masks, world_to_cam, K, backend)
     wsum = weight.sum(0)  # (N,)
     blend = wsum.clamp(max=1.0)[:, None]
     norm = wsum.clamp_min(1e-6)[:, None]
@@ -191,14 +190,14 @@ def photo_texture(uvmap, vertices: torch.Tensor, faces: torch.Tensor, offsets: t
     out = offsets.clone()
     rmse = []
     H, W = masks.shape[1:]
+    seen = wsum > 0.5
+    # Stay inside the colour activation's live range (rgb >= MIN_RGB), or the next render ignores the step.
+    lo = (MIN_RGB - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC
     for _ in range(iterations):
         out[ch.COLOR] = uvmap.scatter(dc[None])[0]
         render = uvmap.gaussians(vertices, out[None]).render(world_to_cam, K, W, H, backend=backend).rgb
         resid = views_mean(_sample(target - render, pix))
-        seen = wsum > 0.5
         rmse.append(float(resid[seen].pow(2).mean().sqrt()) if bool(seen.any()) else 0.0)
-        # Stay inside the colour activation's live range (rgb >= MIN_RGB), or the next render ignores the step.
-        lo = (MIN_RGB - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC
-        dc = torch.maximum(dc + blend * resid / ch.SH_C0, torch.full_like(dc, lo))
+        dc = (dc + blend * resid / ch.SH_C0).clamp_min(lo)
     out[ch.COLOR] = uvmap.scatter(dc[None])[0]
     return PhotoTexture(offsets=out, weight=uvmap.scatter(blend[None])[0, 0], residual_rmse=rmse)

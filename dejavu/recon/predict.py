@@ -160,7 +160,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
     if photo_iterations is not None:
         from dejavu.recon.photo_texture import photo_texture
 
-        tex = photo_texture(uvmap, verts, model.head.faces, offsets, torch.as_tensor(crop, device=dev)[None].float(),
+        tex = photo_texture(uvmap, verts, offsets, torch.as_tensor(crop, device=dev)[None].float(),
                             torch.as_tensor(mask, device=dev)[None].float(), w2c, K, iterations=photo_iterations,
                             backend=backend)
         offsets = tex.offsets

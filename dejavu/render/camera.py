@@ -92,8 +92,17 @@ def orbit_pose6(yaw_deg: torch.Tensor | list[float], pitch_deg: float = 0.0, dis
     return pose
 
 
-def project_points(points: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Pinhole projection of (B, P, 3) world points -> (B, P, 2) pixel coordinates (x right, y down)."""
-    cam = torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]
+def to_camera(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
+    """(B, P, 3) world points -> (B, P, 3) OpenCV camera coordinates (z = depth in front of the camera)."""
+    return torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]
+
+
+def camera_to_pixels(cam: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(B, P, 3) camera-frame points -> (B, P, 2) pixel coordinates (x right, y down)."""
     uv = torch.einsum("bij,bpj->bpi", K, cam)
     return uv[..., :2] / uv[..., 2:3].clamp_min(1e-8)
+
+
+def project_points(points: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pinhole projection of (B, P, 3) world points -> (B, P, 2) pixel coordinates (x right, y down)."""
+    return camera_to_pixels(to_camera(points, world_to_cam), K)

@@ -101,8 +101,9 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
             if prefetch is not None:
                 prefetch.close()
             return cached
-    pre = prefetch.take(input, crop_size) if prefetch is not None and info.kind == "image" else None
-    if prefetch is not None and pre is None:
+    pre = None
+    if prefetch is not None:
+        pre = prefetch.take(input, crop_size) if info.kind == "image" else None
         prefetch.close()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=_parent(out_dir)))
     try:
@@ -267,7 +268,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     import torch
     from tqdm import tqdm
 
-    from dejavu.render.camera import project_points
+    from dejavu.render.camera import camera_to_pixels, to_camera
     from dejavu.track.align import warp
     from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
     from dejavu.track.overlay import draw_overlay, face_shading
@@ -300,9 +301,8 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
                 sl = slice(i, min(len(idx), i + chunk))
                 with torch.no_grad():
                     verts = head(fit.shape, fit.expression[sl], fit.jaw[sl], fit.eyes[sl])
-                    w2c = fit.world_to_cam[sl]
-                    cam = torch.einsum("bij,bvj->bvi", w2c[:, :3, :3], verts) + w2c[:, None, :3, 3]
-                    xy = project_points(verts, w2c, fit.K[sl])
+                    cam = to_camera(verts, fit.world_to_cam[sl])
+                    xy = camera_to_pixels(cam, fit.K[sl])
                 cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}
             xy, cam = cache[i]
             crop = warp(frame.image, affine[i], crop_size)

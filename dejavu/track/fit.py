@@ -343,11 +343,11 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
 
 def _interpolate(key: torch.Tensor, values: torch.Tensor, B: int) -> torch.Tensor:
     """Piecewise-linear interpolation of (K, D) keyframe ``values`` at frames ``key`` (K,) to (B, D)."""
+    if len(key) == 1:
+        return values.expand(B, -1).clone()
     frames = torch.arange(B, dtype=torch.float32)
     k = key.float()
-    right = torch.searchsorted(k, frames).clamp(1, len(k) - 1) if len(k) > 1 else torch.zeros(B, dtype=torch.long)
-    if len(k) == 1:
-        return values[right].clone()
+    right = torch.searchsorted(k, frames).clamp(1, len(k) - 1)
     left = right - 1
     t = ((frames - k[left]) / (k[right] - k[left])).clamp(0, 1)[:, None]
     return values[left] * (1 - t) + values[right] * t
@@ -359,8 +359,9 @@ def _finish(model, head, p, shape, target, valid, crop_size, cfg) -> FitResult:
     with torch.no_grad():
         world_to_cam = pose6_to_world_to_cam(p["pose6"])
         # exact landmarks on the skinned mesh (the fit's point skinning differs by < 1 mm), in chunks
-        lm = torch.cat([head.landmarks(head(shape, p["expression"][c:c + 256], p["jaw"][c:c + 256],
-                                            p["eyes"][c:c + 256])) for c in range(0, B, 256)])
+        n = cfg.chunk_size
+        lm = torch.cat([head.landmarks(head(shape, p["expression"][c:c + n], p["jaw"][c:c + n], p["eyes"][c:c + n]))
+                        for c in range(0, B, n)])
         proj = project_points(lm, world_to_cam, K)
         w = _landmark_weights(head)[None].expand(B, -1)
         err = _rmse(proj, target, w)

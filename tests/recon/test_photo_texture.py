@@ -37,7 +37,7 @@ def test_photo_texture_recovers_seen_colours(procedural_head):
     uvmap, verts, off, truth, w2c, K = _scene(procedural_head, size)
     r = uvmap.gaussians(verts, truth[None]).render(w2c, K, size, size, backend="reference")
     image, mask = r.rgb, (r.alpha[..., 0] > 0.5).float()
-    tex = photo_texture(uvmap, verts, procedural_head.faces, off, image, mask, w2c, K, iterations=3,
+    tex = photo_texture(uvmap, verts, off, image, mask, w2c, K, iterations=3,
                         fill=False, backend="reference")
 
     seen = tex.weight > 0.99
@@ -59,7 +59,7 @@ def test_photo_texture_recovers_seen_colours(procedural_head):
     assert torch.equal(tex.offsets[keep], off[keep])
 
     # With filling, hidden texels take colours spread from the seen ones (within the seen range).
-    filled = photo_texture(uvmap, verts, procedural_head.faces, off, image, mask, w2c, K, iterations=0,
+    filled = photo_texture(uvmap, verts, off, image, mask, w2c, K, iterations=0,
                            backend="reference")
     skin = hidden & ~uvmap.mouth_mask
     got, seen_rgb = rgb(filled.offsets)[:, skin], rgb(filled.offsets)[:, seen]
@@ -91,8 +91,8 @@ def test_photo_texture_views_average(procedural_head):
     _, _, _, _, w2c1, _ = _scene(procedural_head, size, yaw=25.0)
     w2c, K2, V = torch.cat([w2c0, w2c1]), K.expand(2, 3, 3), verts.expand(2, -1, -1)
     r = uvmap.gaussians(V, truth[None]).render(w2c, K2, size, size, backend="reference")
-    tex = photo_texture(uvmap, V, procedural_head.faces, off, r.rgb, (r.alpha[..., 0] > 0.5).float(), w2c, K2,
+    tex = photo_texture(uvmap, V, off, r.rgb, (r.alpha[..., 0] > 0.5).float(), w2c, K2,
                         iterations=2, backend="reference")
-    one = photo_texture(uvmap, V[:1], procedural_head.faces, off, r.rgb[:1], (r.alpha[:1, ..., 0] > 0.5).float(),
+    one = photo_texture(uvmap, V[:1], off, r.rgb[:1], (r.alpha[:1, ..., 0] > 0.5).float(),
                         w2c[:1], K2[:1], iterations=2, backend="reference")
     assert float(tex.weight.sum()) > 1.2 * float(one.weight.sum())  # the second view sees more of the head
