@@ -159,10 +159,13 @@ def expression_sweep(head, n_frames: int = 150) -> Drive:
     return Drive(expression=expr, jaw=jaw, eyes=torch.zeros(T, 6), fps=25.0)
 
 
-def head_center(head, shape: torch.Tensor) -> tuple[float, float, float]:
-    """Centre (metres, head frame) of the neutral head's bounding box: what cameras look at."""
+def head_center(head, identity: dict) -> tuple[float, float, float]:
+    """Centre (metres, head frame) of the neutral head's bounding box: what cameras look at.
+
+    ``identity``: head keyword arguments of the person (``Avatar.identity()``).
+    """
     with torch.no_grad():
-        v = head(shape=shape.to(head.v_template.device), batch_size=1)[0]
+        v = head(**identity, batch_size=1)[0]
     c = (v.min(0).values + v.max(0).values) / 2
     return tuple(float(x) for x in c.cpu())
 
@@ -258,7 +261,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
         camera = "source" if seq.pose6 is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
-    w2c, K = cameras(camera, len(seq), resolution, head_center(head, avatar.shape), seq)
+    w2c, K = cameras(camera, len(seq), resolution, head_center(head, avatar.identity(head.v_template.device)), seq)
     t_render = time.time()
     frames = render_sequence(avatar, head, uvmap, seq, w2c, K, resolution, dev, progress=progress)
     if side_by_side:

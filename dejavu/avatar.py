@@ -4,8 +4,9 @@ On disk an avatar is a directory (format in docs/AVATAR_FORMAT.md):
 
 - ``avatar.json``: format version, head spec, UV size, blend scheme, settings, training record and
   the sha256 of the tensor file (a mismatch means an interrupted or foreign write).
-- ``avatar.safetensors``: ``shape`` (Ns,), ``mean_offsets`` (13, S, S), optionally ``global_delta``
-  (13, S, S) and ``blendmaps`` (K, 13, S, S), and the blend scheme's arrays. No pickle.
+- ``avatar.safetensors``: ``shape`` (Ns,), ``mean_offsets`` (13, S, S), optionally ``vertex_offsets``
+  (V, 3), ``global_delta`` (13, S, S) and ``blendmaps`` (K, 13, S, S), and the blend scheme's arrays.
+  No pickle.
 
 All offset maps are in the reconstruction network's units (xyz in cm, see
 ``dejavu.gaussians.channels.XYZ_UNIT_M``); ``UVGaussianMap.apply_offsets`` converts. Animation needs
@@ -49,6 +50,7 @@ class Avatar:
     head: head spec for ``dejavu.head.load_head`` ("builtin", "flame:PATH", "procedural").
     uv_size: UV map side S.
     shape: (Ns,) identity coefficients.
+    vertex_offsets: (V, 3) per-person rest-pose vertex offsets, metres (``dejavu.head.detail``), or None.
     mean_offsets: (13, S, S) mean UV offsets (network units: xyz in cm).
     global_delta: (13, S, S) stage-1 delta, or None.
     blendmaps: (K, 13, S, S) stage-2 blendmaps, or None.
@@ -66,6 +68,7 @@ class Avatar:
     blend: BlendScheme = field(default_factory=BlendScheme)
     settings: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    vertex_offsets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +81,8 @@ class Avatar:
         problems = []
         if self.shape.ndim != 1:
             problems.append(f"shape has shape {tuple(self.shape.shape)}, expected (Ns,)")
+        if self.vertex_offsets is not None and (self.vertex_offsets.ndim != 2 or self.vertex_offsets.shape[1] != 3):
+            problems.append(f"vertex_offsets has shape {tuple(self.vertex_offsets.shape)}, expected (V, 3)")
         if tuple(self.mean_offsets.shape) != expect:
             problems.append(f"mean_offsets has shape {tuple(self.mean_offsets.shape)}, expected {expect}")
         if self.global_delta is not None and tuple(self.global_delta.shape) != expect:
@@ -114,11 +119,16 @@ class Avatar:
             return out + self.global_delta.to(expression.device)
         return out
 
+    def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
+        """The head-model keyword arguments of this person: shape (Ns,) and vertex_offsets (V, 3) or None."""
+        offsets = None if self.vertex_offsets is None else self.vertex_offsets.to(device)
+        return {"shape": self.shape.to(device), "vertex_offsets": offsets}
+
     def vertices(self, head, expression: torch.Tensor, jaw: torch.Tensor | None = None,
                  eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Posed head vertices (B, V, 3), metres, with this avatar's identity."""
         self.check_head(head)
-        return head(shape=self.shape.to(expression.device), expression=expression, jaw=jaw, eyes=eyes, pose=pose)
+        return head(**self.identity(expression.device), expression=expression, jaw=jaw, eyes=eyes, pose=pose)
 
     def gaussians(self, head, uvmap, expression: torch.Tensor, jaw: torch.Tensor | None = None,
                   eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None, stage: str = "full"):
@@ -139,6 +149,9 @@ class Avatar:
         if head.n_shape != self.shape.shape[0]:
             raise DejavuError(f"avatar: identity has {self.shape.shape[0]} coefficients but head "
                               f"{head.name!r} has {head.n_shape}; was it made with another head model?")
+        if self.vertex_offsets is not None and self.vertex_offsets.shape[0] != head.n_verts:
+            raise DejavuError(f"avatar: vertex_offsets has {self.vertex_offsets.shape[0]} vertices but head "
+                              f"{head.name!r} has {head.n_verts}; was it made with another head model?")
 
     def build(self, device: torch.device | str = "cpu"):
         """(HeadModel, UVGaussianMap) for this avatar, on ``device``."""
@@ -157,7 +170,7 @@ class Avatar:
 
     def to(self, device: torch.device | str) -> "Avatar":
         """Move every tensor to ``device`` (in place; returns self)."""
-        for name in ("shape", "mean_offsets", "global_delta", "blendmaps"):
+        for name in ("shape", "vertex_offsets", "mean_offsets", "global_delta", "blendmaps"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -166,6 +179,8 @@ class Avatar:
     # -- storage --------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"shape": self.shape, "mean_offsets": self.mean_offsets}
+        if self.vertex_offsets is not None:
+            out["vertex_offsets"] = self.vertex_offsets
         if self.global_delta is not None:
             out["global_delta"] = self.global_delta
         if self.blendmaps is not None:
@@ -233,7 +248,7 @@ class Avatar:
                 head=str(meta["head"]), uv_size=int(meta["uv_size"]), shape=tensors["shape"],
                 mean_offsets=tensors["mean_offsets"], global_delta=tensors.get("global_delta"),
                 blendmaps=tensors.get("blendmaps"), blend=blend, settings=meta.get("settings") or {},
-                training=meta.get("training") or {},
+                training=meta.get("training") or {}, vertex_offsets=tensors.get("vertex_offsets"),
             )
         except KeyError as exc:
             raise DejavuError(f"{json_path}: field {exc.args[0]!r} is missing") from None

@@ -18,14 +18,15 @@ def _avatar(S: int = 8, K: int = 3, Ne: int = 5) -> Avatar:
     return Avatar(head="procedural", uv_size=S, shape=torch.randn(4, generator=g),
                   mean_offsets=torch.randn(13, S, S, generator=g), global_delta=torch.randn(13, S, S, generator=g),
                   blendmaps=torch.randn(K, 13, S, S, generator=g), blend=scheme,
-                  settings={"resolution": 64}, training={"steps": 3, "seconds": 1.5})
+                  settings={"resolution": 64}, training={"steps": 3, "seconds": 1.5},
+                  vertex_offsets=torch.randn(30, 3, generator=g) * 1e-3)
 
 
 def test_round_trip(tmp_path):
     a = _avatar()
     a.save(tmp_path / "av")
     b = Avatar.load(tmp_path / "av")
-    for name in ("shape", "mean_offsets", "global_delta", "blendmaps"):
+    for name in ("shape", "vertex_offsets", "mean_offsets", "global_delta", "blendmaps"):
         assert torch.equal(getattr(a, name), getattr(b, name))
     assert b.blend.kind == "pca_softmax" and torch.equal(a.blend.basis, b.blend.basis)
     assert b.settings == {"resolution": 64} and b.training["steps"] == 3 and b.head == "procedural"
@@ -50,7 +51,22 @@ def test_minimal_avatar_without_deltas(tmp_path):
     a = Avatar(head="procedural", uv_size=4, shape=torch.zeros(2), mean_offsets=torch.zeros(13, 4, 4))
     a.save(tmp_path)
     b = Avatar.load(tmp_path)
-    assert b.global_delta is None and b.blendmaps is None and b.stage == "mean"
+    assert b.global_delta is None and b.blendmaps is None and b.stage == "mean" and b.vertex_offsets is None
+    assert b.identity()["vertex_offsets"] is None
+
+
+def test_vertex_offsets_move_the_mesh_and_must_match_the_head(procedural_head):
+    head = procedural_head
+    offsets = torch.zeros(head.n_verts, 3)
+    offsets[:, 0] = 0.002
+    a = Avatar(head="procedural", uv_size=4, shape=torch.zeros(head.n_shape), mean_offsets=torch.zeros(13, 4, 4),
+               vertex_offsets=offsets)
+    plain = Avatar(head="procedural", uv_size=4, shape=torch.zeros(head.n_shape), mean_offsets=torch.zeros(13, 4, 4))
+    expr = torch.zeros(1, head.n_expr)
+    assert torch.allclose(a.vertices(head, expr) - plain.vertices(head, expr), offsets[None], atol=1e-6)
+    a.vertex_offsets = torch.zeros(head.n_verts + 1, 3)
+    with pytest.raises(DejavuError, match="vertex_offsets has"):
+        a.vertices(head, expr)
 
 
 def test_wrong_shape_is_rejected():

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> dict:
                         mean_offsets=off * UVGaussianMap(head, S).mask.float())
     head, uvmap = avatar.build(dev)
     drive = expression_sweep(head, args.frames)
-    w2c, K = cameras("orbit", len(drive), args.resolution, head_center(head, avatar.shape))
+    w2c, K = cameras("orbit", len(drive), args.resolution, head_center(head, avatar.identity()))
     c = args.chunk
     warm = Drive(drive.expression[:c], drive.jaw[:c], drive.eyes[:c])
     list(render_sequence(avatar, head, uvmap, warm, w2c[:c], K[:c], args.resolution, dev, chunk=c,

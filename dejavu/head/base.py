@@ -271,6 +271,7 @@ class HeadModel(nn.Module):
         pose: torch.Tensor | None = None,
         neck: torch.Tensor | None = None,
         batch_size: int | None = None,
+        vertex_offsets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Posed vertices.
 
@@ -282,6 +283,8 @@ class HeadModel(nn.Module):
             pose: (B, 3) global (root) rotation axis-angle. Usually zero: the camera carries head pose.
             neck: (B, 3) neck rotation (heads without a neck joint ignore it).
             batch_size: B when every argument is None.
+            vertex_offsets: (V, 3) or (B, V, 3) per-person rest-pose offsets, metres, added to the
+                identity shape (see :mod:`dejavu.head.detail`; tracking fits them).
 
         Returns:
             (B, V, 3) vertices in metres, head frame.
@@ -294,6 +297,8 @@ class HeadModel(nn.Module):
         shape = zeros(self.n_shape) if shape is None else shape.expand(B, -1) if shape.ndim == 1 or shape.shape[0] == 1 else shape
         expression = zeros(self.n_expr) if expression is None else expression
         v_id = self.v_template + blend_shapes(shape, self.shapedirs)
+        if vertex_offsets is not None:
+            v_id = v_id + vertex_offsets
         v_shaped = v_id + blend_shapes(expression, self.exprdirs)
         rot = torch.zeros(B, len(self.joint_names), 3, dtype=dtype, device=device)
         for name, value in ((JOINT_ROOT, pose), (JOINT_NECK, neck), (JOINT_JAW, jaw)):

@@ -89,7 +89,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     trainer.save_checkpoint(state)
 
     # 4. a quick held-out check and the avatar
-    avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), mean_offsets=mean.cpu(),
+    avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
+                    mean_offsets=mean.cpu(),
                     global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend)
     metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
@@ -149,7 +150,7 @@ def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int,
     idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
     b = frames.batch(idx, device)
     with torch.no_grad():
-        verts = head(shape=frames.shape.to(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+        verts = head(**frames.identity(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
     masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
     tex = photo_texture(uvmap, verts, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
                         b["world_to_cam"], b["K"], backend=backend)
@@ -187,7 +188,7 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
     from dejavu.gaussians import channels as ch
 
     S = uvmap.size
-    verts = head(shape=frames.shape.to(uvmap.mask.device), batch_size=1)
+    verts = head(**frames.identity(uvmap.mask.device), batch_size=1)
     tri = verts[0, head.faces]  # (F, 3, 3)
     area = 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1).sum()
     spacing = float((area / max(uvmap.n_gaussians, 1)).sqrt())

@@ -73,6 +73,8 @@ class PersonalizeConfig:
     w_ssim: float = 0.2
     """Weight of a D-SSIM term (1 - SSIM of the whole render, as in 3DGS). Not in the paper (0 there):
     on a CPU budget it raised held-out whole-image SSIM 0.840 -> 0.873 (docs/PERSONALIZATION.md)."""
+    w_alpha: float = 0.0
+    """Weight of an L1 term between the render's opacity and the head mask (silhouette; not in the paper)."""
     w_position: float = 0.5
     """Weight of the position regulariser on the delta's xyz (weighted by the UV map's position_weight)."""
     w_scale: float = 1e-5

@@ -45,7 +45,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         raise DejavuError(f"--video {video}: tracked with a head of {result.expression.shape[1]} expressions; "
                           f"the avatar's head {avatar.head!r} has {head.n_expr}")
     frames = frames_from_tracking(result, resolution)
-    frames.shape = avatar.shape.clone()
+    frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
     _, held = frames.split(train_fraction)
     if len(held) == 0:
         raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")

@@ -37,7 +37,7 @@ class FrameSet:
     face_masks: (T, R, R, 1) uint8 face-region masks or None (metrics only).
     expression: (T, Ne); jaw: (T, 3) radians; eyes: (T, 6) radians or None.
     world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
-    shape: (Ns,) identity shared by all frames.
+    shape: (Ns,) identity shared by all frames; vertex_offsets: (V, 3) metres or None, shared too.
     index: (T,) frame numbers in the source.
     """
 
@@ -52,6 +52,9 @@ class FrameSet:
     face_masks: torch.Tensor | None = None
     feature: torch.Tensor | None = None  # (T, R, R, 1) uint8 facial-feature mask, set by add_feature_masks
     index: torch.Tensor | None = None
+    vertex_offsets: torch.Tensor | None = None
+
+    SHARED = ("shape", "vertex_offsets")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -61,11 +64,11 @@ class FrameSet:
         return self.images.shape[1]
 
     def subset(self, idx: torch.Tensor | slice | list[int]) -> "FrameSet":
-        """The frames at ``idx`` (shape stays shared)."""
+        """The frames at ``idx`` (the identity stays shared)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value if value is None or f.name == "shape" else value[idx]
+            out[f.name] = value if value is None or f.name in self.SHARED else value[idx]
         return replace(self, **out)
 
     def split(self, train_fraction: float) -> tuple["FrameSet", "FrameSet"]:
@@ -73,6 +76,11 @@ class FrameSet:
         n = len(self)
         n_train = min(n, max(1, int(round(n * train_fraction))))
         return self.subset(slice(0, n_train)), self.subset(slice(n_train, n))
+
+    def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
+        """Head-model keyword arguments of the person: shape (Ns,), vertex_offsets (V, 3) or None."""
+        offsets = None if self.vertex_offsets is None else self.vertex_offsets.to(device)
+        return {"shape": self.shape.to(device), "vertex_offsets": offsets}
 
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
@@ -132,7 +140,8 @@ def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
     for s in range(0, len(frames), chunk):
         sl = slice(s, s + chunk)
         eyes = None if frames.eyes is None else frames.eyes[sl]
-        verts = head(shape=frames.shape, expression=frames.expression[sl], jaw=frames.jaw[sl], eyes=eyes)
+        verts = head(**frames.identity(head.v_template.device), expression=frames.expression[sl],
+                     jaw=frames.jaw[sl], eyes=eyes)
         pts.append(project_points(head.landmarks(verts), frames.world_to_cam[sl], frames.K[sl]))
     lm = torch.cat(pts).cpu().numpy()
     return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))
@@ -168,4 +177,4 @@ def frames_from_tracking(result, resolution: int, progress: bool = False) -> Fra
     return FrameSet(images=images, masks=masks, face_masks=faces, expression=t(result.expression), jaw=t(result.jaw),
                     eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
                     K=scale_intrinsics(t(result.K), int(result.crop_size), R), shape=t(result.shape),
-                    index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))
+                    vertex_offsets=result.torch_vertex_offsets(), index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))

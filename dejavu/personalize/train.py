@@ -71,7 +71,7 @@ class Trainer:
         self.work_dir = Path(work_dir)
         self.deadline = deadline
         self.progress = progress
-        self.shape = frames.shape.to(device)
+        self.identity = frames.identity(device)
         self.scale_weight = uvmap.mask.float()[None].to(device)  # (1, S, S)
         self.lpips = None
         if cfg.w_lpips > 0:
@@ -90,24 +90,26 @@ class Trainer:
         out = []
         for s in range(0, T, chunk):
             b = self.frames.batch(torch.arange(s, min(s + chunk, T)), self.device)
-            verts = self.head(shape=self.shape, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+            verts = self.head(**self.identity, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
             out.append(self.uvmap.initial_map(verts))
         return torch.cat(out)
 
     # -- one step -----------------------------------------------------------------------------
     def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None):
-        """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> (B, 3, R, R)."""
+        """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> rgb (B, 3, R, R)
+        and alpha (B, 1, R, R)."""
         if self.bases is not None and idx is not None:
             base = self.bases[idx.to(self.bases.device)]
         else:
             with torch.no_grad():
-                verts = self.head(shape=self.shape, expression=batch["expression"], jaw=batch["jaw"], eyes=batch["eyes"])
+                verts = self.head(**self.identity, expression=batch["expression"], jaw=batch["jaw"],
+                                  eyes=batch["eyes"])
                 base = self.uvmap.initial_map(verts)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         R = self.frames.resolution
         out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
                        backend=self.cfg.render_backend)
-        return out.rgb.permute(0, 3, 1, 2)
+        return out.rgb.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2)
 
     def delta_for(self, stage: int, params: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """Per-frame delta (B|1, 13, S, S): the global delta (stage 1) or blended blendmaps (stage 2)."""
@@ -116,7 +118,7 @@ class Trainer:
         return compose_delta(self.blend.weights(expression), params)
 
     def loss(self, stage: int, stage_step: int, step: int, pred: torch.Tensor, batch: dict,
-             delta: torch.Tensor) -> tuple[torch.Tensor, dict]:
+             delta: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         from dejavu import losses
 
         cfg, target = self.cfg, batch["images"]
@@ -129,6 +131,8 @@ class Trainer:
             from dejavu.metrics.image import ssim
 
             terms["ssim"] = cfg.w_ssim * (1.0 - ssim(pred, target).mean())
+        if cfg.w_alpha > 0 and alpha is not None and batch["masks"] is not None:
+            terms["alpha"] = cfg.w_alpha * (alpha - batch["masks"]).abs().mean()
         terms["position"] = cfg.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
@@ -168,8 +172,8 @@ class Trainer:
                     idx = self._sample(state.step)
                     batch = self.frames.batch(idx, self.device)
                     delta = self.delta_for(state.stage, params, batch["expression"])
-                    pred = self.render_batch(batch, delta, idx)
-                    loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta)
+                    pred, alpha = self.render_batch(batch, delta, idx)
+                    loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -302,11 +306,11 @@ def render_frames(head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, off
     """
     out = []
     R = frames.resolution
-    shape = frames.shape.to(device)
+    identity = frames.identity(device)
     for s in range(0, len(frames), chunk):
         idx = torch.arange(s, min(s + chunk, len(frames)))
         b = frames.batch(idx, device)
-        verts = head(shape=shape, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+        verts = head(**identity, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
         offsets = mean_offsets.to(device)[None] + offsets_fn(b["expression"])
         g = uvmap.gaussians(verts, offsets)
         out.append(g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb

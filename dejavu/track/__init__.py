@@ -217,7 +217,8 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
         shape=fit.shape.numpy(), expression=fit.expression.numpy(), jaw=fit.jaw.numpy(), eyes=fit.eyes.numpy(),
         pose6=fit.pose6.numpy(), world_to_cam=fit.world_to_cam.numpy(), K=fit.K.numpy(),
         landmarks_2d=lm_crop, fitted_2d=fit.projected.numpy().astype(np.float32), crop_affine=affine,
-        error_px=fit.error_px.numpy(), crop_size=crop_size, fps=float(out_fps), head_spec=head_spec,
+        error_px=fit.error_px.numpy(), vertex_offsets=fit.vertex_offsets.numpy() if cfg.detail else None,
+        crop_size=crop_size, fps=float(out_fps), head_spec=head_spec,
         input_path=str(input.resolve()), failed_frames=[int(i) for i in failed], settings=settings,
         cache_key=key, directory=str(tmp))
     save_tracking(result, tmp)
@@ -300,7 +301,8 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
             if i not in cache:  # mesh for a chunk of frames at once
                 sl = slice(i, min(len(idx), i + chunk))
                 with torch.no_grad():
-                    verts = head(fit.shape, fit.expression[sl], fit.jaw[sl], fit.eyes[sl])
+                    verts = head(fit.shape, fit.expression[sl], fit.jaw[sl], fit.eyes[sl],
+                                 vertex_offsets=fit.vertex_offsets)
                     cam = to_camera(verts, fit.world_to_cam[sl])
                     xy = camera_to_pixels(cam, fit.K[sl])
                 cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from dejavu.head.base import JOINT_EYE_L, JOINT_EYE_R, JOINT_JAW, HeadModel, batch_rodrigues, lbs
+from dejavu.head.detail import detail_basis, support
 from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics, pose6_to_world_to_cam, project_points
 from dejavu.track.landmarks import STABLE
 
@@ -69,6 +70,14 @@ class FitConfig:
     """Second-difference smoothness for videos (per frame, summed over parameters)."""
     smooth_camera_scale: float = 10.0
     """Extra factor on camera second differences."""
+    detail: bool = True
+    """Fit per-person vertex offsets with the identity (``dejavu.head.detail``)."""
+    detail_sigma_mm: float = 8.0
+    detail_spacing_mm: float = 6.0
+    w_detail: float = 1.0
+    """L2 prior on the offsets, per mm^2 averaged over the vertices the field reaches."""
+    lr_detail: float = 0.1
+    """Adam step for the offset coefficients, millimetres."""
 
 
 @dataclass
@@ -76,6 +85,7 @@ class FitResult:
     """Fitted parameters; tensors on CPU, float32."""
 
     shape: torch.Tensor  # (Ns,)
+    vertex_offsets: torch.Tensor  # (V, 3) per-person rest-pose offsets, metres (zeros if not fitted)
     expression: torch.Tensor  # (B, Ne)
     jaw: torch.Tensor  # (B, 3) axis-angle, radians
     eyes: torch.Tensor  # (B, 6) left then right eyeball axis-angle, radians
@@ -109,6 +119,7 @@ class LandmarkModel(nn.Module):
         super().__init__()
         self.head = head
         tri = head.faces[head.landmark_faces]  # (L, 3)
+        self.register_buffer("tri", tri, persistent=False)
         b = head.landmark_bary  # (L, 3)
         mix = lambda a: torch.einsum("lk,lk...->l...", b, a[tri])  # noqa: E731  (V, ...) -> (L, ...)
         self.register_buffer("template", mix(head.v_template), persistent=False)  # (L, 3)
@@ -128,11 +139,14 @@ class LandmarkModel(nn.Module):
         self.i_eyes = (head.joint_index(JOINT_EYE_L), head.joint_index(JOINT_EYE_R)) if head.has_eyes else None
 
     def forward(self, shape: torch.Tensor, expression: torch.Tensor, jaw: torch.Tensor | None = None,
-                eyes: torch.Tensor | None = None) -> torch.Tensor:
-        """shape (Ns,), expression (B, Ne), jaw (B, 3), eyes (B, 6) -> landmarks (B, L, 3) metres."""
+                eyes: torch.Tensor | None = None, vertex_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """shape (Ns,), expression (B, Ne), jaw (B, 3), eyes (B, 6), vertex_offsets (V, 3) -> landmarks (B, L, 3) metres."""
         B = expression.shape[0]
         joints = self.joint_template + self.joint_shapedirs @ shape  # (J, 3)
         rest = self.template + self.shapedirs @ shape  # (L, 3)
+        if vertex_offsets is not None:
+            joints = joints + self.head.j_regressor @ vertex_offsets
+            rest = rest + torch.einsum("lk,lkc->lc", self.head.landmark_bary, vertex_offsets[self.tri])
         pts = rest + (expression @ self.exprdirs.reshape(-1, self.exprdirs.shape[-1]).T).reshape(B, -1, 3)
         rot = torch.zeros(B, len(self.head.joint_names), 3, dtype=expression.dtype, device=expression.device)
         if jaw is not None and self.i_jaw is not None:
@@ -173,8 +187,11 @@ class _Problem:
     """The loss over one batch of frames; parameters live in a dict of leaf tensors."""
 
     def __init__(self, model: LandmarkModel, target: torch.Tensor, valid: torch.Tensor, size: int,
-                 cfg: FitConfig, bounds, video: bool):
+                 cfg: FitConfig, bounds, video: bool, basis: torch.Tensor | None = None):
         self.model, self.target, self.cfg, self.bounds, self.video = model, target, cfg, bounds, video
+        self.basis = basis  # (V, C) vertex-offset basis, fitted with the identity when given
+        if basis is not None:
+            self.support = support(basis)
         self.size = size
         head = model.head
         self.w = _landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
@@ -185,9 +202,15 @@ class _Problem:
         self.has_jaw = head.joint_index(JOINT_JAW) is not None
         self.has_eyes = head.has_eyes
 
+    def offsets(self, p: dict) -> torch.Tensor | None:
+        """(V, 3) metres from the coefficients (C, 3) in mm, or the fixed offsets."""
+        if "detail" in p:
+            return self.basis @ p["detail"] * 1e-3
+        return p.get("vertex_offsets")
+
     def project(self, p: dict) -> torch.Tensor:
         lm = self.model(p["shape"], p["expression"], p["jaw"] if self.has_jaw else None,
-                        p["eyes"] if self.has_eyes else None)
+                        p["eyes"] if self.has_eyes else None, self.offsets(p))
         return project_points(lm, pose6_to_world_to_cam(p["pose6"]), self.K)
 
     def loss(self, p: dict, rigid: bool) -> torch.Tensor:
@@ -201,6 +224,9 @@ class _Problem:
         B = proj.shape[0]
         e = p["expression"]
         prior = cfg.w_shape * p["shape"].pow(2).sum()
+        if "detail" in p:
+            mm = self.basis[self.support] @ p["detail"]  # (V', 3) offsets in mm where the field reaches
+            prior = prior + cfg.w_detail * mm.pow(2).sum(-1).mean()
         prior = prior + cfg.w_expr * e.pow(2).sum() / B
         if self.bounds is not None:
             prior = prior + cfg.w_expr_l1 * e.abs().sum() / B
@@ -226,6 +252,9 @@ class _Problem:
             if fit_shape:
                 free["shape"] = p["shape"].detach().clone().requires_grad_(True)
                 groups.append({"params": [free["shape"]], "lr": cfg.lr_shape})
+                if self.basis is not None:
+                    free["detail"] = p["detail"].detach().clone().requires_grad_(True)
+                    groups.append({"params": [free["detail"]], "lr": cfg.lr_detail})
         adam = _Adam(groups)
         for i in range(steps):
             q = {**p, **free, "pose6": torch.cat([rot, trans], 1)}
@@ -311,14 +340,19 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     key = idx_valid[torch.linspace(0, len(idx_valid) - 1, n_key).round().long()]
     pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
           "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
-    prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, cfg, bounds, video=False)
+    basis = detail_basis(head, cfg.detail_sigma_mm * 1e-3, cfg.detail_spacing_mm * 1e-3) if cfg.detail else None
+    if basis is not None:
+        pk["detail"] = torch.zeros(basis.shape[1], 3)
+    prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, cfg, bounds, video=False,
+                    basis=basis)
     prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
     prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
     shape = pk["shape"]
+    offsets = prob.offsets(pk) if basis is not None else torch.zeros(head.n_verts, 3)
     if progress:
         progress(0)
     if len(key) == B and not video:
-        return _finish(model, head, pk, shape, target, valid, crop_size, cfg)
+        return _finish(model, head, pk, shape, offsets, target, valid, crop_size, cfg)
 
     # Stage 2: all frames in chunks, warm-started by interpolating the keyframes.
     out = {k: [] for k in ("expression", "jaw", "eyes", "pose6")}
@@ -326,10 +360,10 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     for start in range(0, B, cfg.chunk_size):
         sl = slice(start, min(B, start + cfg.chunk_size))
         n = sl.stop - sl.start
-        p = {"shape": shape, **{k: init[k][sl].clone() for k in out}}
+        p = {"shape": shape, "vertex_offsets": offsets, **{k: init[k][sl].clone() for k in out}}
         if not video:  # unrelated images: start each from its own frontal camera, neutral face
-            p = {"shape": shape, "expression": z(n, head.n_expr), "jaw": z(n, 3), "eyes": z(n, 6),
-                 "pose6": _init_pose(target[sl], w, neutral, f, crop_size)}
+            p.update(expression=z(n, head.n_expr), jaw=z(n, 3), eyes=z(n, 6),
+                     pose6=_init_pose(target[sl], w, neutral, f, crop_size))
         prob = _Problem(model, target[sl], valid[sl], crop_size, cfg, bounds, video=video)
         prob.run(p, cfg.rigid_steps, rigid=True, fit_shape=False)
         prob.run(p, cfg.steps, rigid=False, fit_shape=False)
@@ -338,7 +372,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
         if progress:
             progress(sl.stop - sl.start)
     params = {k: torch.cat(v) for k, v in out.items()}
-    return _finish(model, head, params, shape, target, valid, crop_size, cfg)
+    return _finish(model, head, params, shape, offsets, target, valid, crop_size, cfg)
 
 
 def _interpolate(key: torch.Tensor, values: torch.Tensor, B: int) -> torch.Tensor:
@@ -353,20 +387,20 @@ def _interpolate(key: torch.Tensor, values: torch.Tensor, B: int) -> torch.Tenso
     return values[left] * (1 - t) + values[right] * t
 
 
-def _finish(model, head, p, shape, target, valid, crop_size, cfg) -> FitResult:
+def _finish(model, head, p, shape, offsets, target, valid, crop_size, cfg) -> FitResult:
     B = target.shape[0]
     K = intrinsics(crop_size, crop_size, cfg.fov_deg, batch=B)
     with torch.no_grad():
         world_to_cam = pose6_to_world_to_cam(p["pose6"])
         # exact landmarks on the skinned mesh (the fit's point skinning differs by < 1 mm), in chunks
         n = cfg.chunk_size
-        lm = torch.cat([head.landmarks(head(shape, p["expression"][c:c + n], p["jaw"][c:c + n], p["eyes"][c:c + n]))
-                        for c in range(0, B, n)])
+        lm = torch.cat([head.landmarks(head(shape, p["expression"][c:c + n], p["jaw"][c:c + n], p["eyes"][c:c + n],
+                                            vertex_offsets=offsets)) for c in range(0, B, n)])
         proj = project_points(lm, world_to_cam, K)
         w = _landmark_weights(head)[None].expand(B, -1)
         err = _rmse(proj, target, w)
         err[~valid] = float("nan")
-    return FitResult(shape.clone(), p["expression"].clone(), p["jaw"].clone(), p["eyes"].clone(),
+    return FitResult(shape.clone(), offsets.clone(), p["expression"].clone(), p["jaw"].clone(), p["eyes"].clone(),
                      p["pose6"].clone(), world_to_cam, K, proj, err)
 
 

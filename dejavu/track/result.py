@@ -45,6 +45,7 @@ class TrackResult:
     fitted_2d: np.ndarray  # (B, L, 2) the fitted head's landmarks, crop pixels
     crop_affine: np.ndarray  # (B, 2, 3) float64, source pixels -> crop pixels
     error_px: np.ndarray  # (B,) weighted landmark RMSE, crop pixels
+    vertex_offsets: np.ndarray | None = None  # (V, 3) per-person rest-pose offsets, metres (None: not fitted)
     crop_size: int = 512
     fps: float = 0.0  # frame rate of the tracked sequence (0 for images)
     head_spec: str = "builtin"
@@ -85,11 +86,23 @@ class TrackResult:
             return np.asarray(im.convert("L")) > 127
 
     def torch_params(self, device="cpu") -> dict:
-        """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...)."""
+        """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...) and,
+        when fitted, vertex_offsets (V, 3) (``head(**params)`` gives the tracked meshes)."""
         import torch
 
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
-        return {"shape": t(self.shape), "expression": t(self.expression), "jaw": t(self.jaw), "eyes": t(self.eyes)}
+        out = {"shape": t(self.shape), "expression": t(self.expression), "jaw": t(self.jaw), "eyes": t(self.eyes)}
+        if self.vertex_offsets is not None:
+            out["vertex_offsets"] = t(self.vertex_offsets)
+        return out
+
+    def torch_vertex_offsets(self, device="cpu"):
+        """(V, 3) float32 tensor of the per-person offsets, or None when tracking did not fit them."""
+        import torch
+
+        if self.vertex_offsets is None:
+            return None
+        return torch.as_tensor(np.asarray(self.vertex_offsets, dtype=np.float32), device=device)
 
 
 _META_FIELDS = ("crop_size", "fps", "head_spec", "input_path", "failed_frames", "settings", "cache_key")
@@ -101,7 +114,7 @@ def save_tracking(result: TrackResult, directory: str | Path) -> Path:
 
     directory = Path(directory)
     arrays = {f.name: np.asarray(getattr(result, f.name)) for f in fields(result) if f.name not in _META_FIELDS
-              and f.name != "directory"}
+              and f.name != "directory" and getattr(result, f.name) is not None}
     meta = {name: getattr(result, name) for name in _META_FIELDS}
     meta["format_version"] = FORMAT_VERSION
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

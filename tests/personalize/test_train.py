@@ -105,3 +105,36 @@ def test_ssim_term_is_optional_and_raises_ssim(tiny, tiny_frames, tmp_path):
                              torch.device("cpu"), backend=BACKEND)
         scores[w] = float(ssim(pred, tiny_frames.images.permute(0, 3, 1, 2).float() / 255).mean())
     assert scores[0.5] >= scores[0.0] - 0.01
+
+
+def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path):
+    """w_alpha adds an L1 term between the render's opacity and the head mask: starting from
+    half-transparent Gaussians, it brings the rendered alpha closer to the mask than colour alone."""
+    from dejavu.personalize.train import Trainer
+
+    import dataclasses
+
+    head, uvmap, true = tiny
+    # masks: where the true avatar is opaque
+    idx = torch.arange(len(tiny_frames))
+    ref = Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.expression, k=3), tiny_config(),
+                  tmp_path / "ref", torch.device("cpu"), progress=False)
+    with torch.no_grad():
+        _, true_alpha = ref.render_batch(tiny_frames.batch(idx, "cpu"), torch.zeros(1, 13, uvmap.size, uvmap.size), idx)
+    masks = ((true_alpha > 0.5).permute(0, 2, 3, 1) * 255).to(torch.uint8)
+    frames = dataclasses.replace(tiny_frames, masks=masks)
+    init = true.clone()
+    init[ch.OPACITY] -= 3.0  # logits: most Gaussians nearly transparent
+    blend = fit_pca_basis(frames.expression, k=3)
+    errors = {}
+    for w in (0.0, 2.0):
+        cfg = tiny_config(steps=12, preview_every=0, w_alpha=w, w_lpips=0.0)
+        trainer = Trainer(head, uvmap, frames, init, blend, cfg, tmp_path / str(w), torch.device("cpu"),
+                          progress=False)
+        state = trainer.run()
+        assert ("alpha" in state.history[-1]) == (w > 0)
+        with torch.no_grad():
+            b = frames.batch(idx, "cpu")
+            _, alpha = trainer.render_batch(b, trainer.delta_for(2, state.blendmaps, b["expression"]), idx)
+        errors[w] = float((alpha - b["masks"]).abs().mean())
+    assert errors[2.0] < errors[0.0], errors

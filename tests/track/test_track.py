@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dejavu.errors import DejavuError
+from dejavu.head import load_head_assets
 from dejavu.io import write_image
 from dejavu.track import load_tracking, track
 
@@ -81,6 +82,10 @@ def test_photo_tracks_and_cache_is_reused(shared_data, builtin_head_spec, tmp_pa
     assert 0.1 < head_mask.mean() < 0.6 and face_mask.sum() > 0.3 * head_mask.sum()
     assert not (face_mask & ~head_mask).any()
     assert np.allclose(again.world_to_cam, res.world_to_cam) and again.cache_key == res.cache_key
+    # per-person vertex offsets: stored, a few millimetres at most, and part of the tracked identity
+    assert again.vertex_offsets.shape == (len(load_head_assets(builtin_head_spec).v_template), 3)
+    assert np.allclose(again.vertex_offsets, res.vertex_offsets) and 0 < np.abs(res.vertex_offsets).max() < 0.01
+    assert "vertex_offsets" in again.torch_params()
     # second run: same key -> reused without recomputation
     stamp = (out / "tracking.npz").stat().st_mtime_ns
     res2 = track(photo, out, head=builtin_head_spec, progress=False)
