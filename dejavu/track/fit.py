@@ -115,11 +115,10 @@ class LandmarkModel(nn.Module):
     tested). One step then costs O(L) instead of O(V).
     """
 
-    def __init__(self, head: HeadModel):
+    def __init__(self, head: HeadModel, basis: torch.Tensor | None = None):
         super().__init__()
         self.head = head
         tri = head.faces[head.landmark_faces]  # (L, 3)
-        self.register_buffer("tri", tri, persistent=False)
         b = head.landmark_bary  # (L, 3)
         mix = lambda a: torch.einsum("lk,lk...->l...", b, a[tri])  # noqa: E731  (V, ...) -> (L, ...)
         self.register_buffer("template", mix(head.v_template), persistent=False)  # (L, 3)
@@ -135,18 +134,25 @@ class LandmarkModel(nn.Module):
         if head.posedirs is not None:
             P = head.posedirs.shape[0]
             self.posedirs = mix(head.posedirs.reshape(P, -1, 3).transpose(0, 1)).transpose(0, 1).reshape(P, -1)
+        if basis is not None:  # (V, C) vertex-offset basis -> its landmark (L, C) and joint (J, C) images
+            self.register_buffer("detail_landmarks", mix(basis), persistent=False)
+            self.register_buffer("detail_joints", head.j_regressor @ basis, persistent=False)
         self.i_jaw = head.joint_index(JOINT_JAW)
         self.i_eyes = (head.joint_index(JOINT_EYE_L), head.joint_index(JOINT_EYE_R)) if head.has_eyes else None
 
     def forward(self, shape: torch.Tensor, expression: torch.Tensor, jaw: torch.Tensor | None = None,
-                eyes: torch.Tensor | None = None, vertex_offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """shape (Ns,), expression (B, Ne), jaw (B, 3), eyes (B, 6), vertex_offsets (V, 3) -> landmarks (B, L, 3) metres."""
+                eyes: torch.Tensor | None = None, detail: torch.Tensor | None = None) -> torch.Tensor:
+        """shape (Ns,), expression (B, Ne), jaw (B, 3), eyes (B, 6) -> landmarks (B, L, 3) metres.
+
+        ``detail`` (C, 3) millimetres: coefficients of the vertex-offset basis given at construction
+        (vertex offsets = basis @ detail * 1e-3); only their landmark and joint images are evaluated.
+        """
         B = expression.shape[0]
         joints = self.joint_template + self.joint_shapedirs @ shape  # (J, 3)
         rest = self.template + self.shapedirs @ shape  # (L, 3)
-        if vertex_offsets is not None:
-            joints = joints + self.head.j_regressor @ vertex_offsets
-            rest = rest + torch.einsum("lk,lkc->lc", self.head.landmark_bary, vertex_offsets[self.tri])
+        if detail is not None:
+            joints = joints + self.detail_joints @ detail * 1e-3
+            rest = rest + self.detail_landmarks @ detail * 1e-3
         pts = rest + (expression @ self.exprdirs.reshape(-1, self.exprdirs.shape[-1]).T).reshape(B, -1, 3)
         rot = torch.zeros(B, len(self.head.joint_names), 3, dtype=expression.dtype, device=expression.device)
         if jaw is not None and self.i_jaw is not None:
@@ -187,11 +193,11 @@ class _Problem:
     """The loss over one batch of frames; parameters live in a dict of leaf tensors."""
 
     def __init__(self, model: LandmarkModel, target: torch.Tensor, valid: torch.Tensor, size: int,
-                 cfg: FitConfig, bounds, video: bool, basis: torch.Tensor | None = None):
+                 cfg: FitConfig, bounds, video: bool, gram: torch.Tensor | None = None):
         self.model, self.target, self.cfg, self.bounds, self.video = model, target, cfg, bounds, video
-        self.basis = basis  # (V, C) vertex-offset basis, fitted with the identity when given
-        if basis is not None:
-            self.support = support(basis)
+        # (C, C) Gram matrix of the vertex-offset basis over its support / support size: the prior
+        # "mean squared offset" is then sum(detail * (gram @ detail)) without forming the (V, 3) field
+        self.gram = gram
         self.size = size
         head = model.head
         self.w = _landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
@@ -202,15 +208,9 @@ class _Problem:
         self.has_jaw = head.joint_index(JOINT_JAW) is not None
         self.has_eyes = head.has_eyes
 
-    def offsets(self, p: dict) -> torch.Tensor | None:
-        """(V, 3) metres from the coefficients (C, 3) in mm, or the fixed offsets."""
-        if "detail" in p:
-            return self.basis @ p["detail"] * 1e-3
-        return p.get("vertex_offsets")
-
     def project(self, p: dict) -> torch.Tensor:
         lm = self.model(p["shape"], p["expression"], p["jaw"] if self.has_jaw else None,
-                        p["eyes"] if self.has_eyes else None, self.offsets(p))
+                        p["eyes"] if self.has_eyes else None, p.get("detail"))
         return project_points(lm, pose6_to_world_to_cam(p["pose6"]), self.K)
 
     def loss(self, p: dict, rigid: bool) -> torch.Tensor:
@@ -224,9 +224,8 @@ class _Problem:
         B = proj.shape[0]
         e = p["expression"]
         prior = cfg.w_shape * p["shape"].pow(2).sum()
-        if "detail" in p:
-            mm = self.basis[self.support] @ p["detail"]  # (V', 3) offsets in mm where the field reaches
-            prior = prior + cfg.w_detail * mm.pow(2).sum(-1).mean()
+        if "detail" in p and self.gram is not None:
+            prior = prior + cfg.w_detail * (p["detail"] * (self.gram @ p["detail"])).sum()
         prior = prior + cfg.w_expr * e.pow(2).sum() / B
         if self.bounds is not None:
             prior = prior + cfg.w_expr_l1 * e.abs().sum() / B
@@ -252,7 +251,7 @@ class _Problem:
             if fit_shape:
                 free["shape"] = p["shape"].detach().clone().requires_grad_(True)
                 groups.append({"params": [free["shape"]], "lr": cfg.lr_shape})
-                if self.basis is not None:
+                if self.gram is not None:
                     free["detail"] = p["detail"].detach().clone().requires_grad_(True)
                     groups.append({"params": [free["detail"]], "lr": cfg.lr_detail})
         adam = _Adam(groups)
@@ -326,7 +325,12 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     valid = torch.ones(B, dtype=torch.bool) if valid is None else torch.as_tensor(np.asarray(valid), dtype=torch.bool)
     if not valid.any():
         raise ValueError("fit_landmarks: no frame has landmarks")
-    model = LandmarkModel(head)
+    basis = detail_basis(head, cfg.detail_sigma_mm * 1e-3, cfg.detail_spacing_mm * 1e-3) if cfg.detail else None
+    model = LandmarkModel(head, basis)
+    gram = None
+    if basis is not None:
+        on = basis[support(basis)]
+        gram = on.T @ on / on.shape[0]
     bounds = expression_bounds(head)
     f = float(intrinsics(crop_size, crop_size, cfg.fov_deg)[0, 0, 0])
     w = _landmark_weights(head)
@@ -340,15 +344,15 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     key = idx_valid[torch.linspace(0, len(idx_valid) - 1, n_key).round().long()]
     pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
           "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
-    basis = detail_basis(head, cfg.detail_sigma_mm * 1e-3, cfg.detail_spacing_mm * 1e-3) if cfg.detail else None
     if basis is not None:
         pk["detail"] = torch.zeros(basis.shape[1], 3)
     prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, cfg, bounds, video=False,
-                    basis=basis)
+                    gram=gram)
     prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
     prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
     shape = pk["shape"]
-    offsets = prob.offsets(pk) if basis is not None else torch.zeros(head.n_verts, 3)
+    fixed = {"detail": pk["detail"]} if basis is not None else {}
+    offsets = basis @ pk["detail"] * 1e-3 if basis is not None else torch.zeros(head.n_verts, 3)
     if progress:
         progress(0)
     if len(key) == B and not video:
@@ -360,7 +364,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     for start in range(0, B, cfg.chunk_size):
         sl = slice(start, min(B, start + cfg.chunk_size))
         n = sl.stop - sl.start
-        p = {"shape": shape, "vertex_offsets": offsets, **{k: init[k][sl].clone() for k in out}}
+        p = {"shape": shape, **fixed, **{k: init[k][sl].clone() for k in out}}
         if not video:  # unrelated images: start each from its own frontal camera, neutral face
             p.update(expression=z(n, head.n_expr), jaw=z(n, 3), eyes=z(n, 6),
                      pose6=_init_pose(target[sl], w, neutral, f, crop_size))

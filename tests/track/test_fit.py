@@ -75,11 +75,11 @@ def test_landmark_model_with_vertex_offsets_matches_head(procedural_head):
 
     head = procedural_head
     basis = detail_basis(head)
-    offsets = basis @ torch.randn(basis.shape[1], 3, generator=torch.Generator().manual_seed(4)) * 2e-3
+    detail = torch.randn(basis.shape[1], 3, generator=torch.Generator().manual_seed(4)) * 2.0  # mm
     expr = torch.zeros(2, head.n_expr)
     jaw = torch.tensor([[0.0, 0, 0], [0.15, 0, 0]])
-    ref = head.landmarks(head(torch.zeros(head.n_shape), expr, jaw, vertex_offsets=offsets))
-    got = LandmarkModel(head)(torch.zeros(head.n_shape), expr, jaw, vertex_offsets=offsets)
+    ref = head.landmarks(head(torch.zeros(head.n_shape), expr, jaw, vertex_offsets=basis @ detail * 1e-3))
+    got = LandmarkModel(head, basis)(torch.zeros(head.n_shape), expr, jaw, detail=detail)
     assert (got - ref).norm(dim=-1)[0].max() < 1e-6
     assert (got - ref).norm(dim=-1).max() < 2e-3
 
