@@ -80,6 +80,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
     else:
         blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
+    blend = blend.with_training_range(train.expression)
 
     # 3. the two stages
     trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress)

@@ -15,6 +15,13 @@ to 1. How ``w`` comes from the expression depends on the head model (the *scheme
   video (:func:`fit_pca_basis`) and stored in the avatar. With fewer than K independent directions
   the missing ones get zero projection (they then take a constant share of the weight).
 
+Both schemes clamp the softmax inputs ``z`` to their range over the training frames (``lo``, ``hi``;
+stored with the avatar; not in the paper). Blendmaps are only ever trained in mixtures, so a single one
+is not constrained to look right on its own: an expression outside the training video's range (a
+held-out frame looking further down, a driving video of someone else) would otherwise put most of the
+weight on one blendmap and render it unmixed (shredded, needle-like Gaussians). Clamped, it gets the
+weights of the nearest trained expression.
+
 Letters: B frames, Ne expression components, K blendmaps, S UV side.
 """
 
@@ -38,6 +45,8 @@ class BlendScheme:
     center: (Ne,) mean expression of the training frames (``pca_softmax`` only).
     basis: (K, Ne) orthonormal principal directions (``pca_softmax`` only).
     scale: (K,) standard deviation of each projection over the training frames (``pca_softmax`` only).
+    lo, hi: (K,) range of the softmax inputs over the training frames (None: not clamped; avatars
+        made before the clamp existed).
     """
 
     kind: str = "softmax_first_k"
@@ -46,6 +55,8 @@ class BlendScheme:
     center: torch.Tensor | None = None
     basis: torch.Tensor | None = None
     scale: torch.Tensor | None = None
+    lo: torch.Tensor | None = None
+    hi: torch.Tensor | None = None
 
     def weights(self, expression: torch.Tensor) -> torch.Tensor:
         """Blend weights (B, K), each row summing to 1, from ``expression`` (B, Ne)."""
@@ -54,7 +65,7 @@ class BlendScheme:
     def tensors(self) -> dict[str, torch.Tensor]:
         """The scheme's arrays, for storage (empty for ``softmax_first_k``)."""
         out = {}
-        for name in ("center", "basis", "scale"):
+        for name in ("center", "basis", "scale", "lo", "hi"):
             value = getattr(self, name)
             if value is not None:
                 out[f"blend_{name}"] = value.detach().cpu().float().contiguous()
@@ -67,7 +78,18 @@ class BlendScheme:
     def from_storage(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> "BlendScheme":
         return cls(kind=meta["kind"], k=int(meta["k"]), temperature=float(meta.get("temperature", 1.0)),
                    center=tensors.get("blend_center"), basis=tensors.get("blend_basis"),
-                   scale=tensors.get("blend_scale"))
+                   scale=tensors.get("blend_scale"), lo=tensors.get("blend_lo"), hi=tensors.get("blend_hi"))
+
+    def inputs(self, expression: torch.Tensor) -> torch.Tensor:
+        """The softmax inputs z (B, K) of ``expression`` (B, Ne), before clamping and temperature."""
+        return blend_inputs(expression, self)
+
+    def with_training_range(self, expressions: torch.Tensor) -> "BlendScheme":
+        """This scheme with ``lo``/``hi`` set to the range of z over the training ``expressions`` (T, Ne)."""
+        from dataclasses import replace
+
+        z = self.inputs(expressions.detach().float().cpu())
+        return replace(self, lo=z.min(dim=0).values, hi=z.max(dim=0).values)
 
 
 def default_scheme_kind(head_name: str) -> str:
@@ -75,8 +97,8 @@ def default_scheme_kind(head_name: str) -> str:
     return "softmax_first_k" if head_name.lower().startswith("flame") else "pca_softmax"
 
 
-def blend_weights(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
-    """Expression (B, Ne) -> blend weights (B, K) summing to 1 per row (see module docstring)."""
+def blend_inputs(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
+    """Expression (B, Ne) -> the softmax inputs z (B, K), unclamped (see module docstring)."""
     if scheme.kind == "softmax_first_k":
         z = expression[:, : scheme.k]
         if z.shape[1] < scheme.k:  # heads with fewer than K expression components: pad with zeros
@@ -88,6 +110,14 @@ def blend_weights(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor
         z = (expression - center) @ basis.T / scale
     else:
         raise ValueError(f"unknown blend scheme {scheme.kind!r}; expected one of {SCHEMES}")
+    return z
+
+
+def blend_weights(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
+    """Expression (B, Ne) -> blend weights (B, K) summing to 1 per row (see module docstring)."""
+    z = blend_inputs(expression, scheme)
+    if scheme.lo is not None and scheme.hi is not None:
+        z = torch.maximum(torch.minimum(z, scheme.hi.to(z)), scheme.lo.to(z))
     return torch.softmax(z / scheme.temperature, dim=-1)
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 
-def _own_tracking(avatar_dir: Path, image: Path, crop_size: int) -> Path | None:
-    """The avatar's ``tracking/`` folder when it tracked this very image (``dejavu reconstruct`` writes it)."""
+def _own_tracking(avatar_dir: Path, image: Path, crop_size: int):
+    """The avatar's own tracking (``tracking/``, which ``dejavu reconstruct`` writes) when it tracked this
+    very image, else None. It is used as it is, whatever fit settings made it."""
     from dejavu.errors import DejavuError
     from dejavu.track import load_tracking
 
@@ -25,7 +26,7 @@ def _own_tracking(avatar_dir: Path, image: Path, crop_size: int) -> Path | None:
         res = load_tracking(own)
     except DejavuError:
         return None
-    return own if res.input_path == str(image.resolve()) and res.crop_size == crop_size else None
+    return res if res.input_path == str(image.resolve()) and res.crop_size == crop_size else None
 
 
 def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Path | None = None,
@@ -54,8 +55,10 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     avatar = Avatar.load(avatar_dir).to(dev)
     head, uvmap = avatar.build(dev)
     with tempfile.TemporaryDirectory(prefix="dejavu-eval-") as tmp:
-        track_dir = _own_tracking(Path(avatar_dir), Path(image), crop_size) or Path(tmp) / "tracking"
-        result = track(image, track_dir, head=avatar.head, crop_size=crop_size, overlay=False, progress=False)
+        result = _own_tracking(Path(avatar_dir), Path(image), crop_size)
+        if result is None:
+            result = track(image, Path(tmp) / "tracking", head=avatar.head, crop_size=crop_size, overlay=False,
+                           progress=False)
         crop = result.load_crop(0)
         head_mask = result.load_mask(0).astype(np.float32)
         face_mask = result.load_mask(0, face=True).astype(np.float32)

@@ -70,6 +70,13 @@ def predict_offsets(model, crop: np.ndarray, mask: np.ndarray, shape: np.ndarray
 def turntable_frames(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
                      max_yaw_deg: float = 60.0, backend: str = "auto") -> np.ndarray:
     """(n_frames, size, size, 3) renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m."""
+    return np.stack(list(iter_turntable(gaussians, distance, center, size, n_frames, max_yaw_deg, backend)))
+
+
+def iter_turntable(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
+                   max_yaw_deg: float = 60.0, backend: str = "auto", chunk: int = 8):
+    """The frames of :func:`turntable_frames` one by one ((size, size, 3) float in [0, 1]), rendered
+    ``chunk`` at a time: a video writer fed from it encodes one chunk while the next renders."""
     from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
     t = np.linspace(0.0, 1.0, n_frames, endpoint=False)
@@ -78,15 +85,13 @@ def turntable_frames(gaussians, distance: float, center: torch.Tensor, size: int
     dev = gaussians.means.device
     w2c = pose6_to_world_to_cam(pose.to(dev))
     K = intrinsics(size, size, batch=n_frames, device=dev)
-    frames = []
-    with torch.no_grad():
-        for lo in range(0, n_frames, 8):
-            sl = slice(lo, min(n_frames, lo + 8))
-            n = sl.stop - sl.start
-            rep = lambda x: x.expand(n, *x.shape[1:])  # noqa: E731
-            out = gaussians.__class__(*(rep(getattr(gaussians, k)) for k in ("means", "quats", "scales", "opacities", "colors")))
-            frames.append(out.render(w2c[sl], K[sl], size, size, backend=backend).rgb.clamp(0, 1).cpu().numpy())
-    return np.concatenate(frames)
+    for lo in range(0, n_frames, chunk):
+        sl = slice(lo, min(n_frames, lo + chunk))
+        n = sl.stop - sl.start
+        rep = lambda x: x.expand(n, *x.shape[1:])  # noqa: E731
+        out = gaussians.__class__(*(rep(getattr(gaussians, k)) for k in ("means", "quats", "scales", "opacities", "colors")))
+        with torch.no_grad():
+            yield from out.render(w2c[sl], K[sl], size, size, backend=backend).rgb.clamp(0, 1).cpu().numpy()
 
 
 def warm_kernels() -> None:
@@ -124,6 +129,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
     from dejavu.io import write_image, write_video
     from dejavu.recon.train import load_weights
     from dejavu.track import track
+    from dejavu.track.fit import fast_photo_config
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -138,7 +144,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
                           "use that head or weights trained on this one")
     t1 = time.perf_counter()
     result = track(image, out_dir / "tracking", head=model.head_spec, crop_size=crop_size, overlay=False,
-                   progress=False, prefetch=prefetch)
+                   progress=False, prefetch=prefetch, config=fast_photo_config())
     t2 = time.perf_counter()
     crop, mask = result.load_crop(0), result.load_mask(0)
     offsets = predict_offsets(model, crop, mask, result.shape)
@@ -188,7 +194,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         center = g.means[0].mean(0)
         distance = float(torch.linalg.norm(w2c[0, :3, 3]))
         # 36 frames at 18 fps: the same 2 s swing as 48 at 24, for 0.3 s less of the command's 5 s budget
-        frames = turntable_frames(g, distance, center, turntable_size, n_frames=36, backend=backend)
+        frames = iter_turntable(g, distance, center, turntable_size, n_frames=36, backend=backend)
         files["turntable"] = write_video(out_dir / "turntable.mp4", frames, fps=18)
     t5 = time.perf_counter()
     seconds = {"load": t1 - t0, "track": t2 - t1, "network": t3 - t2, "photo_texture": t4 - t3, "outputs": t5 - t4,

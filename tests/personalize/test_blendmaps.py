@@ -45,3 +45,21 @@ def test_compose_delta_is_weighted_sum():
     # identical blendmaps (stage-2 initialisation) reproduce the stage-1 delta for any weights
     same = maps[:1].expand(3, -1, -1, -1)
     torch.testing.assert_close(compose_delta(torch.softmax(torch.randn(2, 3), -1), same), maps[0].expand(2, -1, -1, -1))
+
+
+def test_weights_are_clamped_to_the_training_range():
+    """Outside the training video's range, an expression gets the weights of the nearest trained one
+    (its softmax inputs clamped); inside, nothing changes."""
+    g = torch.Generator().manual_seed(3)
+    train = torch.rand(50, 12, generator=g) * 0.5
+    for scheme in (fit_pca_basis(train, k=4), BlendScheme(kind="softmax_first_k", k=4)):
+        bounded = scheme.with_training_range(train)
+        assert torch.allclose(bounded.weights(train), scheme.weights(train))
+        far = train[:3] + 3.0 * torch.randn(3, 12, generator=g)
+        z = scheme.inputs(far)
+        assert ((z < bounded.lo) | (z > bounded.hi)).any()
+        expected = torch.softmax(torch.maximum(torch.minimum(z, bounded.hi), bounded.lo), dim=-1)
+        assert torch.allclose(bounded.weights(far), expected)
+        # stored with the avatar
+        again = BlendScheme.from_storage(bounded.meta(), bounded.tensors())
+        assert torch.equal(again.lo, bounded.lo) and torch.equal(again.hi, bounded.hi)
