@@ -121,8 +121,9 @@ class Avatar:
 
     def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
         """The head-model keyword arguments of this person: shape (Ns,) and vertex_offsets (V, 3) or None."""
-        offsets = None if self.vertex_offsets is None else self.vertex_offsets.to(device)
-        return {"shape": self.shape.to(device), "vertex_offsets": offsets}
+        from dejavu.head.base import identity_kwargs
+
+        return identity_kwargs(self.shape, self.vertex_offsets, device)
 
     def vertices(self, head, expression: torch.Tensor, jaw: torch.Tensor | None = None,
                  eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None) -> torch.Tensor:

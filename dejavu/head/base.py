@@ -200,6 +200,12 @@ def lbs(
     return verts, posed_joints
 
 
+def identity_kwargs(shape: torch.Tensor, vertex_offsets: torch.Tensor | None,
+                    device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
+    """A person's head-model keyword arguments on ``device``: shape (Ns,), vertex_offsets (V, 3) or None."""
+    return {"shape": shape.to(device), "vertex_offsets": None if vertex_offsets is None else vertex_offsets.to(device)}
+
+
 # ---------------------------------------------------------------------------------------------
 # The module
 # ---------------------------------------------------------------------------------------------

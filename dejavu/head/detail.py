@@ -19,6 +19,7 @@ Letters: V vertices, C control points, L = 478 landmarks.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dejavu.head.base import JOINT_EYE_L, JOINT_EYE_R, HeadModel
@@ -35,8 +36,6 @@ def farthest_points(points: torch.Tensor, spacing: float) -> torch.Tensor:
 
     Greedy farthest-point sampling from point 0, so the result is deterministic.
     """
-    import numpy as np
-
     pts = points.detach().cpu().double().numpy()  # numpy: ~10x faster than torch for this scalar loop
     chosen = [0]
     dist = np.linalg.norm(pts - pts[0], axis=-1)
@@ -77,4 +76,11 @@ def support(basis: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
     return basis.sum(1) > threshold
 
 
-__all__ = ["detail_basis", "farthest_points", "landmark_rest_positions", "support"]
+def prior_gram(basis: torch.Tensor) -> torch.Tensor:
+    """(C, C) matrix G with sum(coeffs * (G @ coeffs)) = mean over :func:`support` of |basis @ coeffs|^2:
+    the fit's prior on the offsets without forming the (V, 3) field each step."""
+    on = basis[support(basis)]
+    return on.T @ on / on.shape[0]
+
+
+__all__ = ["detail_basis", "farthest_points", "landmark_rest_positions", "prior_gram", "support"]

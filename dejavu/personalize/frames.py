@@ -79,8 +79,9 @@ class FrameSet:
 
     def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
         """Head-model keyword arguments of the person: shape (Ns,), vertex_offsets (V, 3) or None."""
-        offsets = None if self.vertex_offsets is None else self.vertex_offsets.to(device)
-        return {"shape": self.shape.to(device), "vertex_offsets": offsets}
+        from dejavu.head.base import identity_kwargs
+
+        return identity_kwargs(self.shape, self.vertex_offsets, device)
 
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
@@ -177,4 +178,5 @@ def frames_from_tracking(result, resolution: int, progress: bool = False) -> Fra
     return FrameSet(images=images, masks=masks, face_masks=faces, expression=t(result.expression), jaw=t(result.jaw),
                     eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
                     K=scale_intrinsics(t(result.K), int(result.crop_size), R), shape=t(result.shape),
-                    vertex_offsets=result.torch_vertex_offsets(), index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))
+                    vertex_offsets=result.torch_vertex_offsets(),
+                    index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))

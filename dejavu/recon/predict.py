@@ -175,7 +175,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
                                      "seen_fraction": round(float(tex.weight[uvmap.mask].mean()), 4),
                                      "residual_rmse": [round(r, 5) for r in tex.residual_rmse]}
     avatar = Avatar(head=model.head_spec, uv_size=uvmap.size, shape=torch.as_tensor(result.shape).float(),
-                    vertex_offsets=result.torch_vertex_offsets(),
+                    vertex_offsets=p["vertex_offsets"].cpu() if "vertex_offsets" in p else None,
                     mean_offsets=offsets.cpu(), settings=settings, training={"kind": "single-image reconstruction"})
     files = {"avatar": avatar.save(out_dir)}
     t4 = time.perf_counter()

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dejavu.head.base import JOINT_EYE_L, JOINT_EYE_R, JOINT_JAW, HeadModel, batch_rodrigues, lbs
-from dejavu.head.detail import detail_basis, support
+from dejavu.head.detail import detail_basis, prior_gram
 from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics, pose6_to_world_to_cam, project_points
 from dejavu.track.landmarks import STABLE
 
@@ -204,9 +204,7 @@ class _Problem:
     def __init__(self, model: LandmarkModel, target: torch.Tensor, valid: torch.Tensor, size: int,
                  cfg: FitConfig, bounds, video: bool, gram: torch.Tensor | None = None):
         self.model, self.target, self.cfg, self.bounds, self.video = model, target, cfg, bounds, video
-        # (C, C) Gram matrix of the vertex-offset basis over its support / support size: the prior
-        # "mean squared offset" is then sum(detail * (gram @ detail)) without forming the (V, 3) field
-        self.gram = gram
+        self.gram = gram  # (C, C) prior matrix of the vertex-offset coefficients (dejavu.head.detail.prior_gram)
         self.size = size
         head = model.head
         self.w = _landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
@@ -336,10 +334,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
         raise ValueError("fit_landmarks: no frame has landmarks")
     basis = detail_basis(head, cfg.detail_sigma_mm * 1e-3, cfg.detail_spacing_mm * 1e-3) if cfg.detail else None
     model = LandmarkModel(head, basis)
-    gram = None
-    if basis is not None:
-        on = basis[support(basis)]
-        gram = on.T @ on / on.shape[0]
+    gram = prior_gram(basis) if basis is not None else None
     bounds = expression_bounds(head)
     f = float(intrinsics(crop_size, crop_size, cfg.fov_deg)[0, 0, 0])
     w = _landmark_weights(head)
@@ -360,8 +355,9 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
     prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
     shape = pk["shape"]
-    fixed = {"detail": pk["detail"]} if basis is not None else {}
-    offsets = basis @ pk["detail"] * 1e-3 if basis is not None else torch.zeros(head.n_verts, 3)
+    fixed, offsets = {}, torch.zeros(head.n_verts, 3)
+    if basis is not None:  # the coefficients stay fixed for the other frames; the field is formed once
+        fixed, offsets = {"detail": pk["detail"]}, basis @ pk["detail"] * 1e-3
     if progress:
         progress(0)
     if len(key) == B and not video:

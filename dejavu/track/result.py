@@ -93,7 +93,7 @@ class TrackResult:
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
         out = {"shape": t(self.shape), "expression": t(self.expression), "jaw": t(self.jaw), "eyes": t(self.eyes)}
         if self.vertex_offsets is not None:
-            out["vertex_offsets"] = t(self.vertex_offsets)
+            out["vertex_offsets"] = self.torch_vertex_offsets(device)
         return out
 
     def torch_vertex_offsets(self, device="cpu"):
