@@ -6,7 +6,7 @@ Pipeline per call (B frames at once; the tiles of all frames form one parallel l
    (clamped perspective Jacobian, eps2d low-pass, opacity-aware 3.33-sigma box), packed per-Gaussian
    screen parameters, the tile box (gsplat's ``isect_tiles``) and the exact pixel ellipse where
    opacity * exp(-power) >= ALPHA_MIN.
-2. ``_bin``: one stable depth sort of the visible Gaussians, then a counting sort of their
+2. ``_bin`` (parallel over frames): a stable depth sort of each frame's visible Gaussians, then a counting sort of their
    intersections by global tile id (frame * n_tiles + tile): each tile's list is front to back, ties
    by Gaussian index, as gsplat's radix sort gives.
 3. ``_forward`` (parallel over tiles, handed out one at a time): Gaussian-major inside a tile, front to
@@ -288,43 +288,46 @@ def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
     return v_means, v_quats, v_scales, v_view
 
 
-@njit(**_KW)
+@njit(parallel=True, **_KW)
 def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
     """Counting sort of tile-Gaussian intersections by global tile (frame * n_tiles + tile), filled in
-    global depth order (stable, ties by index), so each tile's list comes out front to back.
+    depth order (stable, ties by index), so each tile's list comes out front to back.
 
+    Frames own disjoint ranges of global tiles, so each frame is sorted and filled on its own thread.
     Returns tile_offsets (n_tiles_total + 1,) int64 and gids (I,) int32.
     """
-    G = boxes.shape[0]
+    B = n_tiles_total // n_tiles
     hist = np.zeros(n_tiles_total + 1, np.int64)
-    n_vis = 0
-    for g in range(G):
-        if counts[g] == 0:
-            continue
-        n_vis += 1
-        base = (g // N) * n_tiles
-        for ty in range(boxes[g, 1], boxes[g, 3]):
-            for tx in range(boxes[g, 0], boxes[g, 2]):
-                hist[base + ty * tw + tx + 1] += 1
-    visible = np.empty(n_vis, np.int64)
-    keys = np.empty(n_vis, np.float32)
-    k = 0
-    for g in range(G):
-        if counts[g] != 0:
-            visible[k] = g
-            keys[k] = depths[g]
-            k += 1
-    order = visible[np.argsort(keys, kind="mergesort")]
+    n_vis = np.zeros(B, np.int64)
+    for b in prange(B):
+        base = b * n_tiles
+        for g in range(b * N, min((b + 1) * N, boxes.shape[0])):
+            if counts[g] == 0:
+                continue
+            n_vis[b] += 1
+            for ty in range(boxes[g, 1], boxes[g, 3]):
+                for tx in range(boxes[g, 0], boxes[g, 2]):
+                    hist[base + ty * tw + tx + 1] += 1
     offsets = np.cumsum(hist)
-    cursor = offsets[:-1].copy()
     gids = np.empty(offsets[-1], np.int32)
-    for g in order:
-        base = (g // N) * n_tiles
-        for ty in range(boxes[g, 1], boxes[g, 3]):
-            for tx in range(boxes[g, 0], boxes[g, 2]):
-                t = base + ty * tw + tx
-                gids[cursor[t]] = g
-                cursor[t] += 1
+    for b in prange(B):
+        base = b * n_tiles
+        visible = np.empty(n_vis[b], np.int64)
+        keys = np.empty(n_vis[b], np.float32)
+        k = 0
+        for g in range(b * N, min((b + 1) * N, boxes.shape[0])):
+            if counts[g] != 0:
+                visible[k] = g
+                keys[k] = depths[g]
+                k += 1
+        order = visible[np.argsort(keys, kind="mergesort")]
+        cursor = offsets[base:base + n_tiles].copy()
+        for g in order:
+            for ty in range(boxes[g, 1], boxes[g, 3]):
+                for tx in range(boxes[g, 0], boxes[g, 2]):
+                    t = ty * tw + tx
+                    gids[cursor[t]] = g
+                    cursor[t] += 1
     return offsets, gids
 
 
