@@ -4,9 +4,12 @@ The reconstruction network predicts geometry and appearance in one pass, but a s
 network blurs appearance (face PSNR 15-17 dB on unseen photos). The colour of a Gaussian that the
 camera sees is, to first order, the colour of the pixel its centre lands on, so we read it off the
 photo (texture unprojection), then correct the remaining blur from overlapping footprints with a
-few steps of iterative back-projection: render, sample the residual at each Gaussian's pixel, add
-it to that Gaussian's colour. Rendering is linear in colour, so each step is a Jacobi iteration on
-the least-squares colour fit and costs one render. Geometry, scales and opacities stay the
+few steps of iterative back-projection. Rendering is linear in colour (image = A c + T bg, the
+compositing weights A do not depend on colours), so each step is a SART step on the least-squares
+colour fit, c += (A^T r) / (A^T 1): every Gaussian takes the residual r averaged over its own
+footprint with its compositing weights (the renderer's backward pass gives both products). It
+converges monotonically; adding the residual at each Gaussian's centre pixel instead (a Jacobi step)
+overshoots where footprints overlap and embossed ripples into the skin. Geometry, scales and opacities stay the
 network's. Gaussians the photo does not see (hidden, grazing or outside the head mask) take the seen
 colours spread over the UV layout by push-pull filling (the back of the head gets the hair colour the
 photo shows at the sides and top, the neck the chin's skin), except in the mouth interior, which
@@ -193,11 +196,25 @@ def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: 
     seen = wsum > 0.5
     # Stay inside the colour activation's live range (rgb >= MIN_RGB), or the next render ignores the step.
     lo = (MIN_RGB - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC
+
+    def render(dc_now: torch.Tensor) -> torch.Tensor:  # (N, 3) -> (B, H, W, 3); linear in dc_now
+        o = out.clone()
+        o[ch.COLOR] = uvmap.scatter(dc_now[None])[0]
+        return uvmap.gaussians(vertices, o[None]).render(world_to_cam, K, W, H, backend=backend).rgb
+
+    footprint = None
     for _ in range(iterations):
-        out[ch.COLOR] = uvmap.scatter(dc[None])[0]
-        render = uvmap.gaussians(vertices, out[None]).render(world_to_cam, K, W, H, backend=backend).rgb
-        resid = views_mean(_sample(target - render, pix))
-        rmse.append(float(resid[seen].pow(2).mean().sqrt()) if bool(seen.any()) else 0.0)
-        dc = (dc + blend * resid / ch.SH_C0).clamp_min(lo)
+        with torch.enable_grad():
+            x = dc.detach().requires_grad_(True)
+            img = render(x)
+            resid = (target - img.detach()) * m  # outside the head the photo says nothing about a colour
+            if footprint is None:
+                # A^T 1: each Gaussian's compositing weight summed over its footprint (inside the head);
+                # the weights do not depend on colours, so once is enough
+                footprint = torch.autograd.grad(img, x, m.expand_as(img), retain_graph=True)[0]
+            back = torch.autograd.grad(img, x, resid)[0]  # A^T r
+        step = back / footprint.clamp_min(1e-6) / ch.SH_C0  # footprint-weighted mean residual, in dc units
+        rmse.append(float(views_mean(_sample(resid, pix))[seen].pow(2).mean().sqrt()) if bool(seen.any()) else 0.0)
+        dc = (dc + blend * step).clamp_min(lo)
     out[ch.COLOR] = uvmap.scatter(dc[None])[0]
     return PhotoTexture(offsets=out, weight=uvmap.scatter(blend[None])[0, 0], residual_rmse=rmse)

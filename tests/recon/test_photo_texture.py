@@ -47,7 +47,9 @@ def test_photo_texture_recovers_seen_colours(procedural_head):
     assert torch.equal(tex.offsets[ch.COLOR][:, hidden], off[ch.COLOR][:, hidden])
     rgb = lambda o: 0.5 + ch.SH_C0 * (o[ch.COLOR] + ch.INIT_COLOR_DC)  # noqa: E731
     err = (rgb(tex.offsets) - rgb(truth))[:, seen].abs()
-    assert float(err.median()) < 0.03
+    # (read off the photo they are within 0.006; the back-projection then lets them make up for the
+    # partly seen Gaussians at grazing angles, which keep their wrong colours with fill=False)
+    assert float(err.median()) < 0.04
     # Back-projection lowers the residual every step, and the final render matches the photo.
     assert all(b < a for a, b in zip(tex.residual_rmse, tex.residual_rmse[1:]))
     again = uvmap.gaussians(verts, tex.offsets[None]).render(w2c, K, size, size, backend="reference").rgb
@@ -96,3 +98,27 @@ def test_photo_texture_views_average(procedural_head):
     one = photo_texture(uvmap, V[:1], off, r.rgb[:1], (r.alpha[:1, ..., 0] > 0.5).float(),
                         w2c[:1], K2[:1], iterations=2, backend="reference")
     assert float(tex.weight.sum()) > 1.2 * float(one.weight.sum())  # the second view sees more of the head
+
+
+def test_back_projection_converges_on_fine_texture(procedural_head):
+    """Texel-scale colour noise (pores, stubble) under overlapping footprints: the footprint-weighted
+    (SART) step brings the render closer to the photo at every iteration; adding the residual at each
+    Gaussian's centre pixel (a Jacobi step) stalls at 0.97x and then diverges here."""
+    from dejavu.recon.photo_texture import photo_texture
+
+    size, uv = 96, 48
+    uvmap, verts, off, truth, w2c, K = _scene(procedural_head, size, uv=uv)
+    noise = torch.rand(3, uv, uv, generator=torch.Generator().manual_seed(1))
+    truth[ch.COLOR] = ((0.25 + 0.5 * noise - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC) * uvmap.mask
+    r = uvmap.gaussians(verts, truth[None]).render(w2c, K, size, size, backend="reference")
+    image, mask = r.rgb, (r.alpha[..., 0] > 0.5).float()
+
+    errors = []
+    for iterations in (0, 1, 3, 6):
+        tex = photo_texture(uvmap, verts, off, image, mask, w2c, K, iterations=iterations, fill=False,
+                            backend="reference")
+        again = uvmap.gaussians(verts, tex.offsets[None]).render(w2c, K, size, size, backend="reference").rgb
+        errors.append(float((again - image)[mask.bool()].abs().mean()))
+    assert all(b < a for a, b in zip(errors, errors[1:]))
+    assert all(b < a for a, b in zip(tex.residual_rmse, tex.residual_rmse[1:]))
+    assert errors[-1] < 0.88 * errors[0]
