@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dejavu.gaussians import channels as ch
+from dejavu.render import render_transpose
 
 #: A texel counts as seen when its Gaussian centre is within this distance (m) of the rendered depth.
 DEPTH_TOLERANCE_M = 0.01
@@ -197,24 +198,19 @@ def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: 
     # Stay inside the colour activation's live range (rgb >= MIN_RGB), or the next render ignores the step.
     lo = (MIN_RGB - 0.5) / ch.SH_C0 - ch.INIT_COLOR_DC
 
-    def render(dc_now: torch.Tensor) -> torch.Tensor:  # (N, 3) -> (B, H, W, 3); linear in dc_now
-        o = out.clone()
-        o[ch.COLOR] = uvmap.scatter(dc_now[None])[0]
-        return uvmap.gaussians(vertices, o[None]).render(world_to_cam, K, W, H, backend=backend).rgb
-
     footprint = None
     for _ in range(iterations):
-        with torch.enable_grad():
-            x = dc.detach().requires_grad_(True)
-            img = render(x)
-            resid = (target - img.detach()) * m  # outside the head the photo says nothing about a colour
-            if footprint is None:
-                # A^T 1: each Gaussian's compositing weight summed over its footprint (inside the head);
-                # the weights do not depend on colours, so once is enough
-                footprint = torch.autograd.grad(img, x, m.expand_as(img), retain_graph=True)[0]
-            back = torch.autograd.grad(img, x, resid)[0]  # A^T r
-        step = back / footprint.clamp_min(1e-6) / ch.SH_C0  # footprint-weighted mean residual, in dc units
+        out[ch.COLOR] = uvmap.scatter(dc[None])[0]
+        g = uvmap.gaussians(vertices, out[None])
+        resid = (target - g.render(world_to_cam, K, W, H, backend=backend).rgb) * m  # the photo says nothing outside the head
         rmse.append(float(views_mean(_sample(resid, pix))[seen].pow(2).mean().sqrt()) if bool(seen.any()) else 0.0)
+        # A^T r, and once A^T m (each Gaussian's compositing weight over its footprint inside the head;
+        # it does not depend on colours), in one compositing pass; summed over the views
+        v = torch.cat([resid, m], -1) if footprint is None else resid
+        back = render_transpose(g.means, g.quats, g.scales, g.opacities, world_to_cam, K, W, H, v, backend=backend).sum(0)
+        if footprint is None:
+            back, footprint = back[:, :3], back[:, 3:]
+        step = back / footprint.clamp_min(1e-6) / ch.SH_C0  # footprint-weighted mean residual, in dc units
         dc = (dc + blend * step).clamp_min(lo)
     out[ch.COLOR] = uvmap.scatter(dc[None])[0]
     return PhotoTexture(offsets=out, weight=uvmap.scatter(blend[None])[0, 0], residual_rmse=rmse)

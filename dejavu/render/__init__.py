@@ -48,3 +48,28 @@ def render(
     from dejavu.render.dispatch import render_dispatch
 
     return render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background, backend)
+
+
+def render_transpose(
+    means: torch.Tensor,  # (B, N, 3) world, metres
+    quats: torch.Tensor,  # (B, N, 4) wxyz
+    scales: torch.Tensor,  # (B, N, 3) metres
+    opacities: torch.Tensor,  # (B, N) in [0, 1]
+    world_to_cam: torch.Tensor,  # (B, 4, 4)
+    K: torch.Tensor,  # (B, 3, 3)
+    width: int,
+    height: int,
+    cotangent: torch.Tensor,  # (B, H, W, C) per-pixel values
+    backend: str = "auto",
+) -> torch.Tensor:
+    """A^T v: (B, N, C), each Gaussian's compositing weights (alpha_i T_i at each pixel) times ``cotangent``,
+    summed over the image.
+
+    A rendered image is linear in the Gaussians' colours, ``rgb = A c + T bg``, and A does not depend on
+    the colours; this applies its transpose (the colour gradient of ``sum(rgb * v)``) to C channels at
+    once, without the geometry's gradients. With ``cotangent`` = 1 it gives each Gaussian's footprint
+    weight. The cpu backend does it in one compositing pass; the others through autograd.
+    """
+    from dejavu.render.dispatch import transpose_dispatch
+
+    return transpose_dispatch(means, quats, scales, opacities, world_to_cam, K, width, height, cotangent, backend)

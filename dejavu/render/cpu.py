@@ -332,15 +332,19 @@ def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
 
 
 @njit(parallel=True, **_KW)
-def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th):
+def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows):
     """Front-to-back compositing into out (B, H, W, 5) [r, g, b, depth, alpha], T_out (B, H, W) final
     transmittance and last_out (B, H, W) each pixel's last contributing index in its tile's list.
+
+    With v_pix (B, H, W, C), C > 0, also the transpose of compositing: v_rows[k] (I, C) += w * v_pix
+    over the pixels of intersection k, w = alpha * T its compositing weight (C = 0: not computed).
 
     Outputs come allocated (no array creation outside the tile loop: see ``_tile_schedule``).
     """
     n_tiles = tw * th
     n_total = offsets.shape[0] - 1
     H, W = out.shape[1], out.shape[2]
+    n_v = v_pix.shape[3]
     for tid in prange(n_total):
         b = tid // n_tiles
         t = tid % n_tiles
@@ -396,6 +400,8 @@ def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th):
                         n_live -= 1
                         continue
                     w = alpha * Ti
+                    for c in range(n_v):
+                        v_rows[k, c] += w * v_pix[b, py, px, c]
                     acc[i, j, 0] += w * cr
                     acc[i, j, 1] += w * cg
                     acc[i, j, 2] += w * cbl
@@ -524,11 +530,12 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, 
 
 @njit(**_KW)
 def _reduce(v_isect, gids, G):
-    """Sum per-intersection gradient rows into (G, 10) per-Gaussian rows."""
-    v = np.zeros((G, _NV), np.float32)
+    """Sum per-intersection rows (I, C) into (G, C) per-Gaussian rows."""
+    C = v_isect.shape[1]
+    v = np.zeros((G, C), np.float32)
     for k in range(gids.shape[0]):
         g = gids[k]
-        for c in range(_NV):
+        for c in range(C):
             v[g, c] += v_isect[k, c]
     return v
 
@@ -562,6 +569,28 @@ def _tile_schedule():
         numba.set_parallel_chunksize(chunk)
 
 
+def _composite(arrays, opac, colors, bg, B, N, width, height, v_pix=None):
+    """Project, bin and composite (numpy arrays: ``arrays`` = means, quats, scales, world_to_cam, K).
+
+    Returns out (B, H, W, 5), T_final, last, params, counts, tile offsets, gids, bg and, with ``v_pix``
+    (B, H, W, C), the per-Gaussian transpose rows (B * N, C) (else None).
+    """
+    tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
+    params, boxes, counts = _project(arrays[0], arrays[1], arrays[2], opac, colors, arrays[3], arrays[4], max(N, 1),
+                                     width, height, tw, th)
+    offsets, gids = _bin(boxes, counts, params[:, _Z].copy(), max(N, 1), tw, tw * th, B * tw * th)
+    out = np.empty((B, height, width, 5), np.float32)
+    T_final = np.empty((B, height, width), np.float32)
+    last = np.empty((B, height, width), np.int32)
+    C = 0 if v_pix is None else v_pix.shape[3]
+    v_rows = np.zeros((gids.shape[0] if C else 0, C), np.float32)
+    with _tile_schedule():
+        _forward(params, offsets, gids, bg, out, T_final, last, tw, th,
+                 v_pix if C else np.zeros((0, 0, 0, 0), np.float32), v_rows)
+    per_gaussian = _reduce(v_rows, gids, B * N) if C else None
+    return out, T_final, last, params, counts, offsets, gids, bg, per_gaussian
+
+
 class _RenderCPU(torch.autograd.Function):
     """(means, quats, scales, opacities, colors, world_to_cam) -> (B, H, W, 5) [r, g, b, depth, alpha]."""
 
@@ -577,16 +606,8 @@ class _RenderCPU(torch.autograd.Function):
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
         arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
                   _np32(world_to_cam), _np32(K))
-        params, boxes, counts = _project(arrays[0], arrays[1], arrays[2], _np32(opacities.reshape(B * N)),
-                                         _np32(colors.reshape(B * N, 3)), arrays[3], arrays[4], max(N, 1),
-                                         width, height, tw, th)
-        offsets, gids = _bin(boxes, counts, params[:, _Z].copy(), max(N, 1), tw, tw * th, B * tw * th)
-        bg_np = _np32(bg)
-        out = np.empty((B, height, width, 5), np.float32)
-        T_final = np.empty((B, height, width), np.float32)
-        last = np.empty((B, height, width), np.int32)
-        with _tile_schedule():
-            _forward(params, offsets, gids, bg_np, out, T_final, last, tw, th)
+        out, T_final, last, params, counts, offsets, gids, bg_np, _ = _composite(
+            arrays, _np32(opacities.reshape(B * N)), _np32(colors.reshape(B * N, 3)), _np32(bg), B, N, width, height)
         ctx.saved = (arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, width, height)
         ctx.dtypes = [t.dtype for t in (means, quats, scales, opacities, colors, world_to_cam)]
         return torch.from_numpy(out).to(colors.dtype)
@@ -628,3 +649,17 @@ def render_cpu(means, quats, scales, opacities, colors, world_to_cam, K, width: 
     out = _RenderCPU.apply(means, quats, scales, opacities, colors, world_to_cam, K.detach(), background.detach(),
                            width, height)
     return out[..., 0:3], out[..., 4:5], out[..., 3:4]
+
+
+def transpose_cpu(means, quats, scales, opacities, world_to_cam, K, width: int, height: int,
+                  cotangent: torch.Tensor) -> torch.Tensor:
+    """A^T v on the CPU: (B, N, C) = sum over pixels of each Gaussian's compositing weight times
+    ``cotangent`` (B, H, W, C), in one compositing pass (see :func:`dejavu.render.render_transpose`)."""
+    B, N = opacities.shape
+    C = cotangent.shape[-1]
+    arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
+              _np32(world_to_cam), _np32(K))
+    with _threads(B * N + B * width * height):
+        *_, rows = _composite(arrays, _np32(opacities.reshape(B * N)), np.zeros((B * N, 3), np.float32),
+                              np.zeros((B, 3), np.float32), B, N, width, height, v_pix=_np32(cotangent))
+    return torch.from_numpy(rows).reshape(B, N, C).to(cotangent.dtype)

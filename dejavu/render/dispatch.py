@@ -55,6 +55,21 @@ def render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, wi
     """Validate, resolve the backend, render. See :func:`dejavu.render.render`."""
     from dejavu.render import RenderOutput
 
+    width, height = _validate(means, quats, scales, opacities, colors, world_to_cam, K, width, height)
+    bg = background_tensor(background, means.shape[0], means.dtype, means.device)
+    name = resolve_backend(backend, means.device)
+    if name == "reference":
+        from dejavu.render.reference import render_reference as fn
+    elif name == "cpu":
+        from dejavu.render.cpu import render_cpu as fn
+    else:
+        from dejavu.render.cuda import render_cuda as fn
+    rgb, alpha, depth = fn(means, quats, scales, opacities, colors, world_to_cam, K, width, height, bg)
+    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
+
+
+def _validate(means, quats, scales, opacities, colors, world_to_cam, K, width, height) -> tuple[int, int]:
+    """Raise DejavuError on inputs ``render`` cannot take; returns (width, height) as ints."""
     _check("means", means, (None, None, 3))
     B, N = means.shape[:2]
     _check("quats", quats, (B, N, 4))
@@ -73,13 +88,30 @@ def render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, wi
     dtype = means.dtype
     if any(t.dtype != dtype for t in tensors):
         raise DejavuError("render: all inputs must share one dtype, got " + ", ".join(sorted({str(t.dtype) for t in tensors})))
-    bg = background_tensor(background, B, dtype, device)
-    name = resolve_backend(backend, device)
-    if name == "reference":
-        from dejavu.render.reference import render_reference as fn
-    elif name == "cpu":
-        from dejavu.render.cpu import render_cpu as fn
-    else:
-        from dejavu.render.cuda import render_cuda as fn
-    rgb, alpha, depth = fn(means, quats, scales, opacities, colors, world_to_cam, K, width, height, bg)
-    return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
+    return width, height
+
+
+def transpose_dispatch(means, quats, scales, opacities, world_to_cam, K, width, height, cotangent, backend):
+    """Validate, resolve the backend, apply A^T. See :func:`dejavu.render.render_transpose`."""
+    _check("means", means, (None, None, 3))
+    B, N = means.shape[:2]
+    colors = torch.zeros(B, N, 3, dtype=means.dtype, device=means.device)
+    width, height = _validate(means, quats, scales, opacities, colors, world_to_cam, K, width, height)
+    _check("cotangent", cotangent, (B, height, width, None))
+    name = resolve_backend(backend, means.device)
+    if name == "cpu":
+        from dejavu.render.cpu import transpose_cpu
+
+        return transpose_cpu(means, quats, scales, opacities, world_to_cam, K, width, height, cotangent)
+    C = cotangent.shape[-1]
+    out = []
+    for c0 in range(0, C, 3):  # colours carry 3 channels: apply A^T to 3 cotangent channels per render
+        part = cotangent[..., c0:c0 + 3]
+        pad = torch.zeros(*part.shape[:-1], 3 - part.shape[-1], dtype=part.dtype, device=part.device)
+        with torch.enable_grad():
+            colors = colors.detach().requires_grad_(True)
+            rgb = render_dispatch(means.detach(), quats.detach(), scales.detach(), opacities.detach(), colors,
+                                  world_to_cam.detach(), K, width, height, torch.zeros(3, dtype=means.dtype), name).rgb
+            grad, = torch.autograd.grad(rgb, colors, torch.cat([part, pad], -1))
+        out.append(grad[..., :part.shape[-1]])
+    return torch.cat(out, -1)
