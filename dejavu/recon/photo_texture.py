@@ -7,13 +7,14 @@ photo (texture unprojection), then correct the remaining blur from overlapping f
 few steps of iterative back-projection. Rendering is linear in colour (image = A c + T bg, the
 compositing weights A do not depend on colours), so each step is a SART step on the least-squares
 colour fit, c += (A^T r) / (A^T 1): every Gaussian takes the residual r averaged over its own
-footprint with its compositing weights (the renderer's backward pass gives both products). It
-converges monotonically; adding the residual at each Gaussian's centre pixel instead (a Jacobi step)
-overshoots where footprints overlap and embossed ripples into the skin. Geometry, scales and opacities stay the
-network's. Gaussians the photo does not see (hidden, grazing or outside the head mask) take the seen
-colours spread over the UV layout by push-pull filling (the back of the head gets the hair colour the
-photo shows at the sides and top, the neck the chin's skin), except in the mouth interior, which
-keeps the network's colours (a closed mouth in the photo says nothing about teeth).
+footprint with its compositing weights (one compositing pass, :func:`dejavu.render.render_transpose`,
+gives both products). It converges monotonically; adding the residual at each Gaussian's centre
+pixel instead (a Jacobi step) overshoots where footprints overlap and embossed ripples into the skin.
+Geometry, scales and opacities stay the network's. Gaussians the photo does not see (hidden, grazing
+or outside the head mask) take the seen colours spread over the UV layout by push-pull filling (the
+back of the head gets the hair colour the photo shows at the sides and top, the neck the chin's
+skin), except in the mouth interior, which keeps the network's colours (a closed mouth in the photo
+says nothing about teeth).
 
 With several views (B > 1, e.g. frames of a video with one identity) colours and residuals are
 averaged with each view's visibility weight.
@@ -202,12 +203,14 @@ def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: 
     for _ in range(iterations):
         out[ch.COLOR] = uvmap.scatter(dc[None])[0]
         g = uvmap.gaussians(vertices, out[None])
-        resid = (target - g.render(world_to_cam, K, W, H, backend=backend).rgb) * m  # the photo says nothing outside the head
+        # outside the head mask the photo says nothing about a Gaussian's colour
+        resid = (target - g.render(world_to_cam, K, W, H, backend=backend).rgb) * m
         rmse.append(float(views_mean(_sample(resid, pix))[seen].pow(2).mean().sqrt()) if bool(seen.any()) else 0.0)
         # A^T r, and once A^T m (each Gaussian's compositing weight over its footprint inside the head;
         # it does not depend on colours), in one compositing pass; summed over the views
         v = torch.cat([resid, m], -1) if footprint is None else resid
-        back = render_transpose(g.means, g.quats, g.scales, g.opacities, world_to_cam, K, W, H, v, backend=backend).sum(0)
+        back = render_transpose(g.means, g.quats, g.scales, g.opacities, world_to_cam, K, W, H, v,
+                                backend=backend).sum(0)
         if footprint is None:
             back, footprint = back[:, :3], back[:, 3:]
         step = back / footprint.clamp_min(1e-6) / ch.SH_C0  # footprint-weighted mean residual, in dc units

@@ -6,13 +6,14 @@ Pipeline per call (B frames at once; the tiles of all frames form one parallel l
    (clamped perspective Jacobian, eps2d low-pass, opacity-aware 3.33-sigma box), packed per-Gaussian
    screen parameters, the tile box (gsplat's ``isect_tiles``) and the exact pixel ellipse where
    opacity * exp(-power) >= ALPHA_MIN.
-2. ``_bin`` (parallel over frames): a stable depth sort of each frame's visible Gaussians, then a counting sort of their
-   intersections by global tile id (frame * n_tiles + tile): each tile's list is front to back, ties
-   by Gaussian index, as gsplat's radix sort gives.
+2. ``_bin`` (parallel over frames): a stable depth sort of each frame's visible Gaussians, then a
+   counting sort of their intersections by global tile id (frame * n_tiles + tile): each tile's list
+   is front to back, ties by Gaussian index, as gsplat's radix sort gives.
 3. ``_forward`` (parallel over tiles, handed out one at a time): Gaussian-major inside a tile, front to
    back; each Gaussian visits only the pixels of its ellipse, row span by row span; a pixel stops
    (exclusively) when its transmittance would fall to <= T_MIN, the tile when all its pixels have.
-   Saves final T and each pixel's last contributing list index.
+   Saves final T and each pixel's last contributing list index. The same pass can apply the
+   transpose of compositing to per-pixel values (``transpose_cpu``: colour-linear back-projection).
 4. ``_backward`` (parallel over tiles): back to front from each pixel's last Gaussian, recovering
    T_i = T_final / prod(1 - alpha_j); gradients per intersection row (a tile owns its rows: no races),
    ``_reduce`` sums them per Gaussian, ``_project_vjp`` (parallel over Gaussians) takes them to means,
