@@ -11,7 +11,7 @@ import importlib
 
 # (the function image.lpips is not re-exported: the name is the submodule dejavu.metrics.lpips)
 _EXPORTS = {
-    "METRIC_NAMES": "image", "evaluate_images": "image", "l1": "image", "ms_ssim": "image",
+    "METRIC_NAMES": "image", "evaluate_images": "image", "evaluate_predictions": "image", "l1": "image", "ms_ssim": "image",
     "mse": "image", "psnr": "image", "ssim": "image", "ssim_map": "image", "composite": "image",
     "LPIPS": "lpips", "get_lpips": "lpips",
 }

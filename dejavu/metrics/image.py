@@ -164,16 +164,37 @@ def evaluate_images(pred: Tensor, target: Tensor, masks: Mapping[str, Tensor | N
     Returns:
         ``{region: {metric: value}}``, e.g. ``out["face"]["PSNR"]``.
     """
+    return evaluate_predictions({"pred": pred}, target, masks, metrics)["pred"]
+
+
+@torch.no_grad()
+def evaluate_predictions(preds: Mapping[str, Tensor], target: Tensor, masks: Mapping[str, Tensor | None] | None = None,
+                         metrics: tuple[str, ...] = METRIC_NAMES) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`evaluate_images` for several predictions of the same targets (e.g. the stages of a model):
+    ``{name: {region: {metric: value}}}``. The LPIPS features of each region's target are computed once
+    for all predictions (LPIPS-VGG is ~0.4 s per 256^2 image on a 2-core CPU)."""
+    from dejavu.metrics.lpips import get_lpips
+
     unknown = set(metrics) - set(METRIC_NAMES)
     if unknown:
         raise DejavuError(f"metrics: unknown {sorted(unknown)}; expected a subset of {list(METRIC_NAMES)}")
-    fns = {
-        "L1": l1,
-        "PSNR": psnr,
-        "SSIM": ssim,
-        "LPIPS-alex": lambda p, t, m: lpips(p, t, m, net="alex"),
-        "LPIPS-vgg": lambda p, t, m: lpips(p, t, m, net="vgg"),
-    }
+    fns = {"L1": l1, "PSNR": psnr, "SSIM": ssim}
     masks = {"full": None} if masks is None else masks
-    return {region: {name: float(fns[name](pred, target, mask).mean()) for name in metrics}
-            for region, mask in masks.items()}
+    out: dict = {name: {} for name in preds}
+    for region, mask in masks.items():
+        target_feats = {}  # LPIPS net -> the target composite's features
+        for name, pred in preds.items():
+            vals = {}
+            for metric in metrics:
+                if metric in fns:
+                    vals[metric] = float(fns[metric](pred, target, mask).mean())
+                    continue
+                net = metric.removeprefix("LPIPS-")
+                model = get_lpips(net, pred.device)
+                m = _check(pred, target, mask)
+                if net not in target_feats:
+                    target_feats[net] = model.unit_features(composite(target, m).float())
+                feats = model.unit_features(composite(pred, m).float())
+                vals[metric] = float(model.distance(feats, target_feats[net]).mean())
+            out[name][region] = vals
+    return out

@@ -127,16 +127,22 @@ class LPIPS(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: (B, 3, H, W) in [0, 1] (B may broadcast from 1) -> (B,) LPIPS distances."""
-        if x.ndim != 4 or x.shape[1] != 3 or y.ndim != 4 or y.shape[1] != 3:
-            raise DejavuError(f"LPIPS: expected (B, 3, H, W) images, got {tuple(x.shape)} and {tuple(y.shape)}")
         # Two passes, not one on cat([x, y]): autograd then builds no graph for a constant target.
-        feats_x = self.feature_maps(self._scale_input(x))
-        feats_y = self.feature_maps(self._scale_input(y))
+        return self.distance(self.unit_features(x), self.unit_features(y))
+
+    def unit_features(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) in [0, 1] -> the five feature maps, each unit-normalised over channels; one
+        image's features can be compared with several others' (:meth:`distance`)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DejavuError(f"LPIPS: expected (B, 3, H, W) images, got {tuple(x.shape)}")
+        # vector_norm has a zero subgradient at 0 (sqrt(sum(x^2)) would give NaN gradients there)
+        return [f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + 1e-10)
+                for f in self.feature_maps(self._scale_input(x))]
+
+    def distance(self, feats_x: list[Tensor], feats_y: list[Tensor]) -> Tensor:
+        """(B,) LPIPS distances between two images' :meth:`unit_features`."""
         total = None
         for fx, fy, lin in zip(feats_x, feats_y, self.lins):
-            # vector_norm has a zero subgradient at 0 (sqrt(sum(x^2)) would give NaN gradients there)
-            fx = fx / (torch.linalg.vector_norm(fx, dim=1, keepdim=True) + 1e-10)
-            fy = fy / (torch.linalg.vector_norm(fy, dim=1, keepdim=True) + 1e-10)
             layer = lin((fx - fy).square()).mean(dim=(1, 2, 3))
             total = layer if total is None else total + layer
         return total

@@ -30,7 +30,6 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.io import write_image, write_json
-    from dejavu.metrics.image import evaluate_images
     from dejavu.personalize.frames import frames_from_tracking
     from dejavu.personalize.train import render_frames
 
@@ -59,41 +58,50 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
                  "training": {k: avatar.training.get(k) for k in ("seconds", "steps", "device", "seconds_training",
                                                                   "seconds_tracking")},
                  "stages": {}}
+    preds = {}
     for stage in stages:
         if stage == "full" and avatar.blendmaps is None:
             continue
         if stage == "global" and avatar.global_delta is None:
             continue
         mean = avatar.mean_offsets.to(dev)
-        pred = render_frames(head, uvmap, held, mean, lambda e, s=stage: avatar.offsets(e, s) - mean, dev, chunk=chunk)
-        out["stages"][stage] = _chunked_metrics(pred, target, masks, chunk, evaluate_images)
-        if frames_dir is not None:
-            d = Path(frames_dir)
-            for i, fi in enumerate(held.index.tolist()):
+        preds[stage] = render_frames(head, uvmap, held, mean, lambda e, s=stage: avatar.offsets(e, s) - mean, dev,
+                                     chunk=chunk)
+    # all stages against one set of targets: the targets' LPIPS features are computed once
+    out["stages"] = _chunked_metrics(preds, target, masks, chunk)
+    if frames_dir is not None:
+        d = Path(frames_dir)
+        for i, fi in enumerate(held.index.tolist()):
+            for stage, pred in preds.items():
                 write_image(d / stage / f"pred_{fi:06d}.png", pred[i].permute(1, 2, 0).numpy())
-                if stage == stages[0]:
-                    write_image(d / "target" / f"{fi:06d}.png", target[i].permute(1, 2, 0).numpy())
-                    write_image(d / "mask_face" / f"{fi:06d}.png", masks["face"][i].permute(1, 2, 0).numpy())
-                    write_image(d / "mask_head" / f"{fi:06d}.png", masks["head"][i].permute(1, 2, 0).numpy())
+            write_image(d / "target" / f"{fi:06d}.png", target[i].permute(1, 2, 0).numpy())
+            write_image(d / "mask_face" / f"{fi:06d}.png", masks["face"][i].permute(1, 2, 0).numpy())
+            write_image(d / "mask_head" / f"{fi:06d}.png", masks["head"][i].permute(1, 2, 0).numpy())
     if json_path is not None:
         write_json(json_path, out)
     return out
 
 
-def _chunked_metrics(pred: torch.Tensor, target: torch.Tensor, masks: dict, chunk: int, fn) -> dict:
-    """evaluate_images over chunks of frames (LPIPS-VGG memory), averaged weighted by chunk size."""
+def _chunked_metrics(preds: dict, target: torch.Tensor, masks: dict, chunk: int) -> dict:
+    """evaluate_predictions over chunks of frames (LPIPS-VGG memory), averaged weighted by chunk size
+    -> {stage: {region: {metric: value}}}."""
+    from dejavu.metrics.image import evaluate_predictions
+
     total: dict = {}
-    n = pred.shape[0]
+    n = target.shape[0]
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
-        part = fn(pred[sl], target[sl], {k: None if v is None else v[sl] for k, v in masks.items()})
+        part = evaluate_predictions({k: p[sl] for k, p in preds.items()}, target[sl],
+                                    {k: None if v is None else v[sl] for k, v in masks.items()})
         w = (min(s + chunk, n) - s) / n
-        for region, vals in part.items():
-            for name, v in vals.items():
-                total.setdefault(region, {}).setdefault(name, 0.0)
-                total[region][name] += w * v
+        for stage, regions in part.items():
+            for region, vals in regions.items():
+                for name, v in vals.items():
+                    cell = total.setdefault(stage, {}).setdefault(region, {})
+                    cell[name] = cell.get(name, 0.0) + w * v
     # PSNR averaged per chunk is a mean of per-chunk PSNRs (each a mean of per-image PSNRs): same as per image.
-    return {r: {k: round(v, 5) for k, v in vals.items()} for r, vals in total.items()}
+    return {st: {r: {k: round(v, 5) for k, v in vals.items()} for r, vals in regions.items()}
+            for st, regions in total.items()}
 
 
 def _tracking(video: str | Path, avatar_dir: Path, head_spec: str, cfg: dict, device: str, progress: bool):

@@ -126,6 +126,22 @@ def test_evaluate_images(lpips_weights):
         im.evaluate_images(pred, target, metrics=("FID",))
 
 
+def test_evaluate_predictions_matches_one_at_a_time(lpips_weights):
+    """Several predictions against shared targets (target LPIPS features computed once) give exactly
+    what evaluate_images gives for each."""
+    pred, target = (x.float() for x in _pair(b=2, h=64, w=64))
+    other = (pred * 0.7 + 0.1).clamp(0, 1)
+    face = torch.zeros(2, 1, 64, 64)
+    face[..., 16:48, 16:48] = 1
+    masks = {"face": face, "image": None}
+    both = im.evaluate_predictions({"a": pred, "b": other}, target, masks)
+    assert list(both) == ["a", "b"]
+    for name, p in (("a", pred), ("b", other)):
+        one = im.evaluate_images(p, target, masks)
+        for region in masks:
+            assert both[name][region] == pytest.approx(one[region], rel=1e-6)
+
+
 def test_real_photo_metrics_degrade_with_blur(shared_data, lpips_weights):
     """On a real face photo, stronger blur -> lower PSNR/SSIM and higher LPIPS (both nets)."""
     import torch.nn.functional as F
