@@ -179,22 +179,19 @@ def evaluate_predictions(preds: Mapping[str, Tensor], target: Tensor, masks: Map
     if unknown:
         raise DejavuError(f"metrics: unknown {sorted(unknown)}; expected a subset of {list(METRIC_NAMES)}")
     fns = {"L1": l1, "PSNR": psnr, "SSIM": ssim}
+    lpips_nets = {k: get_lpips(k.removeprefix("LPIPS-"), target.device) for k in metrics if k not in fns}
     masks = {"full": None} if masks is None else masks
     out: dict = {name: {} for name in preds}
     for region, mask in masks.items():
-        target_feats = {}  # LPIPS net -> the target composite's features
+        m = _check(target, target, mask)
+        y = composite(target, m).float()
+        # the target composite's features, shared by every prediction
+        target_feats = {k: model.unit_features(y) for k, model in lpips_nets.items()} if preds else {}
         for name, pred in preds.items():
-            vals = {}
-            for metric in metrics:
-                if metric in fns:
-                    vals[metric] = float(fns[metric](pred, target, mask).mean())
-                    continue
-                net = metric.removeprefix("LPIPS-")
-                model = get_lpips(net, pred.device)
-                m = _check(pred, target, mask)
-                if net not in target_feats:
-                    target_feats[net] = model.unit_features(composite(target, m).float())
-                feats = model.unit_features(composite(pred, m).float())
-                vals[metric] = float(model.distance(feats, target_feats[net]).mean())
-            out[name][region] = vals
+            _check(pred, target, mask)
+            vals = {k: float(fns[k](pred, target, mask).mean()) for k in metrics if k in fns}
+            x = composite(pred, m).float()
+            for k, model in lpips_nets.items():
+                vals[k] = float(model.distance(model.unit_features(x), target_feats[k]).mean())
+            out[name][region] = {k: vals[k] for k in metrics}
     return out

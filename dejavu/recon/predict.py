@@ -67,16 +67,11 @@ def predict_offsets(model, crop: np.ndarray, mask: np.ndarray, shape: np.ndarray
         return model.offsets(x, s)[0]
 
 
-def turntable_frames(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
-                     max_yaw_deg: float = 60.0, backend: str = "auto") -> np.ndarray:
-    """(n_frames, size, size, 3) renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m."""
-    return np.stack(list(iter_turntable(gaussians, distance, center, size, n_frames, max_yaw_deg, backend)))
-
-
 def iter_turntable(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
                    max_yaw_deg: float = 60.0, backend: str = "auto", chunk: int = 8):
-    """The frames of :func:`turntable_frames` one by one ((size, size, 3) float in [0, 1]), rendered
-    ``chunk`` at a time: a video writer fed from it encodes one chunk while the next renders."""
+    """Renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m, yielded one by one
+    ((size, size, 3) float in [0, 1]) and rendered ``chunk`` at a time: a video writer fed from it
+    encodes one chunk while the next renders."""
     from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
     t = np.linspace(0.0, 1.0, n_frames, endpoint=False)

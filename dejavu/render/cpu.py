@@ -573,7 +573,7 @@ def _tile_schedule():
 def _composite(arrays, opac, colors, bg, B, N, width, height, v_pix=None):
     """Project, bin and composite (numpy arrays: ``arrays`` = means, quats, scales, world_to_cam, K).
 
-    Returns out (B, H, W, 5), T_final, last, params, counts, tile offsets, gids, bg and, with ``v_pix``
+    Returns out (B, H, W, 5), T_final, last, params, counts, tile offsets, gids and, with ``v_pix``
     (B, H, W, C), the per-Gaussian transpose rows (B * N, C) (else None).
     """
     tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
@@ -589,7 +589,7 @@ def _composite(arrays, opac, colors, bg, B, N, width, height, v_pix=None):
         _forward(params, offsets, gids, bg, out, T_final, last, tw, th,
                  v_pix if C else np.zeros((0, 0, 0, 0), np.float32), v_rows)
     per_gaussian = _reduce(v_rows, gids, B * N) if C else None
-    return out, T_final, last, params, counts, offsets, gids, bg, per_gaussian
+    return out, T_final, last, params, counts, offsets, gids, per_gaussian
 
 
 class _RenderCPU(torch.autograd.Function):
@@ -607,8 +607,9 @@ class _RenderCPU(torch.autograd.Function):
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
         arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
                   _np32(world_to_cam), _np32(K))
-        out, T_final, last, params, counts, offsets, gids, bg_np, _ = _composite(
-            arrays, _np32(opacities.reshape(B * N)), _np32(colors.reshape(B * N, 3)), _np32(bg), B, N, width, height)
+        bg_np = _np32(bg)
+        out, T_final, last, params, counts, offsets, gids, _ = _composite(
+            arrays, _np32(opacities.reshape(B * N)), _np32(colors.reshape(B * N, 3)), bg_np, B, N, width, height)
         ctx.saved = (arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, width, height)
         ctx.dtypes = [t.dtype for t in (means, quats, scales, opacities, colors, world_to_cam)]
         return torch.from_numpy(out).to(colors.dtype)

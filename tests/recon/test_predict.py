@@ -57,12 +57,13 @@ def test_reconstruct_and_evaluate(shared_data, tiny_weights, tmp_path):
 
 def test_turntable_frames_orbit_the_head():
     from dejavu.gaussians.uvmap import Gaussians
-    from dejavu.recon.predict import turntable_frames
+    from dejavu.recon.predict import iter_turntable
 
     # one opaque red blob left of the centre (+X is the subject's left = image right at yaw 0)
     g = Gaussians(means=torch.tensor([[[0.05, 0.0, 0.0]]]), quats=torch.tensor([[[1.0, 0, 0, 0]]]),
                   scales=torch.full((1, 1, 3), 0.02), opacities=torch.ones(1, 1), colors=torch.tensor([[[1.0, 0, 0]]]))
-    frames = turntable_frames(g, 1.0, torch.zeros(3), size=32, n_frames=4, max_yaw_deg=60.0, backend="reference")
+    frames = np.stack(list(iter_turntable(g, 1.0, torch.zeros(3), size=32, n_frames=4, max_yaw_deg=60.0,
+                                          backend="reference")))
     assert frames.shape == (4, 32, 32, 3)
     cols = [np.argmin(f[..., 1].min(0)) for f in frames]  # column where the blob is reddest
     assert cols[0] > 16  # yaw 0: the blob is right of the centre
