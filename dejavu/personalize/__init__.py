@@ -35,7 +35,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.device import resolve_device
     from dejavu.gaussians.uvmap import UVGaussianMap
     from dejavu.head import load_head
-    from dejavu.personalize.blendmaps import default_scheme_kind, fit_pca_basis, BlendScheme
+    from dejavu.personalize.blendmaps import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
     from dejavu.personalize.config import PersonalizeConfig
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
     from dejavu.personalize.train import Trainer, load_checkpoint
@@ -76,10 +76,11 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
             mean = photo_mean_colors(train, head, uvmap, mean, cfg.photo_frames, dev, cfg.render_backend)
             mean_source += f"+photo colours:{min(cfg.photo_frames, len(train))} frames"
     kind = default_scheme_kind(head_spec) if cfg.blend_scheme == "auto" else cfg.blend_scheme
+    temperature = default_temperature(kind) if cfg.blend_temperature is None else cfg.blend_temperature
     if kind == "pca_softmax":
-        blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
+        blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=temperature)
     else:
-        blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=cfg.blend_temperature)
+        blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=temperature)
     blend = blend.with_training_range(train.expression)
 
     # 3. the two stages

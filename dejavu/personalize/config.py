@@ -88,8 +88,10 @@ class PersonalizeConfig:
     """K, the number of blendmaps (paper 10)."""
     blend_scheme: str = "auto"
     """"auto" (FLAME: softmax_first_k; others: pca_softmax), "softmax_first_k" or "pca_softmax"."""
-    blend_temperature: float = 1.0
-    """Softmax temperature of the blend weights (paper: none, i.e. 1)."""
+    blend_temperature: float | None = None
+    """Softmax temperature of the blend weights; None: the scheme's default
+    (:func:`dejavu.personalize.blendmaps.default_temperature`: 1 for FLAME's first K coefficients as in
+    the paper, 3 for the built-in head's normalised PCA projections; docs/PERSONALIZATION.md)."""
     # -- logging ---------------------------------------------------------------------------------
     checkpoint_every: int = 25
     """Save train/checkpoint.pt (for --resume) every this many steps."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dejavu.personalize.blendmaps import BlendScheme, compose_delta, fit_pca_basis
+from dejavu.personalize.blendmaps import BlendScheme, compose_delta, default_temperature, fit_pca_basis
 
 
 def test_softmax_first_k_is_the_paper():
@@ -58,8 +58,20 @@ def test_weights_are_clamped_to_the_training_range():
         far = train[:3] + 3.0 * torch.randn(3, 12, generator=g)
         z = scheme.inputs(far)
         assert ((z < bounded.lo) | (z > bounded.hi)).any()
-        expected = torch.softmax(torch.maximum(torch.minimum(z, bounded.hi), bounded.lo), dim=-1)
+        expected = torch.softmax(torch.maximum(torch.minimum(z, bounded.hi), bounded.lo) / scheme.temperature, dim=-1)
         assert torch.allclose(bounded.weights(far), expected)
         # stored with the avatar
         again = BlendScheme.from_storage(bounded.meta(), bounded.tensors())
         assert torch.equal(again.lo, bounded.lo) and torch.equal(again.hi, bounded.hi)
+
+
+def test_default_temperatures():
+    """The paper's T = 1 for FLAME's first K coefficients; T = 3 for the unit-spread PCA inputs, which
+    shares each frame's weight over more blendmaps (docs/PERSONALIZATION.md)."""
+    assert default_temperature("softmax_first_k") == 1.0 and default_temperature("pca_softmax") == 3.0
+    g = torch.Generator().manual_seed(1)
+    train = torch.rand(80, 52, generator=g) ** 3
+    soft, sharp = fit_pca_basis(train, k=10), fit_pca_basis(train, k=10, temperature=1.0)
+    assert soft.temperature == 3.0
+    torch.testing.assert_close(soft.weights(train), torch.softmax(sharp.inputs(train) / 3.0, -1))
+    assert soft.weights(train).max(-1).values.mean() < sharp.weights(train).max(-1).values.mean()
