@@ -11,9 +11,10 @@ to 1. How ``w`` comes from the expression depends on the head model (the *scheme
   projected onto the top-K principal directions of the training video's expression codes, each
   projection divided by its standard deviation over the training frames (so every direction is
   about N(0, 1) over the video, like FLAME's coefficients), then ``w = softmax(z / T)`` with the
-  temperature ``T = 3`` by default (:func:`default_temperature` says why). The basis, centre and
-  scales are computed once from the tracked video (:func:`fit_pca_basis`) and stored in the avatar. With fewer than K independent directions
-  the missing ones get zero projection (they then take a constant share of the weight).
+  temperature ``T = 2`` by default (:func:`default_temperature` says why). The basis, centre and
+  scales are computed once from the tracked video (:func:`fit_pca_basis`) and stored in the avatar.
+  With fewer than K independent directions the missing ones get zero projection (they then take a
+  constant share of the weight).
 
 Both schemes clamp the softmax inputs ``z`` to their range over the training frames (``lo``, ``hi``;
 stored with the avatar; not in the paper). Blendmaps are only ever trained in mixtures, so a single one
@@ -33,7 +34,7 @@ import torch
 
 SCHEMES = ("softmax_first_k", "pca_softmax")
 DEFAULT_K = 10
-PCA_TEMPERATURE = 3.0
+PCA_TEMPERATURE = 2.0
 
 
 @dataclass
@@ -96,11 +97,12 @@ class BlendScheme:
 def default_temperature(kind: str) -> float:
     """The softmax temperature a scheme uses unless told otherwise.
 
-    ``softmax_first_k``: 1, the paper. ``pca_softmax``: 3. Its inputs are scaled to unit spread over
+    ``softmax_first_k``: 1, the paper. ``pca_softmax``: 2. Its inputs are scaled to unit spread over
     the video in every one of the K directions, wider than FLAME's first K coefficients, whose later
     components are small; at T = 1 a typical frame put most of its weight on one or two blendmaps,
-    each then trained on a few expressions only, and held-out frames scored worse (liveportrait_d3,
-    5-minute runs: whole-image PSNR 21.78 dB at T = 1, 22.61 at T = 3; docs/PERSONALIZATION.md).
+    each then trained on a few expressions only, and held-out frames scored worse (5-minute runs,
+    whole-image PSNR at T = 1 / 2 / 3: liveportrait_d3 21.78 / 22.78 / 22.61 dB, metrical_wojtek
+    25.05 / 25.42 / 24.90; docs/PERSONALIZATION.md).
     """
     if kind not in SCHEMES:
         raise ValueError(f"unknown blend scheme {kind!r}; expected one of {SCHEMES}")

@@ -91,7 +91,7 @@ class PersonalizeConfig:
     blend_temperature: float | None = None
     """Softmax temperature of the blend weights; None: the scheme's default
     (:func:`dejavu.personalize.blendmaps.default_temperature`: 1 for FLAME's first K coefficients as in
-    the paper, 3 for the built-in head's normalised PCA projections; docs/PERSONALIZATION.md)."""
+    the paper, 2 for the built-in head's normalised PCA projections; docs/PERSONALIZATION.md)."""
     # -- logging ---------------------------------------------------------------------------------
     checkpoint_every: int = 25
     """Save train/checkpoint.pt (for --resume) every this many steps."""

@@ -66,12 +66,12 @@ def test_weights_are_clamped_to_the_training_range():
 
 
 def test_default_temperatures():
-    """The paper's T = 1 for FLAME's first K coefficients; T = 3 for the unit-spread PCA inputs, which
+    """The paper's T = 1 for FLAME's first K coefficients; T = 2 for the unit-spread PCA inputs, which
     shares each frame's weight over more blendmaps (docs/PERSONALIZATION.md)."""
-    assert default_temperature("softmax_first_k") == 1.0 and default_temperature("pca_softmax") == 3.0
+    assert default_temperature("softmax_first_k") == 1.0 and default_temperature("pca_softmax") == 2.0
     g = torch.Generator().manual_seed(1)
     train = torch.rand(80, 52, generator=g) ** 3
     soft, sharp = fit_pca_basis(train, k=10), fit_pca_basis(train, k=10, temperature=1.0)
-    assert soft.temperature == 3.0
-    torch.testing.assert_close(soft.weights(train), torch.softmax(sharp.inputs(train) / 3.0, -1))
+    assert soft.temperature == 2.0
+    torch.testing.assert_close(soft.weights(train), torch.softmax(sharp.inputs(train) / 2.0, -1))
     assert soft.weights(train).max(-1).values.mean() < sharp.weights(train).max(-1).values.mean()

@@ -49,7 +49,7 @@ def test_personalize_writes_an_avatar(avatar_dir):
     assert avatar.head == "procedural" and avatar.uv_size == S and avatar.blendmaps.shape[0] == 3
     assert avatar.training["steps"] == 10 and avatar.settings["train_frames"] == 9
     assert avatar.training["metrics"]["psnr_full"] > 10
-    assert avatar.blend.kind == "pca_softmax" and avatar.blend.temperature == 3.0  # the scheme's default
+    assert avatar.blend.kind == "pca_softmax" and avatar.blend.temperature == 2.0  # the scheme's default
     assert (avatar_dir / "train" / "checkpoint.pt").is_file()
 
 
