@@ -25,7 +25,7 @@ def main() -> None:
 
     from dejavu.avatar import Avatar
     from dejavu.personalize.frames import frames_from_tracking
-    from dejavu.personalize.train import render_frames
+    from dejavu.personalize.train import render_avatar
     from dejavu.track import load_tracking
 
     dev = torch.device("cpu")
@@ -34,8 +34,7 @@ def main() -> None:
     cfg = avatar.settings.get("config", {})
     frames = frames_from_tracking(load_tracking(args.tracking), int(avatar.settings.get("resolution", 256)))
     frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
-    mean = avatar.mean_offsets
-    pred = render_frames(head, uvmap, frames, mean, lambda e: avatar.offsets(e, args.stage) - mean, dev, chunk=16)
+    pred = render_avatar(avatar, head, uvmap, frames, args.stage, dev, chunk=16)
     target = frames.images.permute(0, 3, 1, 2).float() / 255.0
     psnr = -10 * torch.log10(((pred - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
     n = len(psnr)

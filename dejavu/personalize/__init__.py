@@ -209,14 +209,12 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
 @torch.no_grad()
 def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
     """PSNR over the held-out frames, whole crop, for stage 1 only and for the full avatar."""
-    from dejavu.personalize.train import render_frames
+    from dejavu.personalize.train import render_avatar
 
     target = frames.images.permute(0, 3, 1, 2).float() / 255.0
     out = {}
     for stage in ("global", "full"):
-        zero = avatar.mean_offsets.to(device)
-        pred = render_frames(head, uvmap, frames, zero,
-                             lambda e, s=stage: avatar.offsets(e, s) - zero.to(e.device), device, backend)
+        pred = render_avatar(avatar, head, uvmap, frames, stage, device, backend)
         mse = ((pred - target) ** 2).mean().clamp_min(1e-10)
         out[f"psnr_{stage}"] = round(float(-10 * torch.log10(mse)), 3)
     return out

@@ -31,7 +31,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     from dejavu.device import resolve_device
     from dejavu.io import write_image, write_json
     from dejavu.personalize.frames import frames_from_tracking
-    from dejavu.personalize.train import render_frames
+    from dejavu.personalize.train import render_avatar
 
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
@@ -64,9 +64,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
             continue
         if stage == "global" and avatar.global_delta is None:
             continue
-        mean = avatar.mean_offsets.to(dev)
-        preds[stage] = render_frames(head, uvmap, held, mean, lambda e, s=stage: avatar.offsets(e, s) - mean, dev,
-                                     chunk=chunk)
+        preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
     # all stages against one set of targets: the targets' LPIPS features are computed once
     out["stages"] = _chunked_metrics(preds, target, masks, chunk)
     if frames_dir is not None:

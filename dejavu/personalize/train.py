@@ -316,3 +316,12 @@ def render_frames(head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, off
         out.append(g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb
                    .permute(0, 3, 1, 2).cpu())
     return torch.cat(out) if out else torch.zeros(0, 3, R, R)
+
+
+def render_avatar(avatar, head, uvmap, frames: FrameSet, stage: str, device: torch.device, backend: str = "auto",
+                  chunk: int = 8) -> torch.Tensor:
+    """:func:`render_frames` of ``avatar.offsets(expression, stage)`` (an :class:`dejavu.avatar.Avatar`) ->
+    (T, 3, R, R) in [0, 1] on CPU."""
+    mean = avatar.mean_offsets.to(device)
+    return render_frames(head, uvmap, frames, mean, lambda e: avatar.offsets(e, stage) - mean.to(e.device), device,
+                         backend, chunk)

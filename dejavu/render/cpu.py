@@ -545,6 +545,12 @@ def _np32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
+def _geometry_arrays(means, quats, scales, world_to_cam, K) -> tuple[np.ndarray, ...]:
+    """float32 numpy (B * N, 3) means, (B * N, 4) quats, (B * N, 3) scales, (B, 4, 4) world_to_cam, (B, 3, 3) K."""
+    return (_np32(means.reshape(-1, 3)), _np32(quats.reshape(-1, 4)), _np32(scales.reshape(-1, 3)),
+            _np32(world_to_cam), _np32(K))
+
+
 @contextlib.contextmanager
 def _threads(work: int):
     """numba threads for one call: 1 for small work (thread wake-ups cost more than they save,
@@ -605,8 +611,7 @@ class _RenderCPU(torch.autograd.Function):
     def _run_forward(ctx, means, quats, scales, opacities, colors, world_to_cam, K, bg, width, height):
         B, N = opacities.shape
         tw, th = (width + _TS - 1) // _TS, (height + _TS - 1) // _TS
-        arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
-                  _np32(world_to_cam), _np32(K))
+        arrays = _geometry_arrays(means, quats, scales, world_to_cam, K)
         bg_np = _np32(bg)
         out, T_final, last, params, counts, offsets, gids, _ = _composite(
             arrays, _np32(opacities.reshape(B * N)), _np32(colors.reshape(B * N, 3)), bg_np, B, N, width, height)
@@ -659,8 +664,7 @@ def transpose_cpu(means, quats, scales, opacities, world_to_cam, K, width: int, 
     ``cotangent`` (B, H, W, C), in one compositing pass (see :func:`dejavu.render.render_transpose`)."""
     B, N = opacities.shape
     C = cotangent.shape[-1]
-    arrays = (_np32(means.reshape(B * N, 3)), _np32(quats.reshape(B * N, 4)), _np32(scales.reshape(B * N, 3)),
-              _np32(world_to_cam), _np32(K))
+    arrays = _geometry_arrays(means, quats, scales, world_to_cam, K)
     with _threads(B * N + B * width * height):
         *_, rows = _composite(arrays, _np32(opacities.reshape(B * N)), np.zeros((B * N, 3), np.float32),
                               np.zeros((B, 3), np.float32), B, N, width, height, v_pix=_np32(cotangent))
