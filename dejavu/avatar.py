@@ -5,8 +5,8 @@ On disk an avatar is a directory (format in docs/AVATAR_FORMAT.md):
 - ``avatar.json``: format version, head spec, UV size, blend scheme, settings, training record and
   the sha256 of the tensor file (a mismatch means an interrupted or foreign write).
 - ``avatar.safetensors``: ``shape`` (Ns,), ``mean_offsets`` (13, S, S), optionally ``vertex_offsets``
-  (V, 3), ``global_delta`` (13, S, S) and ``blendmaps`` (K, 13, S, S), and the blend scheme's arrays.
-  No pickle.
+  (V, 3), ``global_delta`` (13, S, S), ``blendmaps`` (K, 13, S, S) and ``pose_model`` (6, K + 4), and
+  the blend scheme's arrays. No pickle.
 
 All offset maps are in the reconstruction network's units (xyz in cm, see
 ``dejavu.gaussians.channels.XYZ_UNIT_M``); ``UVGaussianMap.apply_offsets`` converts. Animation needs
@@ -36,7 +36,7 @@ from dejavu.personalize.blendmaps import BlendScheme, compose_delta
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "dejavu-avatar"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional pose_model (older readers would ignore it and render it wrong)
 JSON_NAME = "avatar.json"
 TENSORS_NAME = "avatar.safetensors"
 #: Which offsets :meth:`Avatar.offsets` uses: everything learnt, stage 1 only, or the mean alone.
@@ -55,6 +55,8 @@ class Avatar:
     global_delta: (13, S, S) stage-1 delta, or None.
     blendmaps: (K, 13, S, S) stage-2 blendmaps, or None.
     blend: how expressions become blend weights (see ``dejavu.personalize.blendmaps``).
+    pose_model: (6, K + 4) expression -> rigid pose correction learnt with personalization
+        (``dejavu.personalize.pose``), or None.
     settings: free-form settings used to make it (resolution, config, ...), JSON-serialisable.
     training: training record (steps, seconds, device, source, metrics), JSON-serialisable.
     """
@@ -69,6 +71,7 @@ class Avatar:
     settings: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     vertex_offsets: torch.Tensor | None = None
+    pose_model: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +92,8 @@ class Avatar:
             problems.append(f"global_delta has shape {tuple(self.global_delta.shape)}, expected {expect}")
         if self.blendmaps is not None and tuple(self.blendmaps.shape) != (self.blend.k, *expect):
             problems.append(f"blendmaps has shape {tuple(self.blendmaps.shape)}, expected {(self.blend.k, *expect)}")
+        if self.pose_model is not None and tuple(self.pose_model.shape) != (6, self.blend.k + 4):
+            problems.append(f"pose_model has shape {tuple(self.pose_model.shape)}, expected {(6, self.blend.k + 4)}")
         if problems:
             raise DejavuError(f"{where}: {problems[0]}")
         return self
@@ -139,12 +144,18 @@ class Avatar:
             head: the ``HeadModel`` named by :attr:`head` (see :meth:`build`).
             uvmap: a ``UVGaussianMap`` of side :attr:`uv_size` on that head.
             expression: (B, Ne); jaw: (B, 3) radians; eyes: (B, 6) radians; pose: (B, 3) radians.
-            stage: see :meth:`offsets`.
+            stage: see :meth:`offsets`. Personalized stages ("full", "global") also get the rigid
+                correction of :attr:`pose_model` when the avatar has one.
         """
         if uvmap.size != self.uv_size:
             raise DejavuError(f"avatar: UV size {self.uv_size} does not match the UV map's {uvmap.size}")
         verts = self.vertices(head, expression, jaw, eyes, pose)
-        return uvmap.gaussians(verts, self.offsets(expression, stage))
+        g = uvmap.gaussians(verts, self.offsets(expression, stage))
+        if self.pose_model is not None and stage != "mean":
+            from dejavu.personalize.pose import apply_rigid, predict_corrections
+
+            g = apply_rigid(g, predict_corrections(self.pose_model, self.blend, expression, jaw))
+        return g
 
     def check_head(self, head) -> None:
         if head.n_shape != self.shape.shape[0]:
@@ -171,7 +182,7 @@ class Avatar:
 
     def to(self, device: torch.device | str) -> "Avatar":
         """Move every tensor to ``device`` (in place; returns self)."""
-        for name in ("shape", "vertex_offsets", "mean_offsets", "global_delta", "blendmaps"):
+        for name in ("shape", "vertex_offsets", "mean_offsets", "global_delta", "blendmaps", "pose_model"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -186,6 +197,8 @@ class Avatar:
             out["global_delta"] = self.global_delta
         if self.blendmaps is not None:
             out["blendmaps"] = self.blendmaps
+        if self.pose_model is not None:
+            out["pose_model"] = self.pose_model
         out = {k: v.detach().cpu().float().contiguous() for k, v in out.items()}
         out.update(self.blend.tensors())
         return out
@@ -250,6 +263,7 @@ class Avatar:
                 mean_offsets=tensors["mean_offsets"], global_delta=tensors.get("global_delta"),
                 blendmaps=tensors.get("blendmaps"), blend=blend, settings=meta.get("settings") or {},
                 training=meta.get("training") or {}, vertex_offsets=tensors.get("vertex_offsets"),
+                pose_model=tensors.get("pose_model"),
             )
         except KeyError as exc:
             raise DejavuError(f"{json_path}: field {exc.args[0]!r} is missing") from None

@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock budget per variant")
     ap.add_argument("--out", required=True)
     ap.add_argument("--variant", action="append", required=True, help="NAME=JSON overrides")
+    ap.add_argument("--refine-pose", action="store_true", help="also score with refined held-out poses (evaluate --refine-pose)")
     args = ap.parse_args()
 
     from dejavu.config import apply_overrides
@@ -40,7 +41,7 @@ def main() -> None:
         ev_path = out / f"{name}.json"
         if not ev_path.is_file():
             personalize(args.tracking, out / name, cfg=cfg, progress=False)
-            evaluate_video(out / name, args.tracking, json_path=ev_path, progress=False)
+            evaluate_video(out / name, args.tracking, json_path=ev_path, progress=False, refine_pose=args.refine_pose)
         ev = json.loads(ev_path.read_text())
         av = json.loads((out / name / "avatar.json").read_text())
         for stage, regions in ev["stages"].items():

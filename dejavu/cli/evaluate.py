@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--image", default=None, help="a photo (single-image reconstruction evaluation)")
     parser.add_argument("--json", required=True, help="where to write the metrics")
     parser.add_argument("--frames", default=None, help="also write prediction/target/mask PNGs into this folder")
+    parser.add_argument("--refine-pose", action="store_true",
+                        help="--video: also score the full avatar after fitting each held-out frame's rigid head pose "
+                             "to its image (avatar frozen; stage full_refined_pose, beside the tracked-pose scores)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.set_defaults(func=_run)
 
@@ -29,10 +32,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.video is not None:
         from dejavu.personalize.evaluate import evaluate_video
 
-        out = evaluate_video(args.avatar, args.video, args.json, frames_dir=args.frames, device=args.device)
+        out = evaluate_video(args.avatar, args.video, args.json, frames_dir=args.frames, device=args.device,
+                             refine_pose=args.refine_pose)
         for stage, regions in out["stages"].items():
             for region, vals in regions.items():
                 print(f"{stage:>6} {region:>4}: " + ", ".join(f"{k} {v:.4f}" for k, v in vals.items()))
+        if "refined_pose" in out:
+            r = out["refined_pose"]
+            print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "
+                  f"ones on average")
     else:
         try:
             from dejavu.recon.evaluate import evaluate_image

@@ -18,11 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=int, default=None, help="total optimisation steps (split 3:7 between stages)")
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget, tracking included")
     parser.add_argument("--preset", default="cpu", help="cpu (default) or gpu (paper sizes)")
-    parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 64, paper 320)")
+    parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 128, paper 320)")
     parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
     parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
     parser.add_argument("--lpips-net", choices=("alex", "vgg"), default=None, help="LPIPS backbone in training")
+    parser.add_argument("--refine-pose", action="store_true",
+                        help="learn per-frame head-pose corrections of the training frames and an expression -> pose "
+                             "model stored in the avatar (off by default; see docs/PERSONALIZATION.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue from AVATAR_DIR/train/checkpoint.pt")
     parser.set_defaults(func=_run)
@@ -34,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     from dejavu.errors import DejavuError
     from dejavu.personalize import personalize
     from dejavu.personalize.config import preset
+    from dejavu.personalize.pose import REFINE_POSE_LR
 
     cfg = preset(args.preset)
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
@@ -46,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.resolution is not None and args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    if args.refine_pose:
+        cfg = dataclasses.replace(cfg, lr_pose=REFINE_POSE_LR)
     avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)
     t = avatar.training
     print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; "

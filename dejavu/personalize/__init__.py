@@ -90,10 +90,11 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     state = trainer.run(state)
     trainer.save_checkpoint(state)
 
-    # 4. a quick held-out check and the avatar
+    # 4. the pose model, a quick held-out check and the avatar
+    pose_model, pose_record = (None, None) if state.pose is None else fit_training_poses(state.pose, blend, train)
     avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
-                    mean_offsets=mean.cpu(),
-                    global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend)
+                    mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
+                    pose_model=pose_model)
     metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
     avatar.settings = {"config": cfg.to_dict(), "mean_offsets": mean_source, "crop_size": int(result.crop_size),
@@ -105,10 +106,29 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         "device": str(dev), "source": str(video), "frames": len(frames), "metrics": metrics,
         "history": state.history[-50:],
     }
+    if pose_record is not None:
+        avatar.training["pose_refinement"] = pose_record
     avatar.save(out_dir)
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); held-out PSNR %s", state.step, seconds,
              t_tracked - t_start, metrics)
     return avatar
+
+
+def fit_training_poses(pose: torch.Tensor, blend, train) -> tuple[torch.Tensor, dict]:
+    """The avatar's pose model (6, K + 4) from the learnt per-frame corrections ``pose`` (T, 6) of the
+    training frames, and a record: mean rotation (degrees) and translation (mm) of the corrections and
+    the share of their variance the model explains."""
+    from dejavu.personalize.pose import centred, correction_summary, fit_pose_model, pose_features
+
+    corr = centred(pose.float(), torch.arange(len(pose)))
+    feats = pose_features(blend, train.expression.float(), train.jaw.float())
+    model = fit_pose_model(corr, feats)
+    resid = corr - feats @ model.T
+    explained = 1.0 - float(resid.var(0).sum() / corr.var(0).sum().clamp_min(1e-12))
+    record = {**correction_summary(corr), "explained_by_expression": round(explained, 3)}
+    log.info("personalize: pose corrections %.2f deg / %.1f mm on average, %.0f%% explained by the expression",
+             record["mean_rotation_deg"], record["mean_translation_mm"], 100 * explained)
+    return model, record
 
 
 def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:

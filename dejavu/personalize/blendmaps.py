@@ -86,6 +86,13 @@ class BlendScheme:
         """The softmax inputs z (B, K) of ``expression`` (B, Ne), before clamping and temperature."""
         return blend_inputs(expression, self)
 
+    def clamped_inputs(self, expression: torch.Tensor) -> torch.Tensor:
+        """:meth:`inputs` clamped to the training range ``lo``/``hi`` (when stored) -> (B, K)."""
+        z = blend_inputs(expression, self)
+        if self.lo is not None and self.hi is not None:
+            z = torch.maximum(torch.minimum(z, self.hi.to(z)), self.lo.to(z))
+        return z
+
     def with_training_range(self, expressions: torch.Tensor) -> "BlendScheme":
         """This scheme with ``lo``/``hi`` set to the range of z over the training ``expressions`` (T, Ne)."""
         from dataclasses import replace
@@ -132,10 +139,7 @@ def blend_inputs(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
 
 def blend_weights(expression: torch.Tensor, scheme: BlendScheme) -> torch.Tensor:
     """Expression (B, Ne) -> blend weights (B, K) summing to 1 per row (see module docstring)."""
-    z = blend_inputs(expression, scheme)
-    if scheme.lo is not None and scheme.hi is not None:
-        z = torch.maximum(torch.minimum(z, scheme.hi.to(z)), scheme.lo.to(z))
-    return torch.softmax(z / scheme.temperature, dim=-1)
+    return torch.softmax(scheme.clamped_inputs(expression) / scheme.temperature, dim=-1)
 
 
 def fit_pca_basis(expressions: torch.Tensor, k: int = DEFAULT_K, temperature: float = PCA_TEMPERATURE) -> BlendScheme:

@@ -49,6 +49,10 @@ class PersonalizeConfig:
     # -- optimiser -------------------------------------------------------------------------------
     lr: float = 0.05
     """Adam learning rate for the delta map and the blendmaps (paper 0.05)."""
+    lr_pose: float = 0.0
+    """Adam learning rate of the per-frame head-pose corrections of the training frames
+    (:mod:`dejavu.personalize.pose`; axis-angle radians and decimetres; ``--refine-pose`` sets 1e-3);
+    0 keeps the tracked poses (default: refining them did not help on tracked held-out poses)."""
     lr_decay: float = 0.9
     """Step decay factor (paper 0.9)..."""
     lr_decay_every: int = 30

@@ -5,7 +5,10 @@ The avatar is driven by the tracked parameters and cameras of the video's held-o
 avatar's training resolution: L1, PSNR, SSIM, LPIPS-alex and LPIPS-vgg over the face region (the
 fitted mesh's face region) and the whole head (the tracker's head mask; both images are white
 outside it). Each stage is scored: ``full`` (blendmaps) and ``global`` (stage 1 only), which shows
-the stage-2 ablation.
+the stage-2 ablation. With ``refine_pose`` the full avatar is also scored after fitting each held-out
+frame's rigid head pose (6 numbers) to its image with the avatar frozen (``full_refined_pose``;
+:func:`dejavu.personalize.pose.refine_poses`): the tracker's pose error taken out, expressions still the
+tracker's. It is reported beside the tracked-pose scores, never instead of them.
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ log = logging.getLogger(__name__)
 
 def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | Path | None = None,
                    frames_dir: str | Path | None = None, device: str = "auto", stages: tuple[str, ...] = ("full", "global"),
-                   chunk: int = 8, progress: bool = True) -> dict:
+                   chunk: int = 8, progress: bool = True, refine_pose: bool = False,
+                   refine_steps: int = 100) -> dict:
     """Score ``avatar_dir`` on the held-out frames of ``video``; write ``json_path`` (and images in ``frames_dir``).
 
-    Returns ``{"stages": {stage: {region: {metric: value}}}, "frames": n, "training": {...}}``.
+    Returns ``{"stages": {stage: {region: {metric: value}}}, "frames": n, "training": {...}}`` (and
+    ``"refined_pose"``: the mean correction, with ``refine_pose``).
     """
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.io import write_image, write_json
     from dejavu.personalize.frames import frames_from_tracking
-    from dejavu.personalize.train import render_avatar
+    from dejavu.personalize.pose import correction_summary, refine_poses
+    from dejavu.personalize.train import avatar_gaussians_fn, render_avatar
 
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
@@ -65,6 +71,11 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         if stage == "global" and avatar.global_delta is None:
             continue
         preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
+    if refine_pose and "full" in preds:
+        corr = refine_poses(avatar_gaussians_fn(avatar.to(dev), head, uvmap, "full"), held, dev, steps=refine_steps,
+                            chunk=chunk, progress=progress)
+        preds["full_refined_pose"] = render_avatar(avatar, head, uvmap, held, "full", dev, chunk=chunk, corrections=corr)
+        out["refined_pose"] = {"steps": refine_steps, **correction_summary(corr)}
     # all stages against one set of targets: the targets' LPIPS features are computed once
     out["stages"] = _chunked_metrics(preds, target, masks, chunk)
     if frames_dir is not None:

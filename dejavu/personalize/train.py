@@ -28,6 +28,7 @@ from dejavu.gaussians import channels as ch
 from dejavu.personalize.blendmaps import BlendScheme, compose_delta
 from dejavu.personalize.config import PersonalizeConfig
 from dejavu.personalize.frames import FrameSet
+from dejavu.personalize.pose import apply_rigid, centred
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class TrainState:
     history: list = field(default_factory=list)  # [{"step", "stage", "loss", "psnr"}] every few steps
     optim: dict | None = None  # {"optim": ..., "sched": ...} state dicts to restore (resume only)
     mean_offsets: torch.Tensor | None = None  # (13, S, S) the mean the deltas were trained on
+    pose: torch.Tensor | None = None  # (T, 6) per-frame pose corrections (dejavu.personalize.pose), if learnt
 
 
 class Trainer:
@@ -95,9 +97,11 @@ class Trainer:
         return torch.cat(out)
 
     # -- one step -----------------------------------------------------------------------------
-    def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None):
+    def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None,
+                     pose: torch.Tensor | None = None):
         """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> rgb (B, 3, R, R)
-        and alpha (B, 1, R, R)."""
+        and alpha (B, 1, R, R). ``pose`` (T, 6): every training frame's pose correction; rows ``idx``
+        (centred) move the frames' Gaussians."""
         if self.bases is not None and idx is not None:
             base = self.bases[idx.to(self.bases.device)]
         else:
@@ -106,6 +110,8 @@ class Trainer:
                                   eyes=batch["eyes"])
                 base = self.uvmap.initial_map(verts)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
+        if pose is not None and idx is not None:
+            g = apply_rigid(g, centred(pose, idx.to(pose.device)))
         R = self.frames.resolution
         out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
                        backend=self.cfg.render_backend)
@@ -150,6 +156,8 @@ class Trainer:
         state = state or TrainState()
         if state.delta is None:
             state.delta = torch.zeros(1, ch.N_CHANNELS, S, S)
+        if cfg.lr_pose > 0 and state.pose is None:
+            state.pose = torch.zeros(len(self.frames), 6)
         if self.deadline is None and state.stage1_steps is None:
             state.stage1_steps = cfg.stage_steps()[0]
         t_start = time.time()
@@ -163,7 +171,12 @@ class Trainer:
                 else:
                     params = state.blendmaps.to(self.device).clone().requires_grad_(True)
                     first = state.step - state.stage1_steps
-                opt = torch.optim.Adam([params], lr=cfg.lr)
+                groups = [{"params": [params], "lr": cfg.lr}]
+                pose = None
+                if state.pose is not None:
+                    pose = state.pose.to(self.device).clone().requires_grad_(True)
+                    groups.append({"params": [pose], "lr": cfg.lr_pose})
+                opt = torch.optim.Adam(groups)
                 sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_decay_every), gamma=cfg.lr_decay)
                 self._load_optimizer(state, opt, sched)
                 stage_step = first
@@ -172,7 +185,7 @@ class Trainer:
                     idx = self._sample(state.step)
                     batch = self.frames.batch(idx, self.device)
                     delta = self.delta_for(state.stage, params, batch["expression"])
-                    pred, alpha = self.render_batch(batch, delta, idx)
+                    pred, alpha = self.render_batch(batch, delta, idx, pose)
                     loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -188,12 +201,12 @@ class Trainer:
                     bar.total = max(self._planned_total(state, t_start), state.step)
                     bar.set_postfix(stage=state.stage, loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr:.2f}")
                     bar.update(1)
-                    self._keep(state, params)
+                    self._keep(state, params, pose)
                     if cfg.preview_every and state.step % cfg.preview_every == 0:
                         self.write_preview(state.step, pred.detach(), batch["images"])
                     if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint(state, opt, sched, time.time() - t_start)
-                self._keep(state, params)
+                self._keep(state, params, pose)
                 if state.stage == 1:
                     state.stage1_steps = state.step
                     state.blendmaps = state.delta.expand(cfg.n_blendmaps, -1, -1, -1).clone()
@@ -207,7 +220,9 @@ class Trainer:
             bar.close()
         return state
 
-    def _keep(self, state: TrainState, params: torch.Tensor) -> None:
+    def _keep(self, state: TrainState, params: torch.Tensor, pose: torch.Tensor | None = None) -> None:
+        if pose is not None:
+            state.pose = pose.detach().cpu().clone()
         if state.stage == 1:
             state.delta = params.detach().cpu().clone()
         else:
@@ -264,7 +279,7 @@ class Trainer:
             "delta": state.delta, "blendmaps": state.blendmaps, "elapsed": state.elapsed + seconds,
             "history": state.history, "optim": None if opt is None else opt.state_dict(),
             "sched": None if sched is None else sched.state_dict(), "mean_offsets": self.mean[0].detach().cpu(),
-            "uv_size": self.uvmap.size, "n_frames": len(self.frames),
+            "uv_size": self.uvmap.size, "n_frames": len(self.frames), "pose": state.pose,
         }
         path = self.work_dir / CHECKPOINT_NAME
         with atomic_path(path) as tmp:
@@ -294,34 +309,38 @@ def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
     return TrainState(stage=data["stage"], step=data["step"], stage1_steps=data["stage1_steps"], delta=data["delta"],
                       blendmaps=data["blendmaps"], elapsed=data["elapsed"], history=list(data["history"]),
                       optim=None if data["optim"] is None else {"optim": data["optim"], "sched": data["sched"]},
-                      mean_offsets=data.get("mean_offsets"))
+                      mean_offsets=data.get("mean_offsets"), pose=data.get("pose"))
 
 
 @torch.no_grad()
-def render_frames(head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, offsets_fn, device: torch.device,
-                  backend: str = "auto", chunk: int = 8) -> torch.Tensor:
-    """Render every frame of ``frames`` -> (T, 3, R, R) in [0, 1] on CPU.
+def render_frames(frames: FrameSet, gaussians_fn, device: torch.device, backend: str = "auto", chunk: int = 8,
+                  corrections: torch.Tensor | None = None) -> torch.Tensor:
+    """Render every frame of ``frames`` -> (T, 3, R, R) in [0, 1] on CPU, white background.
 
-    ``offsets_fn(expression (B, Ne)) -> (B|1, 13, S, S)`` gives the delta added to ``mean_offsets``.
+    ``gaussians_fn(batch) -> Gaussians`` gives a :meth:`FrameSet.batch`'s B frames of Gaussians;
+    ``corrections`` (T, 6), if given, moves each frame rigidly (:func:`dejavu.personalize.pose.apply_rigid`).
     """
     out = []
     R = frames.resolution
-    identity = frames.identity(device)
     for s in range(0, len(frames), chunk):
         idx = torch.arange(s, min(s + chunk, len(frames)))
         b = frames.batch(idx, device)
-        verts = head(**identity, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
-        offsets = mean_offsets.to(device)[None] + offsets_fn(b["expression"])
-        g = uvmap.gaussians(verts, offsets)
+        g = gaussians_fn(b)
+        if corrections is not None:
+            g = apply_rigid(g, corrections[idx].to(device))
         out.append(g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb
                    .permute(0, 3, 1, 2).cpu())
     return torch.cat(out) if out else torch.zeros(0, 3, R, R)
 
 
+def avatar_gaussians_fn(avatar, head, uvmap, stage: str):
+    """``batch -> Gaussians`` of an :class:`dejavu.avatar.Avatar` at ``stage`` (for :func:`render_frames`,
+    :func:`dejavu.personalize.pose.refine_poses`)."""
+    return lambda b: avatar.gaussians(head, uvmap, b["expression"], b["jaw"], b["eyes"], stage=stage)
+
+
 def render_avatar(avatar, head, uvmap, frames: FrameSet, stage: str, device: torch.device, backend: str = "auto",
-                  chunk: int = 8) -> torch.Tensor:
-    """:func:`render_frames` of ``avatar.offsets(expression, stage)`` (an :class:`dejavu.avatar.Avatar`) ->
-    (T, 3, R, R) in [0, 1] on CPU."""
-    mean = avatar.mean_offsets.to(device)
-    return render_frames(head, uvmap, frames, mean, lambda e: avatar.offsets(e, stage) - mean.to(e.device), device,
-                         backend, chunk)
+                  chunk: int = 8, corrections: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`render_frames` of an :class:`dejavu.avatar.Avatar` at ``stage`` -> (T, 3, R, R) in [0, 1] on CPU."""
+    return render_frames(frames, avatar_gaussians_fn(avatar.to(device), head, uvmap, stage), device, backend, chunk,
+                         corrections)

@@ -56,14 +56,19 @@ def test_personalize_writes_an_avatar(avatar_dir):
 def test_evaluate_video(avatar_dir, tracked, tmp_path):
     out = tmp_path / "m.json"
     assert main(["evaluate", str(avatar_dir), "--video", str(tracked), "--json", str(out), "--frames",
-                 str(tmp_path / "f"), "--device", "cpu"]) == 0
+                 str(tmp_path / "f"), "--device", "cpu", "--refine-pose"]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["frames"] == 1 and metrics["frame_index"] == [9]
-    assert set(metrics["stages"]) == {"full", "global"}
+    assert set(metrics["stages"]) == {"full", "global", "full_refined_pose"}
+    assert set(metrics["refined_pose"]) == {"steps", "mean_rotation_deg", "mean_translation_mm"}
+    # fitted to the image, the refined pose cannot score worse than the tracked one
+    refined, tracked_pose = metrics["stages"]["full_refined_pose"]["image"], metrics["stages"]["full"]["image"]
+    assert refined["PSNR"] > tracked_pose["PSNR"] - 0.1
     for stage in metrics["stages"].values():
         assert set(stage) == {"face", "head", "image"}
         assert set(stage["head"]) == {"L1", "PSNR", "SSIM", "LPIPS-alex", "LPIPS-vgg"}
     assert (tmp_path / "f" / "full" / "pred_000009.png").is_file()
+    assert (tmp_path / "f" / "full_refined_pose" / "pred_000009.png").is_file()
     assert (tmp_path / "f" / "target" / "000009.png").is_file()
 
 
@@ -114,3 +119,16 @@ def test_export_ply(avatar_dir, tmp_path):
 def test_missing_avatar_is_a_clear_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "a.ply")]) == 2
     assert "no such avatar directory" in capsys.readouterr().err
+
+
+def test_personalize_refine_pose_stores_a_pose_model(tracked, avatar_dir, tmp_path):
+    from dejavu.avatar import Avatar
+
+    out = tmp_path / "posed"
+    assert main(["personalize", str(tracked), "-o", str(out), "--steps", "6", "--refine-pose", "--device", "cpu"]) == 0
+    avatar = Avatar.load(out)
+    assert avatar.pose_model is not None and avatar.pose_model.shape == (6, avatar.blend.k + 4)
+    record = avatar.training["pose_refinement"]
+    assert set(record) == {"mean_rotation_deg", "mean_translation_mm", "explained_by_expression"}
+    assert avatar.settings["config"]["lr_pose"] > 0
+    assert Avatar.load(avatar_dir).pose_model is None  # off by default

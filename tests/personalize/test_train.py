@@ -18,8 +18,18 @@ def _start(true: torch.Tensor) -> torch.Tensor:
     return init
 
 
+def _render(head, uvmap, frames, mean, fn) -> torch.Tensor:
+    """Frames rendered with offsets ``mean + fn(expression)``."""
+
+    def gaussians(b):
+        verts = head(**frames.identity(), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+        return uvmap.gaussians(verts, mean[None] + fn(b["expression"]))
+
+    return render_frames(frames, gaussians, torch.device("cpu"), backend=BACKEND)
+
+
 def _psnr(head, uvmap, frames, mean, fn) -> float:
-    pred = render_frames(head, uvmap, frames, mean, fn, torch.device("cpu"), backend=BACKEND)
+    pred = _render(head, uvmap, frames, mean, fn)
     target = frames.images.permute(0, 3, 1, 2).float() / 255
     return float(-10 * torch.log10(((pred - target) ** 2).mean()))
 
@@ -100,9 +110,8 @@ def test_ssim_term_is_optional_and_raises_ssim(tiny, tiny_frames, tmp_path):
                           progress=False)
         state = trainer.run()
         assert ("ssim" in state.history[-1]) == (w > 0)
-        pred = render_frames(head, uvmap, tiny_frames, init,
-                             lambda e: torch.einsum("bk,kchw->bchw", blend.weights(e), state.blendmaps),
-                             torch.device("cpu"), backend=BACKEND)
+        pred = _render(head, uvmap, tiny_frames, init,
+                       lambda e: torch.einsum("bk,kchw->bchw", blend.weights(e), state.blendmaps))
         scores[w] = float(ssim(pred, tiny_frames.images.permute(0, 3, 1, 2).float() / 255).mean())
     assert scores[0.5] >= scores[0.0] - 0.01
 
