@@ -11,7 +11,7 @@ Two uses, both optional:
   units of ``TRANS_UNIT_M`` (so one learning rate moves both by similar amounts on the head's surface).
   Corrections are centred over the training frames, so they cannot move the head as a whole. Frames
   the avatar was not trained on have no learnt correction, yet the learnt ones are not random: a linear
-  function of the expression (blend inputs and jaw) explains 57-72% of their variance (a strong
+  function of the expression (blend inputs and jaw) explains 57-71% of their variance (a strong
   expression pulls the landmark fit's pose). :func:`fit_pose_model` fits it after training; the avatar
   stores it (``pose_model``) and applies it to every frame it renders
   (:meth:`dejavu.avatar.Avatar.gaussians`); without it such an avatar rendered liveportrait_d3's

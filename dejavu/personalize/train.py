@@ -288,7 +288,13 @@ class Trainer:
 
     def _load_optimizer(self, state: TrainState, opt, sched) -> None:
         if state.optim is not None:
-            opt.load_state_dict(state.optim["optim"])
+            try:
+                opt.load_state_dict(state.optim["optim"])
+            except ValueError:  # another number of parameter groups: --refine-pose differs from the run's
+                from dejavu.errors import DejavuError
+
+                raise DejavuError(f"{self.work_dir / CHECKPOINT_NAME}: made with other settings (--refine-pose); "
+                                  "resume with the settings it was made with, or delete it to start over") from None
             sched.load_state_dict(state.optim["sched"])
             state.optim = None
 

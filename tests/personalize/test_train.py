@@ -53,10 +53,11 @@ def test_training_recovers_colours(tiny, tiny_frames, tmp_path):
     assert not torch.allclose(state.blendmaps[0], state.blendmaps[1])
 
 
-def test_interrupted_run_resumes(tiny, tiny_frames, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lr_pose", [0.0, 0.01])
+def test_interrupted_run_resumes(tiny, tiny_frames, tmp_path, monkeypatch, lr_pose):
     head, uvmap, true = tiny
     init = _start(true)
-    cfg = tiny_config(steps=8)
+    cfg = tiny_config(steps=8, lr_pose=lr_pose)
     blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
     make = lambda d: Trainer(head, uvmap, tiny_frames, init, blend, cfg, d, torch.device("cpu"), progress=False)  # noqa: E731
     full = make(tmp_path / "a").run()
@@ -80,6 +81,17 @@ def test_interrupted_run_resumes(tiny, tiny_frames, tmp_path, monkeypatch):
     assert resumed.step == 8
     torch.testing.assert_close(resumed.blendmaps, full.blendmaps, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(resumed.delta, full.delta, atol=1e-4, rtol=1e-4)
+    if lr_pose:
+        torch.testing.assert_close(resumed.pose, full.pose, atol=1e-5, rtol=1e-4)
+        # resuming under other settings is refused, naming the checkpoint
+        from dejavu.errors import DejavuError
+
+        state = load_checkpoint(tmp_path / "b", uvmap.size)  # saved with the pose corrections' Adam state
+        state.step, state.pose = 4, None
+        plain = Trainer(head, uvmap, tiny_frames, init, blend, tiny_config(steps=8), tmp_path / "b",
+                        torch.device("cpu"), progress=False)
+        with pytest.raises(DejavuError, match="checkpoint.pt: made with other settings"):
+            plain.run(state)
 
 
 def test_checkpoint_for_other_uv_size_is_refused(tiny, tiny_frames, tmp_path):
