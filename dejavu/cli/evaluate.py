@@ -42,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "
                   f"ones on average")
     else:
+        if args.refine_pose:
+            raise DejavuError("--refine-pose: only with --video (it refines the held-out frames' head poses)")
         try:
             from dejavu.recon.evaluate import evaluate_image
         except ImportError:

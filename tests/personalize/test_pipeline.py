@@ -132,3 +132,9 @@ def test_personalize_refine_pose_stores_a_pose_model(tracked, avatar_dir, tmp_pa
     assert set(record) == {"mean_rotation_deg", "mean_translation_mm", "explained_by_expression"}
     assert avatar.settings["config"]["lr_pose"] > 0
     assert Avatar.load(avatar_dir).pose_model is None  # off by default
+
+
+def test_refine_pose_needs_a_video(avatar_dir, tmp_path, capsys):
+    assert main(["evaluate", str(avatar_dir), "--image", str(tmp_path / "x.png"), "--json", str(tmp_path / "m.json"),
+                 "--refine-pose"]) == 2
+    assert "--refine-pose: only with --video" in capsys.readouterr().err
