@@ -38,6 +38,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.personalize.blendmaps import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
     from dejavu.personalize.config import PersonalizeConfig
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
+    from dejavu.personalize.pose import fit_training_poses
     from dejavu.personalize.train import Trainer, load_checkpoint
     from dejavu.track import load_tracking, track
 
@@ -91,7 +92,9 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     trainer.save_checkpoint(state)
 
     # 4. the pose model, a quick held-out check and the avatar
-    pose_model, pose_record = (None, None) if state.pose is None else fit_training_poses(state.pose, blend, train)
+    pose_model, pose_record = None, None
+    if state.pose is not None:
+        pose_model, pose_record = fit_training_poses(state.pose, blend, train.expression, train.jaw)
     avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
                     mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
                     pose_model=pose_model)
@@ -112,23 +115,6 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); held-out PSNR %s", state.step, seconds,
              t_tracked - t_start, metrics)
     return avatar
-
-
-def fit_training_poses(pose: torch.Tensor, blend, train) -> tuple[torch.Tensor, dict]:
-    """The avatar's pose model (6, K + 4) from the learnt per-frame corrections ``pose`` (T, 6) of the
-    training frames, and a record: mean rotation (degrees) and translation (mm) of the corrections and
-    the share of their variance the model explains."""
-    from dejavu.personalize.pose import centred, correction_summary, fit_pose_model, pose_features
-
-    corr = centred(pose.float(), torch.arange(len(pose)))
-    feats = pose_features(blend, train.expression.float(), train.jaw.float())
-    model = fit_pose_model(corr, feats)
-    resid = corr - feats @ model.T
-    explained = 1.0 - float(resid.var(0).sum() / corr.var(0).sum().clamp_min(1e-12))
-    record = {**correction_summary(corr), "explained_by_expression": round(explained, 3)}
-    log.info("personalize: pose corrections %.2f deg / %.1f mm on average, %.0f%% explained by the expression",
-             record["mean_rotation_deg"], record["mean_translation_mm"], 100 * explained)
-    return model, record
 
 
 def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:

@@ -26,11 +26,16 @@ Two uses, both optional:
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import torch
 
 from dejavu.gaussians.uvmap import Gaussians
 from dejavu.head.base import batch_rodrigues
 from dejavu.personalize.blendmaps import BlendScheme
+
+log = logging.getLogger(__name__)
 
 #: Metres per translation unit of a correction (0.1 m: a 1-unit step moves the head as far as a
 #: 1-radian turn moves a point 10 cm from its centre).
@@ -78,7 +83,7 @@ def apply_rigid(g: Gaussians, corrections: torch.Tensor) -> Gaussians:
     c = g.means.detach().mean(1, keepdim=True)  # (B, 1, 3)
     means = (g.means - c) @ R.transpose(1, 2) + c + trans[:, None]
     quats = quat_multiply(axis_angle_to_quat(rot)[:, None].expand_as(g.quats), g.quats)
-    return Gaussians(means=means, quats=quats, scales=g.scales, opacities=g.opacities, colors=g.colors)
+    return replace(g, means=means, quats=quats)
 
 
 def correction_summary(corrections: torch.Tensor) -> dict:
@@ -102,6 +107,22 @@ def fit_pose_model(corrections: torch.Tensor, features: torch.Tensor, ridge: flo
     x, y = features.double(), corrections.double()
     a = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype)
     return torch.linalg.solve(a, x.T @ y).T.float()
+
+
+def fit_training_poses(pose: torch.Tensor, blend: BlendScheme, expression: torch.Tensor,
+                       jaw: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+    """The avatar's pose model (6, K + 4) from the learnt corrections ``pose`` (T, 6) of the training frames
+    (expressions (T, Ne), jaws (T, 3)), and a record: :func:`correction_summary` of the centred
+    corrections and the share of their variance the model explains."""
+    corr = centred(pose.float(), torch.arange(len(pose)))
+    feats = pose_features(blend, expression.float(), None if jaw is None else jaw.float())
+    model = fit_pose_model(corr, feats)
+    resid = corr - feats @ model.T
+    explained = 1.0 - float(resid.var(0).sum() / corr.var(0).sum().clamp_min(1e-12))
+    record = {**correction_summary(corr), "explained_by_expression": round(explained, 3)}
+    log.info("personalize: pose corrections %.2f deg / %.1f mm on average, %.0f%% explained by the expression",
+             record["mean_rotation_deg"], record["mean_translation_mm"], 100 * explained)
+    return model, record
 
 
 def predict_corrections(pose_model: torch.Tensor, blend: BlendScheme, expression: torch.Tensor,
