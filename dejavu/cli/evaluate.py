@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--video", default=None, help="the personalization video (or its tracking directory)")
     src.add_argument("--image", default=None, help="a photo (single-image reconstruction evaluation)")
     parser.add_argument("--json", required=True, help="where to write the metrics")
-    parser.add_argument("--frames", default=None, help="also write prediction/target/mask PNGs into this folder")
+    parser.add_argument("--frames", default=None,
+                        help="also write prediction/target/mask PNGs and overview.png (frames side by side with their "
+                             "error) into this folder")
     parser.add_argument("--refine-pose", action="store_true",
                         help="--video: also score the full avatar after fitting each held-out frame's rigid head pose "
                              "to its image (avatar frozen; stage full_refined_pose, beside the tracked-pose scores)")
@@ -37,6 +39,11 @@ def _run(args: argparse.Namespace) -> int:
         for stage, regions in out["stages"].items():
             for region, vals in regions.items():
                 print(f"{stage:>6} {region:>4}: " + ", ".join(f"{k} {v:.4f}" for k, v in vals.items()))
+        for stage, pf in out["per_frame"].items():
+            v = pf["image"]
+            lo, hi = min(range(len(v)), key=v.__getitem__), max(range(len(v)), key=v.__getitem__)
+            print(f"{stage:>6} image PSNR per frame: {v[lo]:.2f} dB (frame {out['frame_index'][lo]}) to {v[hi]:.2f} dB "
+                  f"(frame {out['frame_index'][hi]})")
         if "refined_pose" in out:
             r = out["refined_pose"]
             print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "

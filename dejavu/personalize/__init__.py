@@ -43,7 +43,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.track import load_tracking, track
 
     t_start = time.time()
-    cfg = cfg or PersonalizeConfig()
+    cfg = (cfg or PersonalizeConfig()).validate()
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     work_dir = out_dir / "train"
@@ -100,7 +100,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
                     pose_model=pose_model)
     metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
-    avatar.settings = {"config": cfg.to_dict(), "mean_offsets": mean_source, "crop_size": int(result.crop_size),
+    avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position, "mean_offsets": mean_source,
+                       "crop_size": int(result.crop_size),
                        "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}
     avatar.training = {

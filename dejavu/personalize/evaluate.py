@@ -9,6 +9,10 @@ the stage-2 ablation. With ``refine_pose`` the full avatar is also scored after 
 frame's rigid head pose (6 numbers) to its image with the avatar frozen (``full_refined_pose``;
 :func:`dejavu.personalize.pose.refine_poses`): the tracker's pose error taken out, expressions still the
 tracker's. It is reported beside the tracked-pose scores, never instead of them.
+
+Averages hide where an avatar fails, so the JSON also holds every frame's whole-image and face PSNR
+(``per_frame``), and ``frames_dir`` gets ``overview.png``: evenly spaced held-out frames, target | each
+stage | the full avatar's error, each prediction labelled with its PSNR.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
@@ -78,8 +83,10 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         out["refined_pose"] = {"steps": refine_steps, **correction_summary(corr)}
     # all stages against one set of targets: the targets' LPIPS features are computed once
     out["stages"] = _chunked_metrics(preds, target, masks, chunk)
+    out["per_frame"] = per_frame_psnr(preds, target, masks["face"])
     if frames_dir is not None:
         d = Path(frames_dir)
+        write_image(d / "overview.png", overview(preds, target, out["per_frame"]))
         for i, fi in enumerate(held.index.tolist()):
             for stage, pred in preds.items():
                 write_image(d / stage / f"pred_{fi:06d}.png", pred[i].permute(1, 2, 0).numpy())
@@ -89,6 +96,48 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     if json_path is not None:
         write_json(json_path, out)
     return out
+
+
+def per_frame_psnr(preds: dict, target: torch.Tensor, face: torch.Tensor) -> dict:
+    """Every frame's PSNR (dB) per stage: ``{stage: {"image": [T], "face": [T]}}``; their means are the
+    stages' ``image`` and ``face`` PSNR. preds: stage -> (T, 3, R, R); target (T, 3, R, R); face (T, 1, R, R)."""
+    from dejavu.metrics.image import psnr
+
+    return {stage: {"image": [round(float(v), 3) for v in psnr(p, target)],
+                    "face": [round(float(v), 3) for v in psnr(p, target, face)]} for stage, p in preds.items()}
+
+
+def overview(preds: dict, target: torch.Tensor, per_frame: dict, rows: int = 6) -> np.ndarray:
+    """One picture of the evaluation: ``rows`` evenly spaced frames, each a row of target | every stage
+    (labelled with its whole-image PSNR) | the full avatar's absolute error (x4, heat map) -> (H, W, 3) uint8."""
+    import cv2
+
+    T = target.shape[0]
+    picks = np.unique(np.linspace(0, T - 1, min(rows, T)).round().astype(int))
+    to_u8 = lambda x: (x.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    first = "full" if "full" in preds else next(iter(preds))
+    out = []
+    for i in picks:
+        cells = [_label(to_u8(target[i]), "target")]
+        for stage, pred in preds.items():
+            cells.append(_label(to_u8(pred[i]), f"{stage} {per_frame[stage]['image'][i]:.1f} dB"))
+        err = (preds[first][i] - target[i]).abs().mean(0).mul(4).clamp(0, 1).numpy()
+        heat = cv2.applyColorMap((err * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+        cells.append(_label(np.ascontiguousarray(heat), f"|{first} - target| x4"))
+        out.append(np.concatenate(cells, axis=1))
+    return np.concatenate(out, axis=0)
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with ``text`` in its top-left corner (dark on a light box)."""
+    import cv2
+
+    image = image.copy()
+    scale = max(0.3, image.shape[0] / 700)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(image, (0, 0), (w + 4, h + base + 4), (255, 255, 255), -1)
+    cv2.putText(image, text, (2, h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
 
 
 def _chunked_metrics(preds: dict, target: torch.Tensor, masks: dict, chunk: int) -> dict:

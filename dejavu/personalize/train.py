@@ -82,6 +82,7 @@ class Trainer:
             self.lpips = get_lpips(cfg.lpips_net, device)
         self._step_times: list[float] = []
         self.bases = self._precompute_bases()
+        self.w_position = cfg.position_weight(len(frames))
 
     @torch.no_grad()
     def _precompute_bases(self, chunk: int = 32, max_bytes: float = 1.5e9) -> torch.Tensor | None:
@@ -139,7 +140,8 @@ class Trainer:
             terms["ssim"] = cfg.w_ssim * (1.0 - ssim(pred, target).mean())
         if cfg.w_alpha > 0 and alpha is not None and batch["masks"] is not None:
             terms["alpha"] = cfg.w_alpha * (alpha - batch["masks"]).abs().mean()
-        terms["position"] = cfg.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
+        if self.w_position > 0:
+            terms["position"] = self.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
             terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,

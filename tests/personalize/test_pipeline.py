@@ -70,6 +70,12 @@ def test_evaluate_video(avatar_dir, tracked, tmp_path):
     assert (tmp_path / "f" / "full" / "pred_000009.png").is_file()
     assert (tmp_path / "f" / "full_refined_pose" / "pred_000009.png").is_file()
     assert (tmp_path / "f" / "target" / "000009.png").is_file()
+    # per-frame PSNRs average to the stage's; the overview is one row: target, 3 stages, error map
+    for stage, pf in metrics["per_frame"].items():
+        assert np.mean(pf["image"]) == pytest.approx(metrics["stages"][stage]["image"]["PSNR"], abs=1e-3)
+        assert np.mean(pf["face"]) == pytest.approx(metrics["stages"][stage]["face"]["PSNR"], abs=1e-3)
+    target = imageio.imread(tmp_path / "f" / "target" / "000009.png")
+    assert imageio.imread(tmp_path / "f" / "overview.png").shape[:2] == (target.shape[0], 5 * target.shape[1])
 
 
 def test_animate_sweep_and_params(avatar_dir, tmp_path):

@@ -159,3 +159,45 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
             _, alpha = trainer.render_batch(b, trainer.delta_for(2, state.blendmaps, b["expression"]), idx)
         errors[w] = float((alpha - b["masks"]).abs().mean())
     assert errors[2.0] < errors[0.0], errors
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"blend_temperature": 0.0}, "blend_temperature 0.0: expected a positive number"),
+    ({"blend_scheme": "softmax"}, "blend_scheme 'softmax': expected one of"),
+    ({"train_fraction": 0.0}, "train_fraction 0.0: expected in \\(0, 1\\]"),
+    ({"n_blendmaps": 0}, "n_blendmaps 0: expected at least 1"),
+])
+def test_config_that_cannot_work_is_a_one_line_error(tmp_path, override, message):
+    import dataclasses
+
+    from dejavu.errors import DejavuError
+    from dejavu.personalize import personalize
+    from dejavu.personalize.config import PRESETS, PersonalizeConfig
+
+    for name in PRESETS:
+        PRESETS[name]().validate()
+    cfg = dataclasses.replace(PersonalizeConfig(), **override)
+    # refused before anything is read or written
+    with pytest.raises(DejavuError, match=f"^config: {message}"):
+        personalize(tmp_path / "missing.mp4", tmp_path / "out", cfg=cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_position_regulariser_weight_follows_the_number_of_views(tiny, tiny_frames, tmp_path):
+    import dataclasses
+
+    from dejavu.personalize.config import PersonalizeConfig, preset
+
+    cfg = PersonalizeConfig()
+    assert cfg.position_weight(1) == 0.5 and cfg.position_weight(40) == 0.0  # a photo keeps the paper's 0.5
+    assert dataclasses.replace(cfg, w_position=0.2).position_weight(40) == 0.2
+    assert preset("gpu").position_weight(40) == 0.5
+    head, uvmap, true = tiny
+    for frames, weight in ((tiny_frames, 0.0), (tiny_frames.subset([0]), 0.5)):
+        c = tiny_config(steps=1)
+        blend = fit_pca_basis(frames.expression, k=c.n_blendmaps)
+        trainer = Trainer(head, uvmap, frames, _start(true), blend, c, tmp_path / str(weight), torch.device("cpu"),
+                          progress=False)
+        assert trainer.w_position == weight
+        # the term is in the loss only where its weight is positive
+        assert ("position" in trainer.run().history[0]) == (weight > 0)

@@ -1,0 +1,33 @@
+"""Per-frame scores and the overview picture of ``dejavu evaluate``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dejavu.personalize.evaluate import overview, per_frame_psnr
+
+
+def test_per_frame_psnr_known_errors():
+    target = torch.full((3, 3, 8, 8), 0.5)
+    pred = target.clone()
+    pred[0] += 0.1  # MSE 0.01 everywhere: 20 dB
+    pred[1, :, :4] += 0.01  # MSE 1e-4 on the top half only
+    pred[2] += 0.001  # 60 dB
+    face = torch.zeros(3, 1, 8, 8)
+    face[:, :, :4] = 1.0
+    out = per_frame_psnr({"full": pred}, target, face)["full"]
+    assert out["image"] == pytest.approx([20.0, 43.01, 60.0], abs=0.01)  # 1e-4 over half the image: 43 dB
+    assert out["face"] == pytest.approx([20.0, 40.0, 60.0], abs=0.01)  # the face is the top half
+
+
+def test_overview_rows_columns_and_error_map():
+    T, R = 10, 32
+    target = torch.rand(T, 3, R, R)
+    preds = {"full": target.clone(), "global": 1.0 - target}
+    pic = overview(preds, target, per_frame_psnr(preds, target, torch.ones(T, 1, R, R)), rows=4)
+    assert pic.shape == (4 * R, 4 * R, 3) and pic.dtype == np.uint8  # target | full | global | error
+    # a perfect prediction's error cell is the colour map's zero, uniform below the label
+    err = pic[R - 8:R, 3 * R:]
+    assert (err == err[0, 0]).all()
