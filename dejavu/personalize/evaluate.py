@@ -86,7 +86,8 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     out["per_frame"] = per_frame_psnr(preds, target, masks["face"])
     if frames_dir is not None:
         d = Path(frames_dir)
-        write_image(d / "overview.png", overview(preds, target, out["per_frame"]))
+        if preds:  # an avatar with neither stage (network offsets only) has nothing to show
+            write_image(d / "overview.png", overview(preds, target, out["per_frame"]))
         for i, fi in enumerate(held.index.tolist()):
             for stage, pred in preds.items():
                 write_image(d / stage / f"pred_{fi:06d}.png", pred[i].permute(1, 2, 0).numpy())
