@@ -47,6 +47,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
     head, uvmap = avatar.build(dev)
+    avatar.to(dev)  # once, for every render and the pose refinement below
     cfg = avatar.settings.get("config", {})
     resolution = int(avatar.settings.get("resolution", cfg.get("resolution", 256)))
     train_fraction = float(cfg.get("train_fraction", 0.9))
@@ -77,7 +78,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
             continue
         preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
     if refine_pose and "full" in preds:
-        corr = refine_poses(avatar_gaussians_fn(avatar.to(dev), head, uvmap, "full"), held, dev, steps=refine_steps,
+        corr = refine_poses(avatar_gaussians_fn(avatar, head, uvmap, "full"), held, dev, steps=refine_steps,
                             chunk=chunk, progress=progress)
         preds["full_refined_pose"] = render_avatar(avatar, head, uvmap, held, "full", dev, chunk=chunk, corrections=corr)
         out["refined_pose"] = {"steps": refine_steps, **correction_summary(corr)}
