@@ -13,6 +13,13 @@ Driving sources (:func:`load_drive`):
 
 Cameras: ``fixed`` (frontal, 1 m), ``orbit`` (yaw sweeps -30..30 degrees and back), ``source`` (the
 driving sequence's own cameras). Letters: T frames, Ne expression components, R output side.
+
+Re-rendering the avatar's own person from a tracked video (``refine_pose``): the landmark tracker's head
+pose is off by a degree or a few millimetres, which shows at the hair outline. With the person's own
+video, each frame's rigid head pose can be fitted to its crop with the avatar frozen
+(:func:`dejavu.personalize.pose.refine_poses`, as ``dejavu evaluate --refine-pose``), about 2 s a frame
+at 256^2 on a 2-core CPU. It needs the video's crops (a video or tracking directory) and the source
+cameras, and makes no sense for another person's video.
 """
 
 from __future__ import annotations
@@ -192,9 +199,15 @@ def cameras(kind: str, T: int, resolution: int, center: tuple[float, float, floa
 @torch.no_grad()
 def render_sequence(avatar, head, uvmap, drive: Drive, world_to_cam: torch.Tensor, K: torch.Tensor, resolution: int,
                     device: torch.device, chunk: int = 8, backend: str = "auto", stage: str = "full",
-                    progress: bool = True):
-    """Yield rendered frames (R, R, 3) float32 in [0, 1], rendering ``chunk`` frames per call."""
+                    progress: bool = True, corrections: torch.Tensor | None = None):
+    """Yield rendered frames (R, R, 3) float32 in [0, 1], rendering ``chunk`` frames per call.
+
+    ``corrections`` (T, 6), if given, moves each frame's head rigidly
+    (:func:`dejavu.personalize.pose.apply_rigid`): the output of :func:`refine_drive_poses`.
+    """
     from tqdm.auto import tqdm
+
+    from dejavu.personalize.pose import apply_rigid
 
     if drive.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive: expressions have {drive.expression.shape[1]} components but the avatar's head "
@@ -206,6 +219,8 @@ def render_sequence(avatar, head, uvmap, drive: Drive, world_to_cam: torch.Tenso
             sl = slice(s, min(s + chunk, T))
             g = avatar.gaussians(head, uvmap, drive.expression[sl].to(device), drive.jaw[sl].to(device),
                                  drive.eyes[sl].to(device), stage=stage)
+            if corrections is not None:
+                g = apply_rigid(g, corrections[sl].to(device))
             rgb = g.render(world_to_cam[sl].to(device), K[sl].to(device), resolution, resolution,
                            background=(1.0, 1.0, 1.0), backend=backend).rgb
             for frame in rgb.clamp(0, 1).cpu().numpy():
@@ -225,13 +240,37 @@ def source_frames(drive: Drive, resolution: int):
         yield resize_images((crop[None] * 255 + 0.5).astype(np.uint8), resolution)[0].numpy().astype(np.float32) / 255
 
 
+def refine_drive_poses(avatar, head, uvmap, drive: Drive, resolution: int, device: torch.device,
+                       progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fit each driving frame's rigid head pose to its crop, the avatar frozen.
+
+    Args:
+        drive: a tracked :class:`Drive` (``drive.tracking`` set); its first ``len(drive)`` frames are used.
+        resolution: side R of the crops the poses are fitted to (and of the render).
+
+    Returns:
+        corrections (T, 6) for :func:`render_sequence`, and the tracked cameras they apply to:
+        world_to_cam (T, 4, 4) and intrinsics K (T, 3, 3) at side R.
+    """
+    from dejavu.personalize.frames import frames_from_tracking
+    from dejavu.personalize.pose import refine_poses
+    from dejavu.personalize.train import avatar_gaussians_fn
+
+    frames = frames_from_tracking(drive.tracking, resolution, progress=progress, n_frames=len(drive))
+    corrections = refine_poses(avatar_gaussians_fn(avatar.to(device), head, uvmap, "full"), frames, device,
+                               progress=progress)
+    return corrections, frames.world_to_cam, frames.K
+
+
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
-            sweep_frames: int = 150, progress: bool = True) -> dict:
+            sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 
     ``camera`` None picks ``source`` when the driving sequence has cameras, else ``orbit`` for the sweep
-    and ``fixed`` for parameter files. Returns a small record: frames, seconds, fps, output path.
+    and ``fixed`` for parameter files. ``refine_pose``: fit each frame's head pose to the driving video
+    first (the avatar's own person only; :func:`refine_drive_poses`). Returns a small record: frames,
+    seconds, fps, output path (and the mean pose correction with ``refine_pose``).
     """
     import time
 
@@ -261,14 +300,29 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
         camera = "source" if seq.pose6 is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
-    w2c, K = cameras(camera, len(seq), resolution, head_center(head, avatar.identity(head.v_template.device)), seq)
+    corrections = None
+    if refine_pose:
+        if seq.tracking is None:
+            raise DejavuError("--refine-pose fits each frame's pose to its image: --drive must be a video or a "
+                              "tracking directory")
+        if camera != "source":
+            raise DejavuError(f"--refine-pose corrects the driving video's cameras; it needs --camera source, "
+                              f"not {camera}")
+        corrections, w2c, K = refine_drive_poses(avatar, head, uvmap, seq, resolution, dev, progress)
+    else:
+        w2c, K = cameras(camera, len(seq), resolution, head_center(head, avatar.identity(head.v_template.device)), seq)
     t_render = time.time()
-    frames = render_sequence(avatar, head, uvmap, seq, w2c, K, resolution, dev, progress=progress)
+    frames = render_sequence(avatar, head, uvmap, seq, w2c, K, resolution, dev, progress=progress,
+                             corrections=corrections)
     if side_by_side:
         frames = (np.concatenate([src, ren], axis=1) for src, ren in zip(source_frames(seq, resolution), frames))
     path = write_video(out, frames, fps=seq.fps)
     seconds = time.time() - t0
     record = {"output": str(path), "frames": len(seq), "seconds": round(seconds, 2),
               "render_fps": round(len(seq) / max(time.time() - t_render, 1e-9), 2)}
+    if corrections is not None:
+        from dejavu.personalize.pose import correction_summary
+
+        record["refined_pose"] = correction_summary(corrections)
     log.info("animate: %d frames in %.1f s (%.1f fps rendering + encoding)", len(seq), seconds, record["render_fps"])
     return record

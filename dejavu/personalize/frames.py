@@ -148,8 +148,9 @@ def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
     return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))
 
 
-def frames_from_tracking(result, resolution: int, progress: bool = False) -> FrameSet:
-    """A :class:`FrameSet` at side ``resolution`` from a ``dejavu.track.TrackResult``.
+def frames_from_tracking(result, resolution: int, progress: bool = False, n_frames: int | None = None) -> FrameSet:
+    """A :class:`FrameSet` at side ``resolution`` from a ``dejavu.track.TrackResult`` (its first ``n_frames``
+    frames when given: only those crops are read).
 
     Targets are the aligned crops with everything outside the head mask set to white (paper: the
     ground truth has background, clothes and neck white), downsampled with antialiasing; intrinsics
@@ -159,7 +160,7 @@ def frames_from_tracking(result, resolution: int, progress: bool = False) -> Fra
 
     from tqdm.auto import tqdm
 
-    T, R = len(result), int(resolution)
+    T, R = len(result) if n_frames is None else min(int(n_frames), len(result)), int(resolution)
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         crop = result.load_crop(i)
@@ -174,9 +175,10 @@ def frames_from_tracking(result, resolution: int, progress: bool = False) -> Fra
         loaded = list(tqdm(pool.map(load, range(T)), total=T, disable=not progress, desc="loading frames",
                            unit="frame"))
     images, masks, faces = (torch.as_tensor(np.stack(parts)) for parts in zip(*loaded))
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[:T])  # noqa: E731  (per-frame arrays)
     return FrameSet(images=images, masks=masks, face_masks=faces, expression=t(result.expression), jaw=t(result.jaw),
                     eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
-                    K=scale_intrinsics(t(result.K), int(result.crop_size), R), shape=t(result.shape),
+                    K=scale_intrinsics(t(result.K), int(result.crop_size), R),
+                    shape=torch.as_tensor(np.asarray(result.shape, dtype=np.float32)),
                     vertex_offsets=result.torch_vertex_offsets(),
-                    index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)))
+                    index=torch.as_tensor(np.asarray(result.frame_index, dtype=np.int64)[:T]))

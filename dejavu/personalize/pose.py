@@ -3,7 +3,7 @@
 The tracker fits landmarks only, so each frame's head pose carries a little error (one or two degrees,
 a few millimetres). The silhouette, hair above all, is sensitive to it.
 
-Two uses, both optional:
+Three uses, all optional:
 
 - **In training** (``PersonalizeConfig.lr_pose`` > 0, ``dejavu personalize --refine-pose``): every
   training frame gets a learnt correction, as GaussianAvatars optimises its tracked poses. A correction
@@ -22,6 +22,8 @@ Two uses, both optional:
   body-avatar evaluations such as Anim-NeRF and InstantAvatar), weighted to the face. Reported beside
   the tracked-pose scores, never instead of them: it shows how much of the remaining error is the
   tracker's.
+- **Re-rendering the person's own video** (``dejavu animate --refine-pose``,
+  :func:`dejavu.animate.refine_drive_poses`): the same fit on every driving frame before rendering.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 from conftest import BACKEND, R, S
 
 from dejavu.cli import main
@@ -97,6 +98,46 @@ def test_animate_source_cameras_side_by_side(avatar_dir, tracked, tmp_path):
                  "-o", str(out), "--device", "cpu"]) == 0
     frames = imageio.mimread(out)
     assert len(frames) == 10 and frames[0].shape == (32, 64, 3)
+
+
+def test_animate_refine_pose(avatar_dir, tracked, tmp_path, capsys):
+    """Re-rendering the tracked video with each frame's pose fitted to its crop: as close to the crops as
+    the tracked poses or closer, and clear errors where there is no image or no source camera."""
+    from dejavu.animate import load_drive, refine_drive_poses, render_sequence
+    from dejavu.avatar import Avatar
+    from dejavu.personalize.frames import frames_from_tracking
+
+    out = tmp_path / "refined.mp4"
+    assert main(["animate", str(avatar_dir), "--drive", str(tracked), "--refine-pose", "--frames", "4",
+                 "--resolution", str(R), "-o", str(out), "--device", "cpu"]) == 0
+    assert "refined poses:" in capsys.readouterr().out
+    assert len(imageio.mimread(out)) == 4
+
+    avatar = Avatar.load(avatar_dir)
+    head, uvmap = avatar.build("cpu")
+    drive = load_drive(tracked, avatar.head)
+    corr, w2c, K = refine_drive_poses(avatar, head, uvmap, drive, R, torch.device("cpu"), progress=False)
+    target = frames_from_tracking(drive.tracking, R).images.float() / 255.0
+    first = frames_from_tracking(drive.tracking, R, n_frames=3)  # reads only the first 3 crops
+    assert len(first) == 3 and first.index.tolist() == drive.tracking.frame_index[:3].tolist()
+    torch.testing.assert_close(first.images.float() / 255.0, target[:3])
+    assert first.shape.shape == (len(drive.tracking.shape),) and first.world_to_cam.shape == (3, 4, 4)
+
+    def l1(c):
+        return float(np.mean([np.abs(f - t.numpy()).mean() for f, t in zip(
+            render_sequence(avatar, head, uvmap, drive, w2c, K, R, torch.device("cpu"), backend=BACKEND,
+                            progress=False, corrections=c), target)]))
+
+    assert corr.shape == (len(drive), 6)
+    assert l1(corr) <= l1(None) + 1e-4
+
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"expression": np.zeros((3, 6)).tolist()}))
+    assert main(["animate", str(avatar_dir), "--drive", str(params), "--refine-pose", "-o", str(out)]) == 2
+    assert "--drive must be a video or a tracking directory" in capsys.readouterr().err
+    assert main(["animate", str(avatar_dir), "--drive", str(tracked), "--refine-pose", "--camera", "fixed",
+                 "-o", str(out)]) == 2
+    assert "needs --camera source" in capsys.readouterr().err
 
 
 def test_bad_drive_file(avatar_dir, tmp_path, capsys):
