@@ -245,6 +245,7 @@ def refine_drive_poses(avatar, head, uvmap, drive: Drive, resolution: int, devic
     """Fit each driving frame's rigid head pose to its crop, the avatar frozen.
 
     Args:
+        avatar: the :class:`dejavu.avatar.Avatar`, its tensors on ``device`` (``avatar.to(device)``).
         drive: a tracked :class:`Drive` (``drive.tracking`` set); its first ``len(drive)`` frames are used.
         resolution: side R of the crops the poses are fitted to (and of the render).
 
@@ -257,8 +258,7 @@ def refine_drive_poses(avatar, head, uvmap, drive: Drive, resolution: int, devic
     from dejavu.personalize.train import avatar_gaussians_fn
 
     frames = frames_from_tracking(drive.tracking, resolution, progress=progress, n_frames=len(drive))
-    corrections = refine_poses(avatar_gaussians_fn(avatar.to(device), head, uvmap, "full"), frames, device,
-                               progress=progress)
+    corrections = refine_poses(avatar_gaussians_fn(avatar, head, uvmap, "full"), frames, device, progress=progress)
     return corrections, frames.world_to_cam, frames.K
 
 
@@ -282,6 +282,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
     head, uvmap = avatar.build(dev)
+    avatar.to(dev)  # once, for every chunk rendered and the pose fit (offsets() would copy per chunk otherwise)
     if resolution % 2:
         raise DejavuError(f"--resolution {resolution}: must be even (H.264)")
     if drive is None:
