@@ -215,13 +215,16 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
 
 @torch.no_grad()
 def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
-    """PSNR over the held-out frames, whole crop, for stage 1 only and for the full avatar."""
+    """PSNR over the held-out frames, whole crop (no error where the crop left the source frame), for stage 1
+    only and for the full avatar."""
+    from dejavu.personalize.frames import fill_unseen
     from dejavu.personalize.train import render_avatar
 
     target = frames.images.permute(0, 3, 1, 2).float() / 255.0
+    seen = None if frames.seen is None else frames.seen.permute(0, 3, 1, 2).float() / 255.0
     out = {}
     for stage in ("global", "full"):
-        pred = render_avatar(avatar, head, uvmap, frames, stage, device, backend)
+        pred = fill_unseen(render_avatar(avatar, head, uvmap, frames, stage, device, backend), target, seen)
         mse = ((pred - target) ** 2).mean().clamp_min(1e-10)
         out[f"psnr_{stage}"] = round(float(-10 * torch.log10(mse)), 3)
     return out

@@ -40,7 +40,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.io import write_image, write_json
-    from dejavu.personalize.frames import frames_from_tracking
+    from dejavu.personalize.frames import fill_unseen, frames_from_tracking
     from dejavu.personalize.pose import correction_summary, refine_poses
     from dejavu.personalize.train import avatar_gaussians_fn, render_avatar
 
@@ -77,11 +77,14 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         if stage == "global" and avatar.global_delta is None:
             continue
         preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
+    seen = None if held.seen is None else held.seen.permute(0, 3, 1, 2).float() / 255.0
     if refine_pose and "full" in preds:
         corr = refine_poses(avatar_gaussians_fn(avatar, head, uvmap, "full"), held, dev, steps=refine_steps,
                             chunk=chunk, progress=progress)
         preds["full_refined_pose"] = render_avatar(avatar, head, uvmap, held, "full", dev, chunk=chunk, corrections=corr)
         out["refined_pose"] = {"steps": refine_steps, **correction_summary(corr)}
+    # the crop's pixels outside the source frame are repeated border pixels: no error there
+    preds = {stage: fill_unseen(pred, target, seen) for stage, pred in preds.items()}
     # all stages against one set of targets: the targets' LPIPS features are computed once
     out["stages"] = _chunked_metrics(preds, target, masks, chunk)
     out["per_frame"] = per_frame_psnr(preds, target, masks["face"])

@@ -35,6 +35,8 @@ class FrameSet:
     images: (T, R, R, 3) uint8 targets (background, clothes and neck white).
     masks: (T, R, R, 1) uint8 head masks (255 = head) or None.
     face_masks: (T, R, R, 1) uint8 face-region masks or None (metrics only).
+    seen: (T, R, R, 1) uint8, 255 where the crop lies inside its source frame, or None (all of it does):
+        outside, the crop repeats the frame's border, so losses and metrics take no error there.
     expression: (T, Ne); jaw: (T, 3) radians; eyes: (T, 6) radians or None.
     world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
     shape: (Ns,) identity shared by all frames; vertex_offsets: (V, 3) metres or None, shared too.
@@ -51,6 +53,7 @@ class FrameSet:
     masks: torch.Tensor | None = None
     face_masks: torch.Tensor | None = None
     feature: torch.Tensor | None = None  # (T, R, R, 1) uint8 facial-feature mask, set by add_feature_masks
+    seen: torch.Tensor | None = None
     index: torch.Tensor | None = None
     vertex_offsets: torch.Tensor | None = None
 
@@ -85,14 +88,20 @@ class FrameSet:
 
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
-        (B, 1, R, R) in {0, 1} (or None), parameters and cameras."""
+        (B, 1, R, R) in {0, 1} (or None; also ``seen``), parameters and cameras."""
         def img(t):
             return None if t is None else t[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
 
         move = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
         return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
-                "feature": img(self.feature), "expression": move(self.expression), "jaw": move(self.jaw),
+                "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression), "jaw": move(self.jaw),
                 "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+
+
+def fill_unseen(pred: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+    """``pred`` where ``seen`` (B, 1, R, R) is 1, ``target`` elsewhere (B, C, R, R): pixels outside the
+    source frame then carry no error and no gradient, whatever the loss or metric."""
+    return pred if seen is None else pred * seen + target.detach() * (1.0 - seen)
 
 
 def resize_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -154,7 +163,8 @@ def frames_from_tracking(result, resolution: int, progress: bool = False, n_fram
 
     Targets are the aligned crops with everything outside the head mask set to white (paper: the
     ground truth has background, clothes and neck white), downsampled with antialiasing; intrinsics
-    are rescaled from the crop size.
+    are rescaled from the crop size. ``seen`` marks the pixels whose whole footprint lies inside the
+    source frame (None when every pixel of every frame does, or the tracking predates source sizes).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -162,21 +172,25 @@ def frames_from_tracking(result, resolution: int, progress: bool = False, n_fram
 
     T, R = len(result) if n_frames is None else min(int(n_frames), len(result)), int(resolution)
 
-    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def load(i: int) -> tuple[np.ndarray, ...]:
         crop = result.load_crop(i)
         mask = result.load_mask(i).astype(np.float32)[..., None]
         face = result.load_mask(i, face=True).astype(np.float32)[..., None]
+        inside = result.inside_source(i)
+        seen = np.ones_like(mask) if inside is None else inside.astype(np.float32)[..., None]
         target = crop * mask + (1.0 - mask)
-        stack = np.concatenate([target, mask, face], axis=-1)[None]  # (1, H, W, 5)
+        stack = np.concatenate([target, mask, face, seen], axis=-1)[None]  # (1, H, W, 6)
         small = resize_images((stack * 255.0 + 0.5).astype(np.uint8), R)[0].numpy()
-        return small[..., :3], small[..., 3:4], small[..., 4:5]
+        # a pixel counts as seen only if all of its footprint is (the resize blends in the streaks)
+        return small[..., :3], small[..., 3:4], small[..., 4:5], np.where(small[..., 5:6] == 255, 255, 0).astype(np.uint8)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = list(tqdm(pool.map(load, range(T)), total=T, disable=not progress, desc="loading frames",
                            unit="frame"))
-    images, masks, faces = (torch.as_tensor(np.stack(parts)) for parts in zip(*loaded))
+    images, masks, faces, seen = (torch.as_tensor(np.stack(parts)) for parts in zip(*loaded))
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[:T])  # noqa: E731  (per-frame arrays)
-    return FrameSet(images=images, masks=masks, face_masks=faces, expression=t(result.expression), jaw=t(result.jaw),
+    return FrameSet(images=images, masks=masks, face_masks=faces, seen=None if bool((seen == 255).all()) else seen,
+                    expression=t(result.expression), jaw=t(result.jaw),
                     eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
                     K=scale_intrinsics(t(result.K), int(result.crop_size), R),
                     shape=torch.as_tensor(np.asarray(result.shape, dtype=np.float32)),

@@ -152,6 +152,8 @@ def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, l
     """
     from tqdm.auto import tqdm
 
+    from dejavu.personalize.frames import fill_unseen
+
     R = frames.resolution
     out = []
     chunks = list(range(0, len(frames), chunk))
@@ -165,7 +167,7 @@ def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, l
         for _ in range(steps):
             pred = apply_rigid(g0, corr).render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0),
                                                 backend=backend).rgb.permute(0, 3, 1, 2)
-            err = (pred - b["images"]).abs()
+            err = (fill_unseen(pred, b["images"], b["seen"]) - b["images"]).abs()
             loss = err.mean()
             if face_weight and b["face_masks"] is not None:
                 face = b["face_masks"]

@@ -209,8 +209,8 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     t_fit, c_fit = time.perf_counter() - t0 - t_landmarks, time.process_time() - c0 - c_landmarks
 
     # 4. crops, masks, overlay
-    _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  info.kind, out_fps, progress, person=pre.person if pre is not None else None)
+    source_hw = _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
+                              info.kind, out_fps, progress, person=pre.person if pre is not None else None)
 
     result = TrackResult(
         frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
@@ -218,6 +218,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
         pose6=fit.pose6.numpy(), world_to_cam=fit.world_to_cam.numpy(), K=fit.K.numpy(),
         landmarks_2d=lm_crop, fitted_2d=fit.projected.numpy().astype(np.float32), crop_affine=affine,
         error_px=fit.error_px.numpy(), vertex_offsets=fit.vertex_offsets.numpy() if cfg.detail else None,
+        source_hw=source_hw,
         crop_size=crop_size, fps=float(out_fps), head_spec=head_spec,
         input_path=str(input.resolve()), failed_frames=[int(i) for i in failed], settings=settings,
         cache_key=key, directory=str(tmp))
@@ -264,13 +265,14 @@ def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
 
 
 def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  kind, out_fps, progress, person: np.ndarray | None = None) -> None:
+                  kind, out_fps, progress, person: np.ndarray | None = None) -> np.ndarray:
+    """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2)."""
     import cv2
     import torch
     from tqdm import tqdm
 
     from dejavu.render.camera import camera_to_pixels, to_camera
-    from dejavu.track.align import warp
+    from dejavu.track.align import inside_source, warp
     from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
     from dejavu.track.overlay import draw_overlay, face_shading
     from dejavu.track.video import iter_frames
@@ -293,6 +295,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     chunk, cache = 64, {}
     pool = ThreadPoolExecutor(max_workers=2)  # PNG encoding releases the GIL: overlap it with the rest
     pending = []
+    source_hw = np.zeros((len(idx), 2), np.int64)
     try:
         for frame in iter_frames(input, fps, max_frames):
             i = pos.get(int(frame.index))
@@ -308,8 +311,11 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
                 cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}
             xy, cam = cache[i]
             crop = warp(frame.image, affine[i], crop_size)
+            source_hw[i] = frame.image.shape[:2]
             mesh_labels, face_index = rasterize_labels(xy, cam[:, 2], faces, labels, crop_size, crop_size)
-            head_mask, face_mask = head_masks(seg(crop) if seg is not None else person, mesh_labels,
+            # where the crop leaves the frame, warp repeats the border: streaks the segmenter may call person
+            seen = inside_source(affine[i], source_hw[i], crop_size)
+            head_mask, face_mask = head_masks((seg(crop) if seg is not None else person) * seen, mesh_labels,
                                               fit.projected[i].numpy())
             name = f"{int(frame.index):06d}.png"
             for sub, pic in (("crops", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)), ("masks", head_mask.astype(np.uint8) * 255),
@@ -331,3 +337,4 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
             seg.close()
         if writer is not None:
             writer.close()
+    return source_hw

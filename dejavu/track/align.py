@@ -72,6 +72,20 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return np.concatenate([lin_inv, t[..., None]], axis=2)
 
 
+def inside_source(affine: np.ndarray, source_hw: tuple[int, int], size: int) -> np.ndarray:
+    """(size, size) bool: the crop pixels whose centre maps inside the source image.
+
+    ``affine`` (2, 3) source -> crop pixels, ``source_hw`` the source's (height, width). Outside it
+    :func:`warp` repeats the border pixels (streaks); masks and losses leave those pixels out.
+    """
+    inv = invert_affine(np.asarray(affine, np.float64)[None])[0]
+    c = np.arange(size, dtype=np.float64) + 0.5
+    x = inv[0, 0] * c[None, :] + inv[0, 1] * c[:, None] + inv[0, 2]
+    y = inv[1, 0] * c[None, :] + inv[1, 1] * c[:, None] + inv[1, 2]
+    h, w = source_hw
+    return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+
+
 def warp(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     """Resample one (H, W, C) image through a (2, 3) source->crop affine into (size, size, C)."""
     import cv2

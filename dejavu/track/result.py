@@ -46,6 +46,7 @@ class TrackResult:
     crop_affine: np.ndarray  # (B, 2, 3) float64, source pixels -> crop pixels
     error_px: np.ndarray  # (B,) weighted landmark RMSE, crop pixels
     vertex_offsets: np.ndarray | None = None  # (V, 3) per-person rest-pose offsets, metres (None: not fitted)
+    source_hw: np.ndarray | None = None  # (B, 2) int64 (height, width) of each source frame (None: older results)
     crop_size: int = 512
     fps: float = 0.0  # frame rate of the tracked sequence (0 for images)
     head_spec: str = "builtin"
@@ -84,6 +85,15 @@ class TrackResult:
 
         with Image.open(self.face_mask_path(i) if face else self.mask_path(i)) as im:
             return np.asarray(im.convert("L")) > 127
+
+    def inside_source(self, i: int) -> np.ndarray | None:
+        """(S, S) bool: crop pixels of frame ``i`` that lie inside its source frame (the rest are repeated
+        border pixels), or None when unknown (results written before source sizes were recorded)."""
+        from dejavu.track.align import inside_source
+
+        if self.source_hw is None:
+            return None
+        return inside_source(self.crop_affine[i], tuple(int(v) for v in self.source_hw[i]), int(self.crop_size))
 
     def torch_params(self, device="cpu") -> dict:
         """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...) and,

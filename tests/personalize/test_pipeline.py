@@ -79,6 +79,28 @@ def test_evaluate_video(avatar_dir, tracked, tmp_path):
     assert imageio.imread(tmp_path / "f" / "overview.png").shape[:2] == (target.shape[0], 5 * target.shape[1])
 
 
+def test_evaluate_takes_no_error_outside_the_source_frame(avatar_dir, tracked, tmp_path):
+    """A tracking whose crops ran past the bottom of the source frame: the prediction is scored as equal to the
+    target there (those target pixels are repeated border pixels, not the person)."""
+    import shutil
+
+    from dejavu.track.result import load_tracking, save_tracking
+
+    d = tmp_path / "tracking"
+    shutil.copytree(tracked, d)
+    res = load_tracking(d)
+    crop = int(res.crop_size)
+    res.source_hw = np.tile([crop - crop // 4, crop], (len(res), 1))  # the bottom quarter lay below the frame
+    save_tracking(res, d)
+    assert main(["evaluate", str(avatar_dir), "--video", str(d), "--json", str(tmp_path / "m.json"), "--frames",
+                 str(tmp_path / "f"), "--device", "cpu"]) == 0
+    pred = imageio.imread(tmp_path / "f" / "full" / "pred_000009.png").astype(int)
+    target = imageio.imread(tmp_path / "f" / "target" / "000009.png").astype(int)
+    rows = pred.shape[0] - pred.shape[0] // 4
+    assert np.abs(pred[rows:] - target[rows:]).max() <= 1
+    assert np.abs(pred[:rows] - target[:rows]).max() > 1
+
+
 def test_animate_sweep_and_params(avatar_dir, tmp_path):
     out = tmp_path / "sweep.mp4"
     assert main(["animate", str(avatar_dir), "--expressions", "--frames", "6", "--resolution", "32",

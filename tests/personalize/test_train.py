@@ -201,3 +201,31 @@ def test_position_regulariser_weight_follows_the_number_of_views(tiny, tiny_fram
         assert trainer.w_position == weight
         # the term is in the loss only where its weight is positive
         assert ("position" in trainer.run().history[0]) == (weight > 0)
+
+
+def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_path):
+    """Where a crop left its source frame (``seen`` 0), no loss term sees the render: no gradient there,
+    and the loss is that of a render equal to the target there."""
+    from dataclasses import replace
+
+    head, uvmap, true = tiny
+    T, R = len(tiny_frames), tiny_frames.resolution
+    seen = torch.full((T, R, R, 1), 255, dtype=torch.uint8)
+    seen[:, : R // 3] = 0  # the top third lay above the frame
+    frames = replace(tiny_frames, seen=seen, masks=torch.full((T, R, R, 1), 255, dtype=torch.uint8))
+    cfg = tiny_config(w_lpips=0.1, lpips_every=1, w_ssim=0.2, w_alpha=0.5)
+    blend = fit_pca_basis(frames.expression, k=cfg.n_blendmaps)
+    trainer = Trainer(head, uvmap, frames, true, blend, cfg, tmp_path, torch.device("cpu"), progress=False)
+    batch = frames.batch(torch.arange(4), "cpu")
+    pred = torch.rand(4, 3, R, R, requires_grad=True)
+    alpha = torch.rand(4, 1, R, R, requires_grad=True)
+    delta = torch.zeros(1, ch.N_CHANNELS, uvmap.size, uvmap.size)
+    loss, terms = trainer.loss(2, 0, 0, pred, batch, delta, alpha)
+    assert {"huber", "lpips", "ssim", "alpha"} <= set(terms)
+    loss.backward()
+    assert pred.grad[:, :, : R // 3].abs().max() == 0 and alpha.grad[:, :, : R // 3].abs().max() == 0
+    assert pred.grad[:, :, R // 3:].abs().max() > 0 and alpha.grad[:, :, R // 3:].abs().max() > 0
+    same = pred.detach().clone()
+    same[:, :, : R // 3] = batch["images"][:, :, : R // 3]
+    loss2, _ = trainer.loss(2, 0, 0, same, batch, delta, alpha.detach())
+    torch.testing.assert_close(loss2, loss.detach())

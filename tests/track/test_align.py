@@ -51,3 +51,17 @@ def test_smoothing_keeps_constant_and_unwraps():
     s = align.smooth_params(p, 2.0)
     assert np.allclose(s[:, :3], p[:, :3])
     assert np.all(np.abs(np.cos(s[:, 3]) + 1) < 1e-3)
+
+
+def test_inside_source_marks_the_pixels_off_the_frame():
+    # crop = source shifted by (+10, +5): crop pixel centre (j + 0.5, i + 0.5) <- source (j - 9.5, i - 4.5)
+    A = align.params_to_affine(np.array([[50.0, 55.0, 60.0, 0.0]]), 120)[0]
+    assert np.allclose(A, [[1, 0, 10], [0, 1, 5]])
+    inside = align.inside_source(A, (100, 80), 120)  # source 100 rows x 80 columns
+    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 104, 10, 89)
+    assert inside.sum() == 100 * 80  # one crop pixel per source pixel
+    # where it says inside, the warp reproduces the source; outside, warp repeats the border
+    img = np.random.default_rng(0).integers(0, 255, (100, 80, 3), dtype=np.uint8)
+    out = align.warp(img, A, 120)
+    assert np.array_equal(out[inside], img.reshape(-1, 3))

@@ -174,3 +174,28 @@ def test_prefetch_no_face(tmp_path):
     with pytest.raises(DejavuError, match="no face found in the image"):
         track(grey, tmp_path / "out", head="procedural", prefetch=pre)
     assert not (tmp_path / "out").exists()
+
+
+def test_head_cut_by_the_frame_edge(shared_data, builtin_head_spec, tmp_path):
+    """A selfie with the top of the head out of frame: the crop repeats the frame's top row upwards (streaks);
+    no mask may claim those pixels, and the frames built for training mark them unseen."""
+    from dejavu.io import read_image
+    from dejavu.personalize.frames import frames_from_tracking
+
+    photo = read_image(shared_data / "photos" / "skimage_astronaut.png")[70:]  # the hair's top rows cut off
+    write_image(tmp_path / "cut.png", photo)
+    res = track(tmp_path / "cut.png", tmp_path / "out", head=builtin_head_spec, progress=False, overlay=False)
+    assert res.source_hw.tolist() == [[442, 512]]
+    inside = res.inside_source(0)
+    assert 0.5 < inside.mean() < 0.95 and not inside[0].any()  # the crop's top rows lie above the frame
+    head = res.load_mask(0)
+    assert head.any() and not (head & ~inside).any()
+    top = np.nonzero(inside.any(1))[0].min()
+    assert np.nonzero(head.any(1))[0].min() - top <= 4  # the hair reaches the frame's top edge
+    frames = frames_from_tracking(res, 128)
+    seen = frames.seen[0, ..., 0] == 255
+    assert frames.seen is not None and not seen[0].any() and 0.5 < seen.float().mean() < 0.95
+    assert (frames.masks[0, ..., 0][~seen] < 255).all()  # only the border row's partly seen pixels blend in
+    # an old tracking result (no source sizes) means every pixel counts
+    res.source_hw = None
+    assert res.inside_source(0) is None and frames_from_tracking(res, 128).seen is None
