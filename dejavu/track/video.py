@@ -20,6 +20,17 @@ from dejavu.io import is_image, is_video, read_image, to_uint8
 log = logging.getLogger(__name__)
 
 
+class _RotatedSizeFilter(logging.Filter):
+    """Drops imageio-ffmpeg's warning that the decoded size differs from the stream's: a phone video's
+    display rotation makes ffmpeg return the frames upright (height and width swapped), as intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The frame size for reading")
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_RotatedSizeFilter())
+
+
 @dataclass
 class Frame:
     index: int  # frame number in the source (video frame or sorted folder position)

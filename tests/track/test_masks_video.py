@@ -70,3 +70,14 @@ def test_unsupported_and_empty_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DejavuError, match="empty: folder holds no images"):
         probe(tmp_path / "empty")
+
+
+def test_rotated_video_size_warning_is_dropped(caplog):
+    """imageio-ffmpeg warns when a phone video's display rotation swaps the decoded size; that is intended."""
+    import logging
+
+    logger = logging.getLogger("imageio_ffmpeg")
+    with caplog.at_level(logging.WARNING, logger="imageio_ffmpeg"):
+        logger.warning("The frame size for reading (1080, 1920) is different from the source frame size (1920, 1080).")
+        logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
