@@ -103,3 +103,32 @@ def test_bench_reconstruct(shared_data, tmp_path, capsys):
     # Reading the colours off the photo is the point: far closer to the photo than the network's colours.
     assert row["face_psnr_gain_db"] > 3.0
     assert "face PSNR" in capsys.readouterr().out
+
+
+def test_evaluate_takes_no_error_outside_the_photo(shared_data, tmp_path):
+    """A photo with the top of the head cut off (the shipped network, whose head reaches above the cut): where
+    the crop left the photo, the prediction is scored as equal to the target (repeated border pixels, not
+    the person); elsewhere it is the render."""
+    import imageio.v2 as imageio
+
+    from dejavu.io import read_image, write_image
+    from dejavu.recon.evaluate import evaluate_image
+    from dejavu.recon.predict import reconstruct
+    from dejavu.track import load_tracking
+    from dejavu.track.result import save_tracking
+
+    photo = tmp_path / "cut.png"
+    write_image(photo, read_image(shared_data / "photos" / "skimage_astronaut.png")[70:])
+    reconstruct(photo, tmp_path / "av", crop_size=128, turntable=False, device="cpu", photo_iterations=1)
+    out = evaluate_image(tmp_path / "av", photo, tmp_path / "eval", device="cpu", crop_size=128)
+    pred = imageio.imread(tmp_path / "eval" / "prediction.png").astype(int)
+    target = imageio.imread(tmp_path / "eval" / "target.png").astype(int)
+    unseen = ~load_tracking(tmp_path / "av" / "tracking").inside_source(0)
+    assert unseen[0].all() and not unseen[-1].any()
+    assert np.abs(pred[unseen] - target[unseen]).max() <= 1
+    # the same avatar scored without knowing where the photo ends: its scalp above the cut counts as error
+    res = load_tracking(tmp_path / "av" / "tracking")
+    res.source_hw = None
+    save_tracking(res, tmp_path / "av" / "tracking")
+    blind = evaluate_image(tmp_path / "av", photo, None, device="cpu", crop_size=128)
+    assert blind["metrics"]["image"]["PSNR"] < out["metrics"]["image"]["PSNR"] - 0.1
