@@ -15,6 +15,14 @@ from dejavu.errors import DejavuError
 from dejavu.metrics import image as im
 
 
+# --- pixels without a ground truth --------------------------------------------------------------
+
+def fill_unseen(pred: Tensor, target: Tensor, seen: Tensor | None) -> Tensor:
+    """``pred`` where ``seen`` (B, 1, R, R) is 1, ``target`` elsewhere (B, C, R, R): pixels outside the
+    source frame then carry no error and no gradient, whatever the loss or metric."""
+    return pred if seen is None else pred * seen + target.detach() * (1.0 - seen)
+
+
 # --- reconstruction: the render term (Eq. 4) -----------------------------------------------------
 
 def render_loss_terms(pred: Tensor, target: Tensor, mask: Tensor | None = None,

@@ -217,7 +217,7 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
 def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
     """PSNR over the held-out frames, whole crop (no error where the crop left the source frame), for stage 1
     only and for the full avatar."""
-    from dejavu.personalize.frames import fill_unseen
+    from dejavu.losses import fill_unseen
     from dejavu.personalize.train import render_avatar
 
     target = frames.images.permute(0, 3, 1, 2).float() / 255.0

@@ -40,7 +40,8 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.io import write_image, write_json
-    from dejavu.personalize.frames import fill_unseen, frames_from_tracking
+    from dejavu.losses import fill_unseen
+    from dejavu.personalize.frames import frames_from_tracking
     from dejavu.personalize.pose import correction_summary, refine_poses
     from dejavu.personalize.train import avatar_gaussians_fn, render_avatar
 

@@ -98,12 +98,6 @@ class FrameSet:
                 "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
 
 
-def fill_unseen(pred: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
-    """``pred`` where ``seen`` (B, 1, R, R) is 1, ``target`` elsewhere (B, C, R, R): pixels outside the
-    source frame then carry no error and no gradient, whatever the loss or metric."""
-    return pred if seen is None else pred * seen + target.detach() * (1.0 - seen)
-
-
 def resize_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """(T, H, W, C) uint8 -> (T, size, size, C) uint8, antialiased (area-like) bilinear."""
     x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float()

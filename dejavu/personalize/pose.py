@@ -152,7 +152,7 @@ def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, l
     """
     from tqdm.auto import tqdm
 
-    from dejavu.personalize.frames import fill_unseen
+    from dejavu.losses import fill_unseen
 
     R = frames.resolution
     out = []

@@ -128,12 +128,11 @@ class Trainer:
              delta: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         from dejavu import losses
 
-        from dejavu.personalize.frames import fill_unseen
-
         cfg, target = self.cfg, batch["images"]
-        pred = fill_unseen(pred, target, batch["seen"])
+        # where the crop left the source frame there is no ground truth
+        pred = losses.fill_unseen(pred, target, batch["seen"])
         if alpha is not None and batch["masks"] is not None:
-            alpha = fill_unseen(alpha, batch["masks"], batch["seen"])
+            alpha = losses.fill_unseen(alpha, batch["masks"], batch["seen"])
         terms = {"huber": cfg.w_huber * losses.huber(pred, target, delta=cfg.huber_delta)}
         lpips_on = self.lpips is not None and (stage == 2 or stage_step >= cfg.lpips_start)
         if lpips_on and step % max(1, cfg.lpips_every) == 0:

@@ -4,6 +4,7 @@ Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K id
 
     images      (K, V, H, W, 3) uint8   aligned head crops, background white
     masks       (K, V, H, W)    uint8   head mask (255 = head), used to whiten real backgrounds
+    seen        (K, V, H, W)    uint8   optional: 255 where the crop lies inside its photo (absent: all of it)
     pose6       (K, V, 6)       float32 camera [yaw, pitch, roll, tx, ty, tz] (rad, m), FOV 20 deg, H x W
     shape       (K, Ns)         float32 identity coefficients
     expression  (K, V, Ne)      float32 expression per view
@@ -63,6 +64,10 @@ class MultiViewSet:
     n_views: np.ndarray
     head: str
     size: int
+    seen: np.ndarray | None = None  # (K, V, H, W) uint8; None: every crop pixel lies inside its photo
+
+    def _seen(self) -> np.ndarray:
+        return np.full(self.masks.shape, 255, np.uint8) if self.seen is None else self.seen
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,7 +77,8 @@ class MultiViewSet:
         return self.images.shape[1]
 
     def subset(self, index: np.ndarray | slice) -> "MultiViewSet":
-        return MultiViewSet(*(getattr(self, a)[index] for a in ARRAYS), head=self.head, size=self.size)
+        return MultiViewSet(*(getattr(self, a)[index] for a in ARRAYS), head=self.head, size=self.size,
+                            seen=None if self.seen is None else self.seen[index])
 
     @staticmethod
     def concat(sets: list["MultiViewSet"]) -> "MultiViewSet":
@@ -82,8 +88,9 @@ class MultiViewSet:
             if (s.head, s.size, s.views) != (first.head, first.size, first.views):
                 raise DejavuError(f"recon data: cannot join sets of head/size/views {(s.head, s.size, s.views)} "
                                   f"and {(first.head, first.size, first.views)}")
+        seen = None if all(s.seen is None for s in sets) else np.concatenate([s._seen() for s in sets])
         return MultiViewSet(*(np.concatenate([getattr(s, a) for s in sets]) for a in ARRAYS),
-                            head=first.head, size=first.size)
+                            head=first.head, size=first.size, seen=seen)
 
     # -- disk ----------------------------------------------------------------------------------
     def save(self, folder: str | Path, per_shard: int = 100) -> list[Path]:
@@ -102,7 +109,8 @@ class MultiViewSet:
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                             **{a: getattr(part, a) for a in ARRAYS})
+                             **{a: getattr(part, a) for a in ARRAYS},
+                             **({} if part.seen is None else {"seen": part.seen}))
             paths.append(path)
         return paths
 
@@ -119,11 +127,12 @@ class MultiViewSet:
                 try:
                     meta = json.loads(bytes(data["__meta__"]).decode())
                     arrays = [data[a] for a in ARRAYS]
+                    seen = data["seen"] if "seen" in data.files else None
                 except KeyError as exc:
                     raise DejavuError(f"{path}: not a dejavu recon data shard (missing {exc})") from None
             if meta.get("format") != FORMAT_NAME:
                 raise DejavuError(f"{path}: format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            sets.append(MultiViewSet(*arrays, head=meta["head"], size=int(meta["size"])))
+            sets.append(MultiViewSet(*arrays, head=meta["head"], size=int(meta["size"]), seen=seen))
         return MultiViewSet.concat(sets)
 
     # -- batches -------------------------------------------------------------------------------
@@ -135,7 +144,8 @@ class MultiViewSet:
         views (``pair_views``; else the target is the input view itself, as for the paper's single-view
         real photos). Returns tensors (B = identities * views):
             input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
-            target_mask (B, H, W, 1); pose6 (B, 6) of the target view; shape (B, Ns);
+            target_mask (B, H, W, 1); target_seen (B, H, W, 1) (None when every pixel is: the loss takes no
+            error where it is 0); pose6 (B, 6) of the target view; shape (B, Ns);
             expression (B, Ne), jaw (B, 3) of the target view; group (B,) identity index in the batch.
         """
         ids = rng.choice(len(self), size=identities, replace=identities > len(self))
@@ -155,6 +165,7 @@ class MultiViewSet:
             "input": t(img_in * 2.0 - 1.0).permute(0, 3, 1, 2).contiguous(),
             "target": t(img_out),
             "target_mask": t(mask_out),
+            "target_seen": None if self.seen is None else t(self.seen[k, v_out, ..., None].astype(np.float32) / 255.0),
             "pose6": t(self.pose6[k, v_out].astype(np.float32)),
             "shape": t(self.shape[k].astype(np.float32)),
             "expression": t(self.expression[k, v_out].astype(np.float32)),
@@ -383,11 +394,14 @@ def tracking_to_set(result, views: int | None = None) -> MultiViewSet:
     pick = list(range(n)) + [0] * (V - n)
     images = np.stack([(result.load_crop(i) * 255 + 0.5).astype(np.uint8) for i in pick])
     masks = np.stack([result.load_mask(i).astype(np.uint8) * 255 for i in pick])
+    inside = [result.inside_source(i) for i in pick]
+    seen = None if all(a is None or a.all() for a in inside) else \
+        np.stack([np.ones(masks.shape[1:], bool) if a is None else a for a in inside]).astype(np.uint8)[None] * 255
     f = lambda a: np.asarray(a, dtype=np.float32)[pick][None]  # noqa: E731
     return MultiViewSet(images=images[None], masks=masks[None], pose6=f(result.pose6),
                         shape=np.asarray(result.shape, np.float32)[None], expression=f(result.expression),
                         jaw=f(result.jaw), n_views=np.array([n], np.int32), head=result.head_spec,
-                        size=int(result.crop_size))
+                        size=int(result.crop_size), seen=seen)
 
 
 def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> list[Path]:
@@ -464,7 +478,8 @@ def track_video_identities(video: str, head_spec: str, size: int, frames_per_ide
     g = lambda x: x[0, : K * V].reshape(K, V, *x.shape[2:])  # noqa: E731
     return MultiViewSet(images=g(whole.images), masks=g(whole.masks), pose6=g(whole.pose6),
                         shape=np.repeat(whole.shape, K, 0), expression=g(whole.expression), jaw=g(whole.jaw),
-                        n_views=np.full(K, V, np.int32), head=head_spec, size=size)
+                        n_views=np.full(K, V, np.int32), head=head_spec, size=size,
+                        seen=None if whole.seen is None else g(whole.seen))
 
 
 def load_or_track_real(cfg, device: torch.device | str = "cpu") -> MultiViewSet | None:

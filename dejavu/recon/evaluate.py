@@ -48,6 +48,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.io import write_image
+    from dejavu.losses import fill_unseen
     from dejavu.metrics import evaluate_images
     from dejavu.track import track
 
@@ -73,8 +74,6 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     fm = torch.as_tensor(face_mask, device=dev)[None, None]
     target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)
     if inside is not None:  # where the crop left the photo it repeats the border: no error there
-        from dejavu.personalize.frames import fill_unseen
-
         pred = fill_unseen(pred, target, torch.as_tensor(inside, dtype=pred.dtype, device=dev)[None, None])
     metrics = evaluate_images(pred, target, {"face": fm, "head": hm, "image": None})
     if out_dir is not None:

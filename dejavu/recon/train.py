@@ -98,9 +98,12 @@ def loss_terms(cfg_loss, model: ReconModel, offsets: torch.Tensor, pred: torch.T
                lpips_net, with_view: bool) -> dict[str, torch.Tensor]:
     """Weighted sum (key "total") and the unweighted terms of the reconstruction loss (paper Eq. 4-8)."""
     from dejavu.gaussians.channels import LOG_SCALE, XYZ
-    from dejavu.losses import position_regularizer, render_loss_terms, scale_regularizer, view_consistency
+    from dejavu.losses import (fill_unseen, position_regularizer, render_loss_terms, scale_regularizer,
+                               view_consistency)
 
     target = batch["target"].permute(0, 3, 1, 2)
+    seen = batch.get("target_seen")
+    pred = fill_unseen(pred, target, None if seen is None else seen.permute(0, 3, 1, 2))
     terms = render_loss_terms(pred, target, None, lpips_net if cfg_loss.lpips else None)
     weight = model.uvmap.position_weight
     terms["position"] = position_regularizer(offsets[:, XYZ], weight)

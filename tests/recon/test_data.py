@@ -57,3 +57,30 @@ def test_single_view_sampling_targets_the_input(tiny_shards):
     _, data = tiny_shards
     batch = data.sample(identities=3, views=1, rng=np.random.default_rng(2), pair_views=False)
     assert torch.allclose(batch["input"], batch["target"].permute(0, 3, 1, 2) * 2 - 1, atol=1e-6)
+
+
+def test_seen_pixels_round_trip_sample_and_carry_no_loss(tiny_shards, tmp_path):
+    """Real photos whose crop ran past the photo carry ``seen``: it survives shards, subsets and joins with
+    sets that have none (all seen), is sampled with the target, and the loss takes no error where it is 0."""
+    from dataclasses import replace
+
+    from dejavu.recon.config import config_from_dict
+    from dejavu.recon.train import Trainer, loss_terms
+    from tests.recon.conftest import tiny_config
+
+    folder, data = tiny_shards
+    seen = np.full(data.masks.shape, 255, np.uint8)
+    seen[..., :8, :] = 0  # the top quarter lay above every photo
+    cut = replace(data, seen=seen)
+    cut.save(tmp_path / "cut", per_shard=2)
+    again = MultiViewSet.load(tmp_path / "cut")
+    assert np.array_equal(again.seen, seen) and MultiViewSet.load(folder).seen is None  # older shards: none
+    joined = MultiViewSet.concat([data, cut.subset(slice(0, 1))])
+    assert joined.seen.shape == (4, 2, 32, 32) and (joined.seen[:3] == 255).all() and (joined.seen[3, :, :8] == 0).all()
+    batch = cut.sample(2, 2, np.random.default_rng(0))
+    assert batch["target_seen"].shape == (4, 32, 32, 1) and data.sample(2, 2, np.random.default_rng(0))["target_seen"] is None
+    cfg = config_from_dict(tiny_config(folder, tmp_path / "run"))
+    model = Trainer(cfg, torch.device("cpu"), progress=False).model
+    pred = torch.rand(4, 3, 32, 32, requires_grad=True)
+    loss_terms(cfg.loss, model, torch.zeros(4, 13, 32, 32), pred, batch, None, with_view=False)["total"].backward()
+    assert pred.grad[:, :, :8].abs().max() == 0 and pred.grad[:, :, 8:].abs().max() > 0

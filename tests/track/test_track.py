@@ -196,6 +196,10 @@ def test_head_cut_by_the_frame_edge(shared_data, builtin_head_spec, tmp_path):
     seen = frames.seen[0, ..., 0] == 255
     assert frames.seen is not None and not seen[0].any() and 0.5 < seen.float().mean() < 0.95
     assert (frames.masks[0, ..., 0][~seen] < 255).all()  # only the border row's partly seen pixels blend in
+    # so do the reconstruction network's training sets made from trackings
+    from dejavu.recon.data import tracking_to_set
+
+    assert np.array_equal(tracking_to_set(res).seen[0, 0], inside.astype(np.uint8) * 255)
     # an old tracking result (no source sizes) means every pixel counts
     res.source_hw = None
     assert res.inside_source(0) is None and frames_from_tracking(res, 128).seen is None
