@@ -94,8 +94,8 @@ class FrameSet:
 
         move = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
         return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
-                "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression), "jaw": move(self.jaw),
-                "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+                "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression),
+                "jaw": move(self.jaw), "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
 
 
 def resize_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -176,7 +176,8 @@ def frames_from_tracking(result, resolution: int, progress: bool = False, n_fram
         stack = np.concatenate([target, mask, face, seen], axis=-1)[None]  # (1, H, W, 6)
         small = resize_images((stack * 255.0 + 0.5).astype(np.uint8), R)[0].numpy()
         # a pixel counts as seen only if all of its footprint is (the resize blends in the streaks)
-        return small[..., :3], small[..., 3:4], small[..., 4:5], np.where(small[..., 5:6] == 255, 255, 0).astype(np.uint8)
+        seen_small = np.where(small[..., 5:6] == 255, 255, 0).astype(np.uint8)
+        return small[..., :3], small[..., 3:4], small[..., 4:5], seen_small
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = list(tqdm(pool.map(load, range(T)), total=T, disable=not progress, desc="loading frames",

@@ -78,7 +78,8 @@ def test_seen_pixels_round_trip_sample_and_carry_no_loss(tiny_shards, tmp_path):
     joined = MultiViewSet.concat([data, cut.subset(slice(0, 1))])
     assert joined.seen.shape == (4, 2, 32, 32) and (joined.seen[:3] == 255).all() and (joined.seen[3, :, :8] == 0).all()
     batch = cut.sample(2, 2, np.random.default_rng(0))
-    assert batch["target_seen"].shape == (4, 32, 32, 1) and data.sample(2, 2, np.random.default_rng(0))["target_seen"] is None
+    assert batch["target_seen"].shape == (4, 32, 32, 1)
+    assert data.sample(2, 2, np.random.default_rng(0))["target_seen"] is None
     cfg = config_from_dict(tiny_config(folder, tmp_path / "run"))
     model = Trainer(cfg, torch.device("cpu"), progress=False).model
     pred = torch.rand(4, 3, 32, 32, requires_grad=True)
