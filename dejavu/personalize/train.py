@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu import losses
 from dejavu.gaussians import channels as ch
 from dejavu.personalize.blendmaps import BlendScheme, compose_delta
 from dejavu.personalize.config import PersonalizeConfig
@@ -126,8 +127,6 @@ class Trainer:
 
     def loss(self, stage: int, stage_step: int, step: int, pred: torch.Tensor, batch: dict,
              delta: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        from dejavu import losses
-
         cfg, target = self.cfg, batch["images"]
         # where the crop left the source frame there is no ground truth
         pred = losses.fill_unseen(pred, target, batch["seen"])
@@ -200,7 +199,8 @@ class Trainer:
                     state.step += 1
                     stage_step += 1
                     self._step_times.append(time.time() - t0)
-                    psnr = float(-10 * torch.log10(((pred.detach() - batch["images"]) ** 2).mean().clamp_min(1e-10)))
+                    seen_pred = losses.fill_unseen(pred.detach(), batch["images"], batch["seen"])
+                    psnr = float(-10 * torch.log10(((seen_pred - batch["images"]) ** 2).mean().clamp_min(1e-10)))
                     if state.step % 5 == 0 or state.step == 1:
                         state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss.detach()), "psnr": psnr,
                                               **terms})
