@@ -220,8 +220,7 @@ def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto
     from dejavu.losses import fill_unseen
     from dejavu.personalize.train import render_avatar
 
-    target = frames.images.permute(0, 3, 1, 2).float() / 255.0
-    seen = None if frames.seen is None else frames.seen.permute(0, 3, 1, 2).float() / 255.0
+    target, seen = frames.pixels("images"), frames.pixels("seen")
     out = {}
     for stage in ("global", "full"):
         pred = fill_unseen(render_avatar(avatar, head, uvmap, frames, stage, device, backend), target, seen)

@@ -61,9 +61,8 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     _, held = frames.split(train_fraction)
     if len(held) == 0:
         raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")
-    target = held.images.permute(0, 3, 1, 2).float() / 255.0
-    masks = {"face": held.face_masks.permute(0, 3, 1, 2).float() / 255.0,
-             "head": held.masks.permute(0, 3, 1, 2).float() / 255.0,
+    target = held.pixels("images")
+    masks = {"face": held.pixels("face_masks"), "head": held.pixels("masks"),
              # whole frame, both images white outside the head: the protocol of the papers we compare with
              "image": None}
     out: dict = {"video": str(video), "avatar": str(avatar_dir), "frames": len(held),
@@ -78,7 +77,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
         if stage == "global" and avatar.global_delta is None:
             continue
         preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
-    seen = None if held.seen is None else held.seen.permute(0, 3, 1, 2).float() / 255.0
+    seen = held.pixels("seen")
     if refine_pose and "full" in preds:
         corr = refine_poses(avatar_gaussians_fn(avatar, head, uvmap, "full"), held, dev, steps=refine_steps,
                             chunk=chunk, progress=progress)

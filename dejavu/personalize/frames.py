@@ -86,16 +86,26 @@ class FrameSet:
 
         return identity_kwargs(self.shape, self.vertex_offsets, device)
 
+    def pixels(self, name: str) -> torch.Tensor | None:
+        """Every frame's ``images``, ``masks``, ``face_masks``, ``feature`` or ``seen`` as float (T, C, R, R)
+        in [0, 1] (None where the field is)."""
+        return _as_float(getattr(self, name))
+
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
         (B, 1, R, R) in {0, 1} (or None; also ``seen``), parameters and cameras."""
         def img(t):
-            return None if t is None else t[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
+            return None if t is None else _as_float(t[idx].to(device))
 
         move = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
         return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
                 "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression),
                 "jaw": move(self.jaw), "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+
+
+def _as_float(t: torch.Tensor | None) -> torch.Tensor | None:
+    """(T, R, R, C) uint8 -> (T, C, R, R) float in [0, 1]."""
+    return None if t is None else t.permute(0, 3, 1, 2).float() / 255.0
 
 
 def resize_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
