@@ -262,6 +262,30 @@ def refine_drive_poses(avatar, head, uvmap, drive: Drive, resolution: int, devic
     return corrections, frames.world_to_cam, frames.K
 
 
+#: Yaws (degrees) of :func:`views_image`: both profiles, the three-quarter views, the front and the back.
+VIEW_YAWS = (-90.0, -45.0, 0.0, 45.0, 90.0, 180.0)
+
+
+@torch.no_grad()
+def views_image(avatar, head, uvmap, device: torch.device | str = "cpu", resolution: int = 256,
+                yaws: tuple[float, ...] = VIEW_YAWS, stage: str = "full", backend: str = "auto") -> np.ndarray:
+    """The avatar at its neutral expression seen from each of ``yaws`` (degrees, orbiting the head's centre
+    at 1 m), side by side -> (R, R * len(yaws), 3) float32 in [0, 1].
+
+    A video avatar is trained on near-frontal views; this shows at a glance what the sides and the back
+    of the head (an exported ``.ply`` in a viewer) look like.
+    """
+    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
+
+    n = len(yaws)
+    center = head_center(head, avatar.identity(device))
+    w2c = pose6_to_world_to_cam(orbit_pose6(torch.tensor(yaws, dtype=torch.float32), center=center)).to(device)
+    K = intrinsics(resolution, resolution, batch=n).to(device)
+    g = avatar.gaussians(head, uvmap, torch.zeros(n, head.n_expr, device=device), stage=stage)
+    rgb = g.render(w2c, K, resolution, resolution, background=(1.0, 1.0, 1.0), backend=backend).rgb
+    return np.concatenate(list(rgb.clamp(0, 1).cpu().numpy()), axis=1)
+
+
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
             sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False) -> dict:

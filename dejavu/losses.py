@@ -99,6 +99,12 @@ def scale_regularizer(log_scale_offsets: Tensor, weight_map: Tensor) -> Tensor:
     return _weighted_norm_mean(log_scale_offsets, weight_map)
 
 
+def color_regularizer(color_offsets: Tensor, weight_map: Tensor) -> Tensor:
+    """Colour regulariser mean(weight * ||colour offset||) -> scalar (colour offsets in SH DC units);
+    shapes as :func:`position_regularizer`."""
+    return _weighted_norm_mean(color_offsets, weight_map)
+
+
 def view_consistency(offsets: Tensor, identity_ids: Tensor) -> Tensor:
     """View-consistency loss: mean over batch and texels of ||offsets_b - mean offsets of b's identity||.
 

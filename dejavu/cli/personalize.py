@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from dejavu.errors import DejavuError
-    from dejavu.personalize import personalize
+    from dejavu.personalize import VIEWS_FILE, personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.pose import REFINE_POSE_LR
 
@@ -55,5 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)
     t = avatar.training
     print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; "
-          f"held-out PSNR {t['metrics'].get('psnr_full', float('nan')):.2f} dB; previews in {args.output}/train/previews)")
+          f"held-out PSNR {t['metrics'].get('psnr_full', float('nan')):.2f} dB)")
+    print(f"  views     {Path(args.output) / VIEWS_FILE}  (neutral, from six sides)")
+    print(f"  previews  {Path(args.output) / 'train' / 'previews'}")
     return 0

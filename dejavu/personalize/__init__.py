@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["personalize", "flat_mean_offsets"]
 
+#: The avatar seen from six sides at its neutral expression (:func:`dejavu.animate.views_image`).
+VIEWS_FILE = "views.png"
+
 
 def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Path | None = None,
                 device: str = "auto", resume: bool = False, progress: bool = True, tracking_dir: str | Path | None = None):
@@ -31,9 +34,11 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         device: ``--device``. resume: continue from ``train/checkpoint.pt``.
         tracking_dir: where tracking results are cached (default ``out_dir/tracking``).
     """
+    from dejavu.animate import views_image
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.io import write_image
     from dejavu.head import load_head
     from dejavu.personalize.blendmaps import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
     from dejavu.personalize.config import PersonalizeConfig
@@ -85,7 +90,9 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     blend = blend.with_training_range(train.expression)
 
     # 3. the two stages
-    trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress)
+    seen = training_view_seen(train, head, uvmap, mean, dev, cfg.render_backend) if cfg.w_unseen_color > 0 else None
+    trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress,
+                      seen=seen)
     if state is not None:
         log.info("personalize: resuming from %s at step %d (stage %d)", work_dir, state.step, state.stage)
     state = trainer.run(state)
@@ -113,6 +120,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     if pose_record is not None:
         avatar.training["pose_refinement"] = pose_record
     avatar.save(out_dir)
+    write_image(out_dir / VIEWS_FILE, views_image(avatar, head, uvmap, dev, cfg.resolution, backend=cfg.render_backend))
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); held-out PSNR %s", state.step, seconds,
              t_tracked - t_start, metrics)
     return avatar
@@ -147,6 +155,17 @@ def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torc
     return mean, f"network:{len(idx)} frames"
 
 
+@torch.no_grad()
+def _views(frames, head, n_frames: int, device) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """``n_frames`` evenly spaced frames: their batch, posed vertices (B, V, 3) and head masks (B, R, R)."""
+    n = min(n_frames, len(frames))
+    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
+    b = frames.batch(idx, device)
+    verts = head(**frames.identity(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+    masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
+    return b, verts, masks
+
+
 def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int, device,
                       backend: str = "auto") -> torch.Tensor:
     """``offsets`` (13, S, S) with the colours the frames see read off ``n_frames`` evenly spaced frames.
@@ -155,17 +174,28 @@ def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int,
     """
     from dejavu.recon.photo_texture import photo_texture
 
-    n = min(n_frames, len(frames))
-    idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
-    b = frames.batch(idx, device)
-    with torch.no_grad():
-        verts = head(**frames.identity(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
-    masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
+    b, verts, masks = _views(frames, head, n_frames, device)
     tex = photo_texture(uvmap, verts, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
                         b["world_to_cam"], b["K"], backend=backend)
-    log.info("personalize: photo colours from %d frames, %.0f%% of texels seen, residual RMSE %s", len(idx),
+    log.info("personalize: photo colours from %d frames, %.0f%% of texels seen, residual RMSE %s", len(verts),
              100 * float(tex.weight[uvmap.mask].mean()), [round(r, 4) for r in tex.residual_rmse])
     return tex.offsets.cpu()
+
+
+#: Training frames that decide how well each texel is seen (:func:`training_view_seen`).
+SEEN_FRAMES = 16
+
+
+def training_view_seen(frames, head, uvmap, offsets: torch.Tensor, device, backend: str = "auto") -> torch.Tensor:
+    """(S, S) in [0, 1]: how well the best of :data:`SEEN_FRAMES` evenly spaced training frames sees each
+    texel of the avatar with ``offsets`` (13, S, S) (:func:`dejavu.recon.photo_texture.best_view_weight`)."""
+    from dejavu.recon.photo_texture import best_view_weight
+
+    b, verts, masks = _views(frames, head, SEEN_FRAMES, device)
+    seen = best_view_weight(uvmap, verts, offsets.to(device), masks, b["world_to_cam"], b["K"], backend)
+    log.info("personalize: %.0f%% of texels well seen (best view weight > 0.5)",
+             100 * float((seen[uvmap.mask] > 0.5).float().mean()))
+    return seen
 
 
 def resample_offsets(offsets: torch.Tensor, mask_from: torch.Tensor, mask_to: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,14 @@ class PersonalizeConfig:
     photo; 0 for a video)."""
     w_scale: float = 1e-5
     """Weight of the scale regulariser on the delta's log-scales."""
+    w_unseen_color: float = 0.01
+    """Weight of a colour regulariser on the delta of the texels the training views see badly: each
+    texel weighted by 1 - its best view's visibility (``dejavu.recon.photo_texture.best_view_weight``
+    over 16 training frames: depth test x facing ramp x head mask). Not in the paper. Without it the
+    sides and back of a video avatar's head, which the near-frontal frames never show, turned into
+    smears of any colour that helped the frontal fit through the semi-transparent hair in front of them
+    (white, blue, yellow); with it they keep the start's hair colour, and the held-out frames score the
+    same (docs/PERSONALIZATION.md, "Seen from the side")."""
     w_feature: float = 10.0
     """Stage 2: weight of the extra Huber term inside the facial-feature mask (brows, eyes, nose, lips)."""
     # -- blendmaps -------------------------------------------------------------------------------

@@ -63,11 +63,13 @@ class Trainer:
         blend: the blend-weight scheme (K = cfg.n_blendmaps).
         cfg: the configuration. work_dir: where checkpoints and previews go.
         device: torch device. deadline: optional ``time.time()`` budget end.
+        seen: (S, S) how well the training views see each texel, in [0, 1]
+            (:func:`dejavu.recon.photo_texture.best_view_weight`), for ``cfg.w_unseen_color``.
     """
 
     def __init__(self, head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, blend: BlendScheme,
                  cfg: PersonalizeConfig, work_dir: str | Path, device: torch.device,
-                 deadline: float | None = None, progress: bool = True):
+                 deadline: float | None = None, progress: bool = True, seen: torch.Tensor | None = None):
         self.head, self.uvmap, self.frames, self.cfg, self.device = head, uvmap, frames, cfg, device
         self.mean = mean_offsets.to(device)[None]  # (1, 13, S, S)
         self.blend = blend
@@ -76,6 +78,7 @@ class Trainer:
         self.progress = progress
         self.identity = frames.identity(device)
         self.scale_weight = uvmap.mask.float()[None].to(device)  # (1, S, S)
+        self.unseen_weight = None if seen is None else (self.scale_weight * (1 - seen.to(device).clamp(0, 1)))
         self.lpips = None
         if cfg.w_lpips > 0:
             from dejavu.metrics.lpips import get_lpips
@@ -146,6 +149,9 @@ class Trainer:
         if self.w_position > 0:
             terms["position"] = self.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
+        if cfg.w_unseen_color > 0 and self.unseen_weight is not None:
+            terms["unseen_color"] = cfg.w_unseen_color * losses.color_regularizer(delta[:, ch.COLOR],
+                                                                                  self.unseen_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
             terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,
                                                          delta=cfg.huber_delta)

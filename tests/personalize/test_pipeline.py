@@ -52,6 +52,11 @@ def test_personalize_writes_an_avatar(avatar_dir):
     assert avatar.training["metrics"]["psnr_full"] > 10
     assert avatar.blend.kind == "pca_softmax" and avatar.blend.temperature == 2.0  # the scheme's default
     assert (avatar_dir / "train" / "checkpoint.pt").is_file()
+    # the avatar from six sides: every tile shows the head
+    views = imageio.imread(avatar_dir / "views.png")
+    assert views.shape == (R, 6 * R, 3)
+    tiles = views.reshape(R, 6, R, 3).transpose(1, 0, 2, 3)
+    assert all((tile < 200).any(axis=-1).mean() > 0.05 for tile in tiles)
 
 
 def test_evaluate_video(avatar_dir, tracked, tmp_path):

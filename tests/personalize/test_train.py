@@ -229,3 +229,30 @@ def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_pa
     same[:, :, : R // 3] = batch["images"][:, :, : R // 3]
     loss2, _ = trainer.loss(2, 0, 0, same, batch, delta, alpha.detach())
     torch.testing.assert_close(loss2, loss.detach())
+
+
+def test_unseen_colour_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_path):
+    """The colour regulariser pulls a texel's colour delta to 0 in proportion to how badly the training
+    views see it: no gradient on fully seen texels, none on other channels, and off without ``seen``."""
+    head, uvmap, true = tiny
+    S = uvmap.size
+    seen = torch.zeros(S, S)
+    seen[: S // 2] = 1.0  # top half of the UV layout fully seen, bottom half never
+    cfg = tiny_config(w_unseen_color=0.5)
+    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    batch = tiny_frames.batch(torch.arange(2), "cpu")
+    pred = batch["images"].clone()
+    delta = torch.randn(1, ch.N_CHANNELS, S, S, requires_grad=True)
+    trainer = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "a", torch.device("cpu"),
+                      progress=False, seen=seen)
+    loss, terms = trainer.loss(1, 0, 0, pred, batch, delta)
+    norms = torch.linalg.vector_norm(delta.detach()[0, ch.COLOR], dim=0)
+    expected = 0.5 * (norms * uvmap.mask * (1 - seen)).sum() / S ** 2
+    assert abs(terms["unseen_color"] - float(expected)) < 1e-5
+    loss.backward()
+    grad = delta.grad[0]
+    unseen = uvmap.mask & (seen == 0)
+    assert grad[ch.COLOR][:, : S // 2].abs().max() == 0  # seen texels: free
+    assert (grad[ch.COLOR][:, unseen] * delta.detach()[0, ch.COLOR][:, unseen] > 0).all()  # pulled to 0
+    no_seen = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "b", torch.device("cpu"), progress=False)
+    assert "unseen_color" not in no_seen.loss(1, 0, 0, pred, batch, delta)[1]

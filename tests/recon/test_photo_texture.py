@@ -122,3 +122,70 @@ def test_back_projection_converges_on_fine_texture(procedural_head):
     assert all(b < a for a, b in zip(errors, errors[1:]))
     assert all(b < a for a, b in zip(tex.residual_rmse, tex.residual_rmse[1:]))
     assert errors[-1] < 0.88 * errors[0]
+
+
+def test_erode_masks():
+    from dejavu.recon.photo_texture import erode_masks
+
+    m = torch.zeros(1, 20, 20)
+    m[0, 5:15, 5:15] = 1.0
+    e = erode_masks(m, 2)
+    assert int(e.sum()) == 36 and bool((e[0, 7:13, 7:13] == 1).all())
+    assert torch.equal(erode_masks(m, 0), m)
+
+
+def test_outline_pixels_do_not_colour_the_unseen_texels(procedural_head):
+    """Where the head mask cuts across the head (the tracker's cut under the jaw, the hair's end), the
+    downsampled crop mixes the head with the white outside. The texels read there may keep that reading
+    (the photo's own view shows it), but must not spread it: the fill of the unseen texels (a grey back
+    of the head) comes from inside the mask only."""
+    import torch.nn.functional as F
+
+    from dejavu.recon import photo_texture as pt
+
+    size = 64
+    uvmap, verts, off, truth, w2c, K = _scene(procedural_head, size)
+    # a crop at twice the size, white below a cut through the face, then downsampled as the frames are
+    _, _, _, _, _, K2 = _scene(procedural_head, 2 * size)
+    big = uvmap.gaussians(verts, truth[None]).render(w2c, K2, 2 * size, 2 * size, background=(1.0, 1.0, 1.0),
+                                                     backend="reference")
+    # cut through a pixel row of the downsampled crop that front-facing texels' centres fall in
+    weight, pix = pt.visibility_weights(uvmap, verts, off, torch.ones(1, size, size), w2c, K, backend="reference")
+    row = int(pix[0, weight[0] > 0.5, 1].median())
+    keep = (big.alpha[..., 0] > 0.5).float()
+    keep[:, 2 * row + 1:] = 0  # half of that row's pixels lie below the cut
+    down = lambda x: F.avg_pool2d(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)  # noqa: E731
+    mixed = down(big.rgb * keep[..., None] + (1 - keep[..., None]))
+    mask = (down(keep[..., None])[..., 0] >= 0.5).float()
+    clean = down(big.rgb) * mask[..., None] + (1 - mask[..., None])  # the same cut, no mixed pixels
+    rgb = lambda o: 0.5 + ch.SH_C0 * (o[ch.COLOR] + ch.INIT_COLOR_DC)  # noqa: E731
+
+    def lightening():
+        got = [pt.photo_texture(uvmap, verts, off, im, mask, w2c, K, iterations=0, backend="reference")
+               for im in (mixed, clean)]
+        filled = uvmap.mask & (got[1].weight == 0) & ~uvmap.mouth_mask
+        return float((rgb(got[0].offsets) - rgb(got[1].offsets))[:, filled].mean(0).max())
+
+    assert lightening() < 1e-4
+    pt.MASK_ERODE_FRACTION, saved = 0.0, pt.MASK_ERODE_FRACTION
+    try:
+        assert lightening() > 0.02  # without the erosion the cut's texels spread the white outside in
+    finally:
+        pt.MASK_ERODE_FRACTION = saved
+
+
+def test_best_view_weight_is_the_best_view_not_the_sum(procedural_head):
+    from dejavu.recon.photo_texture import best_view_weight, visibility_weights
+
+    size = 64
+    uvmap, verts, off, truth, w2c, K = _scene(procedural_head, size)
+    mask = torch.ones(1, size, size)
+    one = best_view_weight(uvmap, verts, truth, mask, w2c, K, backend="reference")
+    w, _ = visibility_weights(uvmap, verts, truth, mask, w2c, K, backend="reference")
+    assert torch.allclose(uvmap.gather(one[None, None])[0, :, 0], w[0])
+    two = best_view_weight(uvmap, verts.expand(2, -1, -1), truth, mask.expand(2, -1, -1), w2c.expand(2, -1, -1),
+                           K.expand(2, -1, -1), backend="reference")
+    assert torch.allclose(two, one)  # a second identical view sees nothing better
+    assert float(one[~uvmap.mask].abs().max()) == 0
+    grazing = (one > 0) & (one < 1)
+    assert int(grazing.sum()) > 0  # texels seen edge-on stay partly seen
