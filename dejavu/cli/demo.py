@@ -58,6 +58,10 @@ def run_demo(out: "Path", video: str | None = None, minutes: float = 6.0, device
         outputs["avatar"] = avatar_dir
         outputs["reenactment"] = animate(avatar_dir, out / "reenactment.mp4", drive=avatar_dir / "tracking",
                                          camera="source", side_by_side=True, device=device)["output"]
+    from dejavu.personalize import VIEWS_FILE
+
+    if (avatar_dir / VIEWS_FILE).is_file():
+        outputs["views"] = avatar_dir / VIEWS_FILE
     outputs["expressions"] = animate(avatar_dir, out / "expressions.mp4", drive=None, camera="orbit",
                                      device=device)["output"]
     outputs["ply"] = export_avatar(avatar_dir, out / "avatar.ply", device=device)[0]
