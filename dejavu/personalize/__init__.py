@@ -38,8 +38,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.avatar import Avatar
     from dejavu.device import resolve_device
     from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.io import write_image
     from dejavu.head import load_head
+    from dejavu.io import write_image
     from dejavu.personalize.blendmaps import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
     from dejavu.personalize.config import PersonalizeConfig
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
