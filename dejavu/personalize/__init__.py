@@ -156,7 +156,7 @@ def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torc
 
 
 @torch.no_grad()
-def _views(frames, head, n_frames: int, device) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def _spaced_frames(frames, head, n_frames: int, device) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """``n_frames`` evenly spaced frames: their batch, posed vertices (B, V, 3) and head masks (B, R, R)."""
     n = min(n_frames, len(frames))
     idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
@@ -174,7 +174,7 @@ def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int,
     """
     from dejavu.recon.photo_texture import photo_texture
 
-    b, verts, masks = _views(frames, head, n_frames, device)
+    b, verts, masks = _spaced_frames(frames, head, n_frames, device)
     tex = photo_texture(uvmap, verts, offsets.to(device), b["images"].permute(0, 2, 3, 1), masks,
                         b["world_to_cam"], b["K"], backend=backend)
     log.info("personalize: photo colours from %d frames, %.0f%% of texels seen, residual RMSE %s", len(verts),
@@ -191,7 +191,7 @@ def training_view_seen(frames, head, uvmap, offsets: torch.Tensor, device, backe
     texel of the avatar with ``offsets`` (13, S, S) (:func:`dejavu.recon.photo_texture.best_view_weight`)."""
     from dejavu.recon.photo_texture import best_view_weight
 
-    b, verts, masks = _views(frames, head, SEEN_FRAMES, device)
+    b, verts, masks = _spaced_frames(frames, head, SEEN_FRAMES, device)
     seen = best_view_weight(uvmap, verts, offsets.to(device), masks, b["world_to_cam"], b["K"], backend)
     log.info("personalize: %.0f%% of texels well seen (best view weight > 0.5)",
              100 * float((seen[uvmap.mask] > 0.5).float().mean()))
