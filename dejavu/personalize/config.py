@@ -95,8 +95,9 @@ class PersonalizeConfig:
     over 16 training frames: depth test x facing ramp x head mask). Not in the paper. Without it the
     sides and back of a video avatar's head, which the near-frontal frames never show, turned into
     smears of any colour that helped the frontal fit through the semi-transparent hair in front of them
-    (white, blue, yellow); with it they keep the start's hair colour, and the held-out frames score the
-    same (docs/PERSONALIZATION.md, "Seen from the side")."""
+    (white, blue, yellow); with it they keep the start's hair colour. Held-out PSNR and SSIM stayed level
+    on both videos, LPIPS-alex on liveportrait_d3 rose 0.052 -> 0.058 (docs/PERSONALIZATION.md, "Seen
+    from the side")."""
     w_feature: float = 10.0
     """Stage 2: weight of the extra Huber term inside the facial-feature mask (brows, eyes, nose, lips)."""
     # -- blendmaps -------------------------------------------------------------------------------
