@@ -35,8 +35,9 @@ class FrameSet:
     images: (T, R, R, 3) uint8 targets (background, clothes and neck white).
     masks: (T, R, R, 1) uint8 head masks (255 = head) or None.
     face_masks: (T, R, R, 1) uint8 face-region masks or None (metrics only).
-    seen: (T, R, R, 1) uint8, 255 where the crop lies inside its source frame, or None (all of it does):
-        outside, the crop repeats the frame's border, so losses and metrics take no error there.
+    seen: (T, R, R, 1) uint8, 255 where the target is known (the crop lies inside its source frame, or the
+        head mask leaves the pixel out by geometry: :meth:`dejavu.track.TrackResult.known`), or None (all is):
+        elsewhere the crop repeats the frame's border, so losses and metrics take no error there.
     expression: (T, Ne); jaw: (T, 3) radians; eyes: (T, 6) radians or None.
     world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
     shape: (Ns,) identity shared by all frames; vertex_offsets: (V, 3) metres or None, shared too.
@@ -167,8 +168,9 @@ def frames_from_tracking(result, resolution: int, progress: bool = False, n_fram
 
     Targets are the aligned crops with everything outside the head mask set to white (paper: the
     ground truth has background, clothes and neck white), downsampled with antialiasing; intrinsics
-    are rescaled from the crop size. ``seen`` marks the pixels whose whole footprint lies inside the
-    source frame (None when every pixel of every frame does, or the tracking predates source sizes).
+    are rescaled from the crop size. ``seen`` marks the pixels whose whole footprint has a known target
+    (:meth:`~dejavu.track.TrackResult.known`; None when every pixel of every frame does, or the tracking
+    predates source sizes).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -180,8 +182,8 @@ def frames_from_tracking(result, resolution: int, progress: bool = False, n_fram
         crop = result.load_crop(i)
         mask = result.load_mask(i).astype(np.float32)[..., None]
         face = result.load_mask(i, face=True).astype(np.float32)[..., None]
-        inside = result.inside_source(i)
-        seen = np.ones_like(mask) if inside is None else inside.astype(np.float32)[..., None]
+        known = result.known(i)
+        seen = np.ones_like(mask) if known is None else known.astype(np.float32)[..., None]
         target = crop * mask + (1.0 - mask)
         stack = np.concatenate([target, mask, face, seen], axis=-1)[None]  # (1, H, W, 6)
         small = resize_images((stack * 255.0 + 0.5).astype(np.uint8), R)[0].numpy()

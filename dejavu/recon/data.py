@@ -394,9 +394,9 @@ def tracking_to_set(result, views: int | None = None) -> MultiViewSet:
     pick = list(range(n)) + [0] * (V - n)
     images = np.stack([(result.load_crop(i) * 255 + 0.5).astype(np.uint8) for i in pick])
     masks = np.stack([result.load_mask(i).astype(np.uint8) * 255 for i in pick])
-    inside = [result.inside_source(i) for i in pick]
-    seen = None if all(a is None or a.all() for a in inside) else \
-        np.stack([np.ones(masks.shape[1:], bool) if a is None else a for a in inside]).astype(np.uint8)[None] * 255
+    known = [result.known(i) for i in pick]
+    seen = None if all(a is None for a in known) else \
+        np.stack([np.ones(masks.shape[1:], bool) if a is None else a for a in known]).astype(np.uint8)[None] * 255
     f = lambda a: np.asarray(a, dtype=np.float32)[pick][None]  # noqa: E731
     return MultiViewSet(images=images[None], masks=masks[None], pose6=f(result.pose6),
                         shape=np.asarray(result.shape, np.float32)[None], expression=f(result.expression),

@@ -63,7 +63,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
         crop = result.load_crop(0)
         head_mask = result.load_mask(0).astype(np.float32)
         face_mask = result.load_mask(0, face=True).astype(np.float32)
-        inside = result.inside_source(0)
+        known = result.known(0)
     p = {k: v[:1].to(dev) if v.ndim > 1 else v.to(dev) for k, v in result.torch_params(dev).items()}
     with torch.no_grad():
         g = avatar.gaussians(head, uvmap, expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
@@ -73,8 +73,8 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     hm = torch.as_tensor(head_mask, device=dev)[None, None]
     fm = torch.as_tensor(face_mask, device=dev)[None, None]
     target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)
-    if inside is not None:  # where the crop left the photo it repeats the border: no error there
-        pred = fill_unseen(pred, target, torch.as_tensor(inside, dtype=pred.dtype, device=dev)[None, None])
+    if known is not None:  # where the crop left the photo it repeats the border: no error there
+        pred = fill_unseen(pred, target, torch.as_tensor(known, dtype=pred.dtype, device=dev)[None, None])
     metrics = evaluate_images(pred, target, {"face": fm, "head": hm, "image": None})
     if out_dir is not None:
         out = Path(out_dir)

@@ -95,6 +95,21 @@ class TrackResult:
             return None
         return inside_source(self.crop_affine[i], tuple(int(v) for v in self.source_hw[i]), int(self.crop_size))
 
+    def known(self, i: int) -> np.ndarray | None:
+        """(S, S) bool: crop pixels of frame ``i`` whose target is known, or None when all are (or it is
+        unknown: results written before source sizes were recorded).
+
+        Known: inside the source frame, or under the fitted jaw line or below the shoulder line
+        (:func:`dejavu.track.masks.below_jaw`), which the head mask leaves out by geometry, wherever they
+        lie. Without the second part, avatar Gaussians under the chin that fall off the frame (d3's throat)
+        had no loss at all and kept the network's start: a row of dots under the chin from every side."""
+        from dejavu.track.masks import below_jaw
+
+        inside = self.inside_source(i)
+        if inside is None or inside.all():
+            return None
+        return inside | below_jaw(self.fitted_2d[i], *inside.shape)
+
     def torch_params(self, device="cpu") -> dict:
         """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...) and,
         when fitted, vertex_offsets (V, 3) (``head(**params)`` gives the tracked meshes)."""

@@ -203,3 +203,31 @@ def test_head_cut_by_the_frame_edge(shared_data, builtin_head_spec, tmp_path):
     # an old tracking result (no source sizes) means every pixel counts
     res.source_hw = None
     assert res.inside_source(0) is None and frames_from_tracking(res, 128).seen is None
+
+
+def test_under_the_chin_is_known_off_the_frame(shared_data, builtin_head_spec, tmp_path):
+    """A photo cut just under the chin: the crop's throat lies off the frame, yet the head mask leaves it
+    out by geometry (under the jaw line), so its target is known (white) and losses and metrics count it."""
+    from dejavu.io import read_image
+    from dejavu.personalize.frames import frames_from_tracking
+    from dejavu.track.masks import below_jaw
+
+    photo = read_image(shared_data / "photos" / "skimage_astronaut.png")
+    full = track(shared_data / "photos" / "skimage_astronaut.png", tmp_path / "full", head=builtin_head_spec,
+                 progress=False, overlay=False)
+    A = full.crop_affine[0]  # source px -> crop px
+    chin = np.linalg.solve(A[:, :2], full.fitted_2d[0, 152] - A[:, 2])
+    write_image(tmp_path / "cut.png", photo[: int(chin[1]) + 6])
+    res = track(tmp_path / "cut.png", tmp_path / "out", head=builtin_head_spec, progress=False, overlay=False)
+    inside, known = res.inside_source(0), res.known(0)
+    under = below_jaw(res.fitted_2d[0], *inside.shape)
+    off = under & ~inside
+    assert off.sum() > 1000  # the throat below the cut
+    assert np.array_equal(known, inside | under) and known[off].all()
+    assert not res.load_mask(0)[under].any()
+    seen = frames_from_tracking(res, 128).seen[0, ..., 0] == 255
+    # at 128^2, the off-frame throat pixels whose resampling footprint (a few pixels) is all known
+    from scipy.ndimage import binary_erosion
+
+    small_off = binary_erosion(off.reshape(128, 4, 128, 4).all((1, 3)), iterations=2)
+    assert small_off.sum() > 50 and seen.numpy()[small_off].all()
