@@ -73,7 +73,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     hm = torch.as_tensor(head_mask, device=dev)[None, None]
     fm = torch.as_tensor(face_mask, device=dev)[None, None]
     target = torch.as_tensor(crop, device=dev).permute(2, 0, 1)[None] * hm + (1 - hm)
-    if known is not None:  # where the crop left the photo it repeats the border: no error there
+    if known is not None:  # no error where the crop left the photo (repeated border), except under the jaw
         pred = fill_unseen(pred, target, torch.as_tensor(known, dtype=pred.dtype, device=dev)[None, None])
     metrics = evaluate_images(pred, target, {"face": fm, "head": hm, "image": None})
     if out_dir is not None:

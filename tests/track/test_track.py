@@ -208,6 +208,8 @@ def test_head_cut_by_the_frame_edge(shared_data, builtin_head_spec, tmp_path):
 def test_under_the_chin_is_known_off_the_frame(shared_data, builtin_head_spec, tmp_path):
     """A photo cut just under the chin: the crop's throat lies off the frame, yet the head mask leaves it
     out by geometry (under the jaw line), so its target is known (white) and losses and metrics count it."""
+    from scipy.ndimage import binary_erosion
+
     from dejavu.io import read_image
     from dejavu.personalize.frames import frames_from_tracking
     from dejavu.track.masks import below_jaw
@@ -227,7 +229,5 @@ def test_under_the_chin_is_known_off_the_frame(shared_data, builtin_head_spec, t
     assert not res.load_mask(0)[under].any()
     seen = frames_from_tracking(res, 128).seen[0, ..., 0] == 255
     # at 128^2, the off-frame throat pixels whose resampling footprint (a few pixels) is all known
-    from scipy.ndimage import binary_erosion
-
     small_off = binary_erosion(off.reshape(128, 4, 128, 4).all((1, 3)), iterations=2)
     assert small_off.sum() > 50 and seen.numpy()[small_off].all()
