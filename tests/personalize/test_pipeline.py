@@ -218,3 +218,17 @@ def test_refine_pose_needs_a_video(avatar_dir, tmp_path, capsys):
     assert main(["evaluate", str(avatar_dir), "--image", str(tmp_path / "x.png"), "--json", str(tmp_path / "m.json"),
                  "--refine-pose"]) == 2
     assert "--refine-pose: only with --video" in capsys.readouterr().err
+
+
+def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_path, capsys):
+    """One photo trains on its only frame: the summary says so instead of printing a PSNR of nan."""
+    from synthetic import synthetic_tracking_dir
+
+    # avatar_dir: its fixture shrinks the cpu preset to the tiny scene for this module
+
+    head, uvmap, true = tiny
+    synthetic_tracking_dir(tmp_path / "photo", head, uvmap, true, T=1, crop=64, backend=BACKEND)
+    assert main(["personalize", str(tmp_path / "photo"), "-o", str(tmp_path / "one"), "--steps", "2",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "no held-out frames to score" in out and "nan" not in out
