@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dejavu.cli.track import add_fov_argument, fov_value
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
     parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
+    add_fov_argument(parser)
     parser.add_argument("--lpips-net", choices=("alex", "vgg"), default=None, help="LPIPS backbone in training")
     parser.add_argument("--refine-pose", action="store_true",
                         help="learn per-frame head-pose corrections of the training frames and an expression -> pose "
@@ -51,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resolution is not None and args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    cfg = dataclasses.replace(cfg, fov_deg=fov_value(args.fov))
     if args.refine_pose:
         cfg = dataclasses.replace(cfg, lr_pose=REFINE_POSE_LR)
     avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)

@@ -46,6 +46,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.personalize.pose import fit_training_poses
     from dejavu.personalize.train import Trainer, load_checkpoint
     from dejavu.track import load_tracking, track
+    from dejavu.track.fit import FitConfig
 
     t_start = time.time()
     cfg = (cfg or PersonalizeConfig()).validate()
@@ -63,7 +64,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         result = load_tracking(video)
     else:
         result = track(video, tracking_dir or out_dir / "tracking", head=head_spec, fps=cfg.fps,
-                       max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress)
+                       max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress,
+                       config=FitConfig(fov_deg=cfg.fov_deg))
     t_tracked = time.time()
     head = load_head(head_spec, dev)
     uvmap = UVGaussianMap(head, uv_size).to(dev)
@@ -108,7 +110,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     metrics = quick_heldout_psnr(avatar, head, uvmap, held, dev, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
     avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position, "mean_offsets": mean_source,
-                       "crop_size": int(result.crop_size),
+                       "crop_size": int(result.crop_size), "fov_deg": round(result.fov_deg, 2),
                        "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}
     avatar.training = {

@@ -48,6 +48,9 @@ class PersonalizeConfig:
     """Resample the video to this frame rate before tracking (None: every frame)."""
     max_frames: int | None = None
     """Track at most this many frames (None: all)."""
+    fov_deg: float | None = None
+    """The tracker's camera field of view over the crop, degrees; None: the tracker's choice
+    (``FitConfig.fov_deg``: estimated for videos where the landmarks determine it, else 20)."""
     # -- optimiser -------------------------------------------------------------------------------
     lr: float = 0.05
     """Adam learning rate for the delta map and the blendmaps (paper 0.05)."""

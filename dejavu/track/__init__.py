@@ -236,6 +236,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
         "stage_cpu_seconds": cpu_timings,
         "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
         "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": crop_size,
+        "fov_deg": round(result.fov_deg, 2),
         "head": head_spec, "fps": out_fps, "min_face_px": round(float(min(sizes)), 1), "cache_key": key,
     }
     from dejavu.io import write_json

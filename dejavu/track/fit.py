@@ -23,7 +23,8 @@ Letters: B frames, L = 478 landmarks, V vertices, Ns/Ne identity/expression size
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -34,13 +35,22 @@ from dejavu.head.detail import detail_basis, prior_gram
 from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics, pose6_to_world_to_cam, project_points
 from dejavu.track.landmarks import STABLE
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class FitConfig:
     """Every weight and step count of the fitter (saved with each tracking result)."""
 
-    fov_deg: float = DEFAULT_FOV_DEG
-    """Camera field of view over the crop width, degrees."""
+    fov_deg: float | None = None
+    """Camera field of view over the crop width, degrees. None: for videos, estimated from the
+    keyframes' landmarks where they clearly prefer another than ``DEFAULT_FOV_DEG`` (:func:`estimate_fov`,
+    docs/TRACKING.md "Field of view"); for photos ``DEFAULT_FOV_DEG`` (one view barely constrains it)."""
+    fov_range: tuple[float, float] = (10.0, 60.0)
+    """Degrees searched when the FOV is estimated."""
+    fov_min_gain: float = 0.01
+    """An estimated FOV replaces ``DEFAULT_FOV_DEG`` only if it lowers the keyframes' landmark RMSE by at
+    least this fraction (else the landmarks do not determine it)."""
     n_keyframes: int = 16
     """Frames used to estimate the shared identity (spread evenly)."""
     chunk_size: int = 256
@@ -336,24 +346,39 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     model = LandmarkModel(head, basis)
     gram = prior_gram(basis) if basis is not None else None
     bounds = expression_bounds(head)
-    f = float(intrinsics(crop_size, crop_size, cfg.fov_deg)[0, 0, 0])
     w = _landmark_weights(head)
     with torch.no_grad():
         neutral = model(torch.zeros(head.n_shape), torch.zeros(1, head.n_expr))[0]
     z = lambda n, k: torch.zeros(n, k)  # noqa: E731
 
-    # Stage 1: keyframes -> shared identity.
+    # Stage 1: keyframes -> shared identity (and the field of view when it is to be estimated).
     idx_valid = torch.nonzero(valid).flatten()
     n_key = min(cfg.n_keyframes, len(idx_valid))
     key = idx_valid[torch.linspace(0, len(idx_valid) - 1, n_key).round().long()]
-    pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
-          "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
-    if basis is not None:
-        pk["detail"] = torch.zeros(basis.shape[1], 3)
-    prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, cfg, bounds, video=False,
-                    gram=gram)
-    prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
-    prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
+
+    def keyframes(fov: float) -> tuple[dict, float]:
+        """Keyframe fit at this FOV: parameters and the weighted landmark RMSE (px at 512)."""
+        kcfg = replace(cfg, fov_deg=fov)
+        f = float(intrinsics(crop_size, crop_size, fov)[0, 0, 0])
+        pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
+              "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
+        if basis is not None:
+            pk["detail"] = torch.zeros(basis.shape[1], 3)
+        prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, kcfg, bounds,
+                        video=False, gram=gram)
+        prob.run(pk, cfg.key_rigid_steps, rigid=True, fit_shape=False)
+        prob.run(pk, cfg.key_steps, rigid=False, fit_shape=True)
+        with torch.no_grad():
+            err = _rmse(prob.project(pk), target[key], w[None].expand(n_key, -1)) * prob.px_scale
+        return pk, float(err.pow(2).mean().sqrt())
+
+    if cfg.fov_deg is None and video:
+        fov, pk = estimate_fov(keyframes, *cfg.fov_range, default=DEFAULT_FOV_DEG, min_gain=cfg.fov_min_gain)
+    else:
+        fov = DEFAULT_FOV_DEG if cfg.fov_deg is None else cfg.fov_deg
+        pk, _ = keyframes(fov)
+    cfg = replace(cfg, fov_deg=fov)
+    f = float(intrinsics(crop_size, crop_size, cfg.fov_deg)[0, 0, 0])
     shape = pk["shape"]
     fixed, offsets = {}, torch.zeros(head.n_verts, 3)
     if basis is not None:  # the coefficients stay fixed for the other frames; the field is formed once
@@ -382,6 +407,43 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
             progress(sl.stop - sl.start)
     params = {k: torch.cat(v) for k, v in out.items()}
     return _finish(model, head, params, shape, offsets, target, valid, crop_size, cfg)
+
+
+def estimate_fov(fit_at, lo: float, hi: float, default: float = DEFAULT_FOV_DEG, min_gain: float = 0.01,
+                 tol: float = 1.0) -> tuple[float, dict]:
+    """The field of view (degrees) in [lo, hi] whose keyframe fit leaves the least landmark error.
+
+    Golden-section search: the error is smooth with one minimum over the range (measured on both videos
+    of ``../shared/data``; docs/TRACKING.md "Field of view"). ``fit_at(fov) -> (params, rmse)``. Returns
+    the best FOV tried, to ``tol`` degrees, and its fit (reused, not refitted), or ``default`` and its fit
+    when the best lowers the error by less than the fraction ``min_gain``: a flat error says the
+    landmarks do not determine the FOV, and then the default, which the rest of the pipeline (the
+    reconstruction network's training data) was made with, is the safer guess.
+    """
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    tried: dict[float, tuple[dict, float]] = {}
+
+    def err(fov: float) -> float:
+        fov = round(fov, 3)
+        if fov not in tried:
+            tried[fov] = fit_at(fov)
+            log.info("tracking: FOV %.1f deg, keyframe landmark RMSE %.3f px", fov, tried[fov][1])
+        return tried[fov][1]
+
+    a, b = lo, hi
+    c, d = b - g * (b - a), a + g * (b - a)
+    while b - a > tol:
+        if err(c) < err(d):
+            b, d = d, c
+            c = b - g * (b - a)
+        else:
+            a, c = c, d
+            d = a + g * (b - a)
+    best = min(tried, key=lambda k: tried[k][1])
+    if tried[best][1] > (1.0 - min_gain) * err(default):
+        best = round(default, 3)
+    log.info("tracking: FOV %.1f deg", best)
+    return best, tried[best][0]
 
 
 def _interpolate(key: torch.Tensor, values: torch.Tensor, B: int) -> torch.Tensor:
@@ -417,4 +479,4 @@ def config_dict(cfg: FitConfig) -> dict:
     return asdict(cfg)
 
 
-__all__ = ["FitConfig", "FitResult", "fast_photo_config", "LandmarkModel", "fit_landmarks", "expression_bounds", "config_dict"]
+__all__ = ["FitConfig", "FitResult", "fast_photo_config", "LandmarkModel", "fit_landmarks", "estimate_fov", "expression_bounds", "config_dict"]

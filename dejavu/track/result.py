@@ -16,6 +16,7 @@ L = 478 landmarks, Ns / Ne identity / expression sizes. Pixels are crop pixels.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -57,6 +58,11 @@ class TrackResult:
     directory: str = ""  # where it was loaded from / written to
 
     # -- convenience ---------------------------------------------------------------------------
+    @property
+    def fov_deg(self) -> float:
+        """The camera's field of view over the crop width, degrees (one for all frames)."""
+        return math.degrees(2 * math.atan(0.5 * self.crop_size / float(self.K[0, 0, 0])))
+
     def __len__(self) -> int:
         return len(self.frame_index)
 

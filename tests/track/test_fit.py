@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
+import pytest
 import torch
 
 from dejavu.render.camera import intrinsics, pose6_to_world_to_cam, project_points
-from dejavu.track.fit import FitConfig, LandmarkModel, expression_bounds, fit_landmarks
+from dejavu.track.fit import FitConfig, LandmarkModel, estimate_fov, expression_bounds, fit_landmarks
 
 
-def _synthetic(head, B: int, seed: int = 0, video: bool = False):
+def _synthetic(head, B: int, seed: int = 0, video: bool = False, fov: float = 20.0):
     g = torch.Generator().manual_seed(seed)
     shape = torch.randn(head.n_shape, generator=g) * 0.5
     expr = torch.randn(B, head.n_expr, generator=g) * 0.5
@@ -20,13 +24,14 @@ def _synthetic(head, B: int, seed: int = 0, video: bool = False):
     pose[:, 2] = torch.randn(B, generator=g) * 0.05
     pose[:, 3:5] = torch.randn(B, 2, generator=g) * 0.01
     pose[:, 5] = 1.0 + torch.randn(B, generator=g) * 0.05
+    pose[:, 5] *= math.tan(math.radians(10.0)) / math.tan(math.radians(fov / 2))  # same size in the crop
     if video:  # smooth trajectories
         t = torch.linspace(0, 1, B)[:, None]
         expr = expr[:1] * torch.cos(3 * t) + expr[1:2] * torch.sin(3 * t)
         pose = pose[:1] + (pose[1:2] - pose[:1]) * t
         jaw = jaw[:1] * (1 + torch.sin(5 * t))
     lm = head.landmarks(head(shape, expr, jaw))
-    target = project_points(lm, pose6_to_world_to_cam(pose), intrinsics(512, 512, batch=B))
+    target = project_points(lm, pose6_to_world_to_cam(pose), intrinsics(512, 512, fov, batch=B))
     return shape, expr, jaw, pose, target
 
 
@@ -100,8 +105,9 @@ def test_fit_recovers_shape_outside_the_identity_basis(procedural_head):
     expr = torch.zeros(B, head.n_expr)
     lm = head.landmarks(head(torch.zeros(head.n_shape), expr, vertex_offsets=offsets))
     target = project_points(lm, pose6_to_world_to_cam(pose), intrinsics(512, 512, batch=B))
-    plain = fit_landmarks(head, target, 512, video=True, config=FitConfig(detail=False, n_keyframes=B))
-    fitted = fit_landmarks(head, target, 512, video=True, config=FitConfig(n_keyframes=B))
+    cfg = FitConfig(n_keyframes=B, fov_deg=20.0)
+    plain = fit_landmarks(head, target, 512, video=True, config=dataclasses.replace(cfg, detail=False))
+    fitted = fit_landmarks(head, target, 512, video=True, config=cfg)
     assert fitted.vertex_offsets.shape == (head.n_verts, 3)
     assert plain.vertex_offsets.abs().max() == 0
     rms = lambda e: float(e.pow(2).mean().sqrt())  # noqa: E731
@@ -110,3 +116,38 @@ def test_fit_recovers_shape_outside_the_identity_basis(procedural_head):
     cos = torch.nn.functional.cosine_similarity(fitted.vertex_offsets[on_face, :2].flatten(),
                                                 offsets[on_face, :2].flatten(), dim=0)
     assert cos > 0.5  # in-image directions; depth is weakly seen by landmarks
+
+
+def _fov_of(K) -> float:
+    return math.degrees(2 * math.atan(256.0 / float(K[0, 0, 0])))
+
+
+@pytest.mark.parametrize("fov", [20.0, 40.0])
+def test_fit_video_estimates_the_field_of_view(procedural_head, fov):
+    *_, target = _synthetic(procedural_head, 12, seed=4, video=True, fov=fov)
+    res = fit_landmarks(procedural_head, target, 512, video=True, config=FitConfig(n_keyframes=6))
+    assert abs(_fov_of(res.K) - fov) < 4.0
+    assert res.error_px.max() < 1.5
+    # given in degrees, it is used as is; photos keep the default unless told
+    fixed = fit_landmarks(procedural_head, target, 512, video=True, config=FitConfig(fov_deg=30.0, n_keyframes=6))
+    assert _fov_of(fixed.K) == pytest.approx(30.0)
+    photo = fit_landmarks(procedural_head, target[:1], 512, video=False)
+    assert _fov_of(photo.K) == pytest.approx(20.0)
+
+
+def test_estimate_fov_finds_the_minimum_and_keeps_the_default_when_flat():
+    calls = []
+
+    def fit_at(depth):
+        def f(fov):
+            calls.append(fov)
+            return {"fov": fov}, 2.0 + depth * (fov - 37.0) ** 2
+
+        return f
+
+    fov, params = estimate_fov(fit_at(1e-3), 10.0, 60.0, default=20.0, min_gain=0.01)
+    assert abs(fov - 37.0) < 1.0 and params == {"fov": fov}
+    assert len(calls) <= 14 and len(set(calls)) == len(calls)  # no fit is repeated
+    # 17 degrees off the minimum costs 0.5% of the error: the landmarks do not determine the FOV
+    fov, params = estimate_fov(fit_at(3e-5), 10.0, 60.0, default=20.0, min_gain=0.01)
+    assert fov == 20.0 and params == {"fov": 20.0}
