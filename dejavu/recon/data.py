@@ -33,11 +33,14 @@ import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.render.camera import DEFAULT_FOV_DEG
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "dejavu-recon-data"
 FORMAT_VERSION = 1
+#: The one camera field of view (degrees over the crop) of every view in the data: its cameras are pose6 only.
+DATA_FOV_DEG = DEFAULT_FOV_DEG
 ARRAYS = ("images", "masks", "pose6", "shape", "expression", "jaw", "n_views")
 
 # MediaPipe face-mesh landmark indices used to paint the synthetic appearance.
@@ -101,7 +104,7 @@ class MultiViewSet:
         folder.mkdir(parents=True, exist_ok=True)
         start = len(list(folder.glob("shard_*.npz")))
         meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "head": self.head, "size": self.size,
-                "fov_deg": 20.0}
+                "fov_deg": DATA_FOV_DEG}
         paths = []
         for i, lo in enumerate(range(0, len(self), per_shard)):
             part = self.subset(slice(lo, lo + per_shard))
@@ -219,7 +222,7 @@ def framed_cameras(landmarks: torch.Tensor, yaw: np.ndarray, pitch: np.ndarray, 
     pose = np.zeros((B, 6))
     pose[:, 0], pose[:, 1], pose[:, 5] = yaw, pitch, 1.0
     f = focal_from_fov(20.0, size)
-    K = intrinsics(size, size, batch=B)
+    K = intrinsics(size, size, DATA_FOV_DEG, batch=B)
     for _ in range(iterations):
         w2c = pose6_to_world_to_cam(torch.as_tensor(pose, dtype=torch.float32))
         px = project_points(landmarks.float().cpu(), w2c, K).numpy()
@@ -364,7 +367,7 @@ def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: in
             pose = framed_cameras(lms, yaw.reshape(-1), pitch.reshape(-1), size)
             rep = lambda x: x.repeat_interleave(n_views, 0)  # noqa: E731
             w2c = pose6_to_world_to_cam(tt(pose))
-            K = intrinsics(size, size, batch=n * n_views, device=device)
+            K = intrinsics(size, size, DATA_FOV_DEG, batch=n * n_views, device=device)
             r = render(rep(g.means), rep(g.quats), rep(g.scales), rep(g.opacities), rep(g.colors), w2c, K, size, size,
                        backend=backend)
         images = (r.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy().reshape(n, n_views, size, size, 3)
@@ -434,13 +437,14 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
     from tqdm import tqdm
 
     from dejavu.track import track
+    from dejavu.track.fit import FitConfig
 
     sets = []
     for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
         out = Path(track_dir) / group.name
         try:
             result = track(group, out, head=head_spec, max_frames=views, crop_size=size, overlay=False,
-                           progress=False)
+                           progress=False, config=FitConfig(fov_deg=DATA_FOV_DEG))
         except DejavuError as exc:
             log.info("skipping %s: %s", group, exc)
             continue
@@ -467,9 +471,11 @@ def track_video_identities(video: str, head_spec: str, size: int, frames_per_ide
                            max_frames: int | None = None) -> MultiViewSet:
     """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""
     from dejavu.track import track
+    from dejavu.track.fit import FitConfig
 
+    # the data format has one camera FOV (meta "fov_deg"): a video's is not estimated
     result = track(video, Path(track_dir) / Path(video).stem, head=head_spec, crop_size=size, overlay=False,
-                   max_frames=max_frames)
+                   max_frames=max_frames, config=FitConfig(fov_deg=DATA_FOV_DEG))
     whole = tracking_to_set(result)
     V = frames_per_identity
     K = whole.views // V
