@@ -1,7 +1,8 @@
 """Batched landmark fitting: per-frame 6-DoF camera + expression/jaw/eyes, one shared identity.
 
 The camera replaces head pose (paper): each frame gets ``[yaw, pitch, roll, tx, ty, tz]``
-(``dejavu.render.camera``), FOV 20 deg over the crop. The loss is the weighted 2D reprojection
+(``dejavu.render.camera``); one field of view over the crop for all frames, 20 deg or, for a video
+whose landmarks determine it, estimated (:func:`estimate_fov`). The loss is the weighted 2D reprojection
 error of the head's MediaPipe-478 landmarks against detected landmarks (crop pixels; weights from
 ``head.landmark_weight``, iris points only for heads with eyes) plus priors and, for videos,
 second-difference smoothness of expression, jaw, eyes and camera. All frames are optimised at
@@ -22,8 +23,8 @@ Letters: B frames, L = 478 landmarks, V vertices, Ns/Ne identity/expression size
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
