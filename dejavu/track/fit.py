@@ -48,7 +48,7 @@ class FitConfig:
     keyframes' landmarks where they clearly prefer another than ``DEFAULT_FOV_DEG`` (:func:`estimate_fov`,
     docs/TRACKING.md "Field of view"); for photos ``DEFAULT_FOV_DEG`` (one view barely constrains it)."""
     fov_range: tuple[float, float] = (10.0, 60.0)
-    """Degrees searched when the FOV is estimated."""
+    """Degrees an estimated FOV is kept within."""
     fov_min_gain: float = 0.01
     """An estimated FOV replaces ``DEFAULT_FOV_DEG`` only if it lowers the keyframes' landmark RMSE by at
     least this fraction (else the landmarks do not determine it)."""
@@ -411,38 +411,33 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
 
 
 def estimate_fov(fit_at, lo: float, hi: float, default: float = DEFAULT_FOV_DEG, min_gain: float = 0.01,
-                 tol: float = 1.0) -> tuple[float, dict]:
-    """The field of view (degrees) in [lo, hi] whose keyframe fit leaves the least landmark error.
+                 step: float = 10.0) -> tuple[float, dict]:
+    """The field of view (degrees, in [lo, hi]) whose keyframe fit leaves the least landmark error.
 
-    Golden-section search: the error is smooth with one minimum over the range (measured on both videos
-    of ``../shared/data``; docs/TRACKING.md "Field of view"). ``fit_at(fov) -> (params, rmse)``. Returns
-    the best FOV tried, to ``tol`` degrees, and its fit (reused, not refitted), or ``default`` and its fit
+    The error is smooth in the FOV with one minimum (docs/TRACKING.md "Field of view", measured on both
+    videos of ``../shared/data``), so one parabolic step finds it closely enough: fits at ``default``,
+    ``default + step`` and ``default + 2 step``, then one at the parabola's vertex (clamped to the range).
+    ``fit_at(fov) -> (params, rmse)``; each fit costs ~1 s on 2 cores, so this adds ~3 s to a video's
+    tracking. Returns the best FOV fitted and its fit (reused, not refitted), or ``default`` and its fit
     when the best lowers the error by less than the fraction ``min_gain``: a flat error says the
     landmarks do not determine the FOV, and then the default, which the rest of the pipeline (the
     reconstruction network's training data) was made with, is the safer guess.
     """
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    tried: dict[float, tuple[dict, float]] = {}
-
-    def err(fov: float) -> float:
-        fov = round(fov, 3)
-        if fov not in tried:
-            tried[fov] = fit_at(fov)
-            log.info("tracking: FOV %.1f deg, keyframe landmark RMSE %.3f px", fov, tried[fov][1])
-        return tried[fov][1]
-
-    a, b = lo, hi
-    c, d = b - g * (b - a), a + g * (b - a)
-    while b - a > tol:
-        if err(c) < err(d):
-            b, d = d, c
-            c = b - g * (b - a)
-        else:
-            a, c = c, d
-            d = a + g * (b - a)
+    tried = {}
+    for fov in (default, default + step, default + 2 * step):
+        tried[fov] = fit_at(fov)
+    e0, e1, e2 = (tried[f][1] for f in tried)
+    curvature = e0 - 2 * e1 + e2
+    if curvature > 0:
+        vertex = default + step + 0.5 * step * (e0 - e2) / curvature
+        vertex = round(min(max(vertex, lo), hi), 1)
+        if vertex not in tried:
+            tried[vertex] = fit_at(vertex)
+    for fov, (_, rmse) in tried.items():
+        log.info("tracking: FOV %.1f deg, keyframe landmark RMSE %.3f px", fov, rmse)
     best = min(tried, key=lambda k: tried[k][1])
-    if tried[best][1] > (1.0 - min_gain) * err(default):
-        best = round(default, 3)
+    if tried[best][1] > (1.0 - min_gain) * tried[default][1]:
+        best = default
     log.info("tracking: FOV %.1f deg", best)
     return best, tried[best][0]
 
