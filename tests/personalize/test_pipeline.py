@@ -196,6 +196,13 @@ def test_export_ply(avatar_dir, tmp_path):
     assert np.all(np.isfinite(act["means"])) and np.all(act["scales"] > 0)
 
 
+def test_fov_errors_are_one_line(tracked, tmp_path, capsys):
+    assert main(["personalize", str(tracked), "-o", str(tmp_path / "a"), "--fov", "30"]) == 2
+    assert "is a tracking directory" in capsys.readouterr().err
+    assert main(["track", str(tracked), "-o", str(tmp_path / "t"), "--fov", "wide"]) == 2
+    assert "--fov wide: expected degrees between 1 and 120, or auto" in capsys.readouterr().err
+
+
 def test_missing_avatar_is_a_clear_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "a.ply")]) == 2
     assert "no such avatar directory" in capsys.readouterr().err
