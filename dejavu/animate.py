@@ -92,12 +92,13 @@ def drive_from_tracking(result) -> Drive:
 def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: bool = True) -> Drive:
     """Read or track the driving source ``src`` (video, image folder, tracking dir, .json or .npz)."""
     from dejavu.io import cache_dir, is_video
+    from dejavu.track.result import is_tracking_dir
 
     src = Path(src)
     where = f"--drive {src}"
     if not src.exists():
         raise DejavuError(f"{where}: no such file or directory")
-    if src.is_dir() and (src / "tracking.npz").is_file():
+    if is_tracking_dir(src):
         from dejavu.track import load_tracking
 
         return drive_from_tracking(load_tracking(src))

@@ -34,11 +34,11 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.personalize.config import preset
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
     from dejavu.personalize.train import Trainer
-    from dejavu.track import load_tracking, track
+    from dejavu.track import is_tracking_dir, load_tracking, track
 
     dev = resolve_device(args.device)
     src = Path(args.input)
-    if src.is_dir() and (src / "tracking.npz").is_file():
+    if is_tracking_dir(src):
         result = load_tracking(src)
     else:
         result = track(src, cache_dir() / "bench" / f"track-{src.stem}", max_frames=args.max_frames, progress=False)

@@ -54,7 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.resolution is not None and args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
-    if args.fov is not None and (Path(args.video) / "tracking.npz").is_file():
+    from dejavu.track.result import is_tracking_dir
+
+    if args.fov is not None and is_tracking_dir(args.video):
         raise DejavuError(f"--fov: {args.video} is a tracking directory, its FOV is fixed; "
                           "track the video again with `dejavu track --fov`")
     cfg = dataclasses.replace(cfg, fov_deg=fov_value(args.fov))

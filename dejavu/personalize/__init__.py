@@ -45,7 +45,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
     from dejavu.personalize.pose import fit_training_poses
     from dejavu.personalize.train import Trainer, load_checkpoint
-    from dejavu.track import load_tracking, track
+    from dejavu.track import is_tracking_dir, load_tracking, track
     from dejavu.track.fit import FitConfig
 
     t_start = time.time()
@@ -60,7 +60,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
 
     # 1. tracking (cached by the tracker) and frames
     video = Path(video)
-    if video.is_dir() and (video / "tracking.npz").is_file():
+    if is_tracking_dir(video):
         result = load_tracking(video)
     else:
         result = track(video, tracking_dir or out_dir / "tracking", head=head_spec, fps=cfg.fps,

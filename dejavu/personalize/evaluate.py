@@ -170,11 +170,11 @@ def _chunked_metrics(preds: dict, target: torch.Tensor, masks: dict, chunk: int)
 def _tracking(video: str | Path, avatar_dir: Path, head_spec: str, cfg: dict, device: str, progress: bool):
     """The tracking result of ``video``: a tracking dir as is, else tracked (cached next to the avatar)."""
     from dejavu.render.camera import DEFAULT_FOV_DEG
-    from dejavu.track import load_tracking, track
+    from dejavu.track import is_tracking_dir, load_tracking, track
     from dejavu.track.fit import FitConfig
 
     video = Path(video)
-    if video.is_dir() and (video / "tracking.npz").is_file():
+    if is_tracking_dir(video):
         return load_tracking(video)
     return track(video, avatar_dir / "tracking", head=head_spec, fps=cfg.get("fps"), max_frames=cfg.get("max_frames"),
                  crop_size=int(cfg.get("crop_size", 512)), device=device, progress=progress,

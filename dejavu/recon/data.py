@@ -221,7 +221,7 @@ def framed_cameras(landmarks: torch.Tensor, yaw: np.ndarray, pitch: np.ndarray, 
     B = landmarks.shape[0]
     pose = np.zeros((B, 6))
     pose[:, 0], pose[:, 1], pose[:, 5] = yaw, pitch, 1.0
-    f = focal_from_fov(20.0, size)
+    f = focal_from_fov(DATA_FOV_DEG, size)
     K = intrinsics(size, size, DATA_FOV_DEG, batch=B)
     for _ in range(iterations):
         w2c = pose6_to_world_to_cam(torch.as_tensor(pose, dtype=torch.float32))
@@ -457,10 +457,10 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
 def gather_tracked(track_dir: str | Path, views: int) -> MultiViewSet:
     """Every finished tracking folder under ``track_dir`` (e.g. an interrupted :func:`track_photo_folders`
     run) as identities with ``views`` views each."""
-    from dejavu.track import load_tracking
+    from dejavu.track import is_tracking_dir, load_tracking
 
     sets = []
-    for d in sorted(p for p in Path(track_dir).iterdir() if (p / "tracking.npz").is_file()):
+    for d in sorted(p for p in Path(track_dir).iterdir() if is_tracking_dir(p)):
         sets.append(tracking_to_set(load_tracking(d), views))
     if not sets:
         raise DejavuError(f"{track_dir}: no finished tracking folders")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from dejavu.errors import DejavuError
-from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, load_tracking, save_tracking
+from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, is_tracking_dir, load_tracking, save_tracking
 
-__all__ = ["track", "load_tracking", "TrackResult", "cache_key"]
+__all__ = ["track", "load_tracking", "is_tracking_dir", "TrackResult", "cache_key"]
 
 log = logging.getLogger(__name__)
 

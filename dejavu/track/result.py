@@ -156,6 +156,11 @@ def save_tracking(result: TrackResult, directory: str | Path) -> Path:
     return path
 
 
+def is_tracking_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by ``dejavu track`` (holds ``tracking.npz``)."""
+    return (Path(path) / TRACKING_FILE).is_file()
+
+
 def load_tracking(directory: str | Path) -> TrackResult:
     """Read a tracking directory written by :func:`dejavu.track.track`."""
     directory = Path(directory)
