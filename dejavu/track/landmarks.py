@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.track.native_log import native_stderr_silenced, started_quietly
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,12 @@ class LandmarkDetector:
         self._static = None  # created lazily for the small-face fallback (video mode)
         self._prev_box: np.ndarray | None = None  # (x0, y0, x1, y1) of the previous face, pixels
         self._warned_many = False
+        self._loud = set()  # ids of meshes that found a face (their last start-up line is then said)
 
     def _make(self, static: bool):
-        return self._mp.solutions.face_mesh.FaceMesh(
+        return started_quietly(lambda: self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static, max_num_faces=self.max_faces, refine_landmarks=True,
-            min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence)
+            min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence))
 
     def close(self) -> None:
         for mesh in {id(m): m for m in (self._mesh, self._static) if m is not None}.values():
@@ -95,7 +97,13 @@ class LandmarkDetector:
     # -- detection -------------------------------------------------------------------------------
     def _run(self, mesh, image: np.ndarray, offset=(0.0, 0.0), scale: float = 1.0) -> list[Detection]:
         h, w = image.shape[:2]
-        res = mesh.process(np.ascontiguousarray(image))
+        if id(mesh) in self._loud:
+            res = mesh.process(np.ascontiguousarray(image))
+        else:  # MediaPipe says one more start-up line on the first face it finds
+            with native_stderr_silenced():
+                res = mesh.process(np.ascontiguousarray(image))
+            if res.multi_face_landmarks:
+                self._loud.add(id(mesh))
         out = []
         for face in res.multi_face_landmarks or []:
             arr = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)

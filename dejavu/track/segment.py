@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dejavu.track.native_log import started_quietly
+
 
 class PersonSegmenter:
     """MediaPipe selfie segmentation: (H, W, 3) uint8 -> (H, W) float32 person probability."""
@@ -11,7 +13,7 @@ class PersonSegmenter:
     def __init__(self):
         import mediapipe as mp
 
-        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._seg = started_quietly(lambda: mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         res = self._seg.process(np.ascontiguousarray(image))
