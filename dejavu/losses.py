@@ -7,6 +7,8 @@ Loss weights are arguments: the defaults live in the reconstruction/personalizat
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -97,6 +99,26 @@ def position_regularizer(xyz_offsets: Tensor, weight_map: Tensor) -> Tensor:
 def scale_regularizer(log_scale_offsets: Tensor, weight_map: Tensor) -> Tensor:
     """Scale regulariser mean(weight * ||log-scale offset||) -> scalar; shapes as :func:`position_regularizer`."""
     return _weighted_norm_mean(log_scale_offsets, weight_map)
+
+
+def needle_regularizer(log_scales: Tensor, weight_map: Tensor, max_ratio: float = 4.0) -> Tensor:
+    """Needle penalty mean(weight * relu(log(largest / middle axis) - log(max_ratio))) -> scalar.
+
+    A Gaussian whose largest axis is many times its second is a needle; seen end-on from the training
+    views it covers a pixel, seen from the side it is a spike. Flat discs (two long axes, one short,
+    what surfaces want) are not penalised.
+
+    Args:
+        log_scales: (B, 3, S, S) log-scales, or anything differing from them by the same constant on the
+            three axes (offsets over an isotropic start).
+        weight_map: (1|B, S, S) per-texel weights (0 off the map).
+        max_ratio: largest-to-middle axis ratio allowed free.
+    """
+    top2 = log_scales.topk(2, dim=1).values  # (B, 2, S, S), largest first
+    excess = torch.relu(top2[:, 0] - top2[:, 1] - math.log(max_ratio))
+    if weight_map.ndim == 4:
+        weight_map = weight_map[:, 0]
+    return (weight_map.to(excess.dtype) * excess).mean()
 
 
 def color_regularizer(color_offsets: Tensor, weight_map: Tensor) -> Tensor:

@@ -69,6 +69,27 @@ def test_regulariser_gradient_finite_at_zero():
     assert torch.equal(delta.grad, torch.zeros_like(delta))
 
 
+def test_needle_regulariser_penalises_needles_not_discs():
+    import math
+
+    def one(axes_mm):
+        return torch.tensor(axes_mm, dtype=torch.float64).log().reshape(1, 3, 1, 1)
+
+    w = torch.ones(1, 1, 1, dtype=torch.float64)
+    assert losses.needle_regularizer(one([1.0, 1.0, 1.0]), w).item() == 0.0
+    assert losses.needle_regularizer(one([10.0, 10.0, 0.1]), w).item() == 0.0  # a disc is free
+    needle = losses.needle_regularizer(one([0.5, 20.0, 1.0]), w, max_ratio=4.0).item()
+    assert needle == pytest.approx(math.log(20.0 / 1.0) - math.log(4.0))
+    # the same constant on all three axes (an isotropic start) changes nothing
+    assert losses.needle_regularizer(one([0.5, 20.0, 1.0]) - 8.35, w).item() == pytest.approx(needle)
+    assert losses.needle_regularizer(one([0.5, 20.0, 1.0]), 0 * w).item() == 0.0
+    ls = (torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2)
+    weight = torch.rand(1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert losses.needle_regularizer(ls, weight).item() > 0
+    assert torch.autograd.gradcheck(lambda x: losses.needle_regularizer(x, weight), (ls.requires_grad_(True),),
+                                    fast_mode=True)
+
+
 def _images(b: int = 2, h: int = 32, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     target = torch.rand(b, 3, h, h, generator=g)

@@ -92,6 +92,11 @@ class PersonalizeConfig:
     photo; 0 for a video)."""
     w_scale: float = 1e-5
     """Weight of the scale regulariser on the delta's log-scales."""
+    w_needle: float = 0.01
+    """Weight of a needle penalty on every Gaussian's final scales: the log of its largest-to-middle axis
+    ratio beyond ``needle_ratio`` (``dejavu.losses.needle_regularizer``). Not in the paper."""
+    needle_ratio: float = 4.0
+    """Largest-to-middle axis ratio the needle penalty leaves free."""
     w_unseen_color: float = 0.01
     """Weight of a colour regulariser on the delta of the texels the training views see badly: each
     texel weighted by 1 - its best view's visibility (``dejavu.recon.photo_texture.best_view_weight``
@@ -142,6 +147,8 @@ class PersonalizeConfig:
             ("lr", self.lr > 0, "a positive number"),
             ("lr_pose", self.lr_pose >= 0, "0 or more"),
             ("w_position", self.w_position is None or self.w_position >= 0, "0 or more"),
+            ("w_needle", self.w_needle >= 0, "0 or more"),
+            ("needle_ratio", self.needle_ratio >= 1, "1 or more"),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -149,6 +149,9 @@ class Trainer:
         if self.w_position > 0:
             terms["position"] = self.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
+        if cfg.w_needle > 0:  # the start's log-scales are isotropic, so mean + delta carries the axis ratios
+            terms["needle"] = cfg.w_needle * losses.needle_regularizer(
+                (self.mean + delta)[:, ch.LOG_SCALE], self.scale_weight, cfg.needle_ratio)
         if cfg.w_unseen_color > 0 and self.unseen_weight is not None:
             terms["unseen_color"] = cfg.w_unseen_color * losses.color_regularizer(delta[:, ch.COLOR],
                                                                                   self.unseen_weight)

@@ -166,6 +166,7 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
     ({"blend_scheme": "softmax"}, "blend_scheme 'softmax': expected one of"),
     ({"train_fraction": 0.0}, "train_fraction 0.0: expected in \\(0, 1\\]"),
     ({"n_blendmaps": 0}, "n_blendmaps 0: expected at least 1"),
+    ({"needle_ratio": 0.5}, "needle_ratio 0.5: expected 1 or more"),
 ])
 def test_config_that_cannot_work_is_a_one_line_error(tmp_path, override, message):
     import dataclasses
@@ -256,3 +257,34 @@ def test_unseen_colour_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_
     assert (grad[ch.COLOR][:, unseen] * delta.detach()[0, ch.COLOR][:, unseen] > 0).all()  # pulled to 0
     no_seen = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "b", torch.device("cpu"), progress=False)
     assert "unseen_color" not in no_seen.loss(1, 0, 0, pred, batch, delta)[1]
+
+
+def test_needle_term_shortens_needles_of_the_final_scales(tiny, tiny_frames, tmp_path):
+    """The needle penalty sees the mean offsets plus the delta (the final axis ratios), touches only the
+    log-scales of texels whose longest axis exceeds ``needle_ratio`` x the middle one, and pulls that
+    axis in; it is off at weight 0."""
+    import math
+
+    head, uvmap, true = tiny
+    S = uvmap.size
+    mean = true.clone()
+    mean[ch.LOG_SCALE] = 0.0
+    mean[ch.LOG_SCALE.start, : S // 2] = math.log(20.0)  # top half of the layout: needles 20:1:1
+    cfg = tiny_config(w_needle=0.5, needle_ratio=4.0)
+    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    batch = tiny_frames.batch(torch.arange(2), "cpu")
+    pred = batch["images"].clone()
+    delta = torch.zeros(1, ch.N_CHANNELS, S, S, requires_grad=True)
+    trainer = Trainer(head, uvmap, tiny_frames, mean, blend, cfg, tmp_path / "a", torch.device("cpu"), progress=False)
+    loss, terms = trainer.loss(1, 0, 0, pred, batch, delta)
+    needles = uvmap.mask.clone()
+    needles[S // 2:] = False
+    expected = 0.5 * math.log(20.0 / 4.0) * float(needles.sum()) / S ** 2
+    assert abs(terms["needle"] - expected) < 1e-5
+    loss.backward()
+    grad = delta.grad[0]
+    assert (grad[ch.LOG_SCALE.start][needles] > 0).all()  # gradient descent shortens the long axis
+    assert grad[ch.LOG_SCALE][:, S // 2:].abs().max() == 0  # round Gaussians: free
+    off = Trainer(head, uvmap, tiny_frames, mean, blend, tiny_config(w_needle=0.0), tmp_path / "b",
+                  torch.device("cpu"), progress=False)
+    assert "needle" not in off.loss(1, 0, 0, pred, batch, delta)[1]
