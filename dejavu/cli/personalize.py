@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from dejavu.errors import DejavuError
-    from dejavu.personalize import VIEWS_FILE, personalize
+    from dejavu.personalize import VIEWS_FILE, heldout_summary, personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.pose import REFINE_POSE_LR
 
@@ -64,10 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, lr_pose=REFINE_POSE_LR)
     avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)
     t = avatar.training
-    psnr = t["metrics"].get("psnr_full")
-    # one photo (or a clip too short to hold frames out) has nothing to score against
-    held = f"held-out PSNR {psnr:.2f} dB" if psnr is not None else "no held-out frames to score"
-    print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; {held})")
+    print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; "
+          f"{heldout_summary(t['metrics'])})")
     print(f"  views     {Path(args.output) / VIEWS_FILE}  (neutral, from six sides)")
     print(f"  previews  {Path(args.output) / 'train' / 'previews'}")
     return 0

@@ -16,7 +16,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["personalize", "flat_mean_offsets"]
+__all__ = ["personalize", "flat_mean_offsets", "heldout_summary"]
 
 #: The avatar seen from six sides at its neutral expression (:func:`dejavu.animate.views_image`).
 VIEWS_FILE = "views.png"
@@ -123,8 +123,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         avatar.training["pose_refinement"] = pose_record
     avatar.save(out_dir)
     write_image(out_dir / VIEWS_FILE, views_image(avatar, head, uvmap, dev, cfg.resolution, backend=cfg.render_backend))
-    log.info("personalize: %d steps in %.0f s (tracking %.0f s); held-out PSNR %s", state.step, seconds,
-             t_tracked - t_start, metrics)
+    log.info("personalize: %d steps in %.0f s (tracking %.0f s); %s", state.step, seconds, t_tracked - t_start,
+             heldout_summary(metrics))
     return avatar
 
 
@@ -246,6 +246,14 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
 
 
 @torch.no_grad()
+def heldout_summary(metrics: dict) -> str:
+    """One phrase for :func:`quick_heldout_psnr`'s figures; one photo (or a clip too short to hold frames
+    out) has nothing to score against."""
+    if metrics.get("psnr_full") is None:
+        return "no held-out frames to score"
+    return f"held-out PSNR {metrics['psnr_full']:.2f} dB (stage 1 alone {metrics['psnr_global']:.2f})"
+
+
 def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
     """Mean per-frame PSNR (dB) over the held-out frames, whole crop (no error where the target is unknown),
     for stage 1 only and for the full avatar: the same figure as ``dejavu evaluate``'s whole-image PSNR

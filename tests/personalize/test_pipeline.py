@@ -227,15 +227,28 @@ def test_refine_pose_needs_a_video(avatar_dir, tmp_path, capsys):
     assert "--refine-pose: only with --video" in capsys.readouterr().err
 
 
-def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_path, capsys):
-    """One photo trains on its only frame: the summary says so instead of printing a PSNR of nan."""
+def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_path, capsys, caplog):
+    """One photo trains on its only frame: the summary and the log say so instead of a PSNR of nan or {}."""
     from synthetic import synthetic_tracking_dir
 
     # avatar_dir: its fixture shrinks the cpu preset to the tiny scene for this module
 
+    import logging
+
+    caplog.set_level(logging.INFO, logger="dejavu")
     head, uvmap, true = tiny
     synthetic_tracking_dir(tmp_path / "photo", head, uvmap, true, T=1, crop=64, backend=BACKEND)
     assert main(["personalize", str(tmp_path / "photo"), "-o", str(tmp_path / "one"), "--steps", "2",
                  "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "no held-out frames to score" in out and "nan" not in out
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("personalize: 2 steps")]
+    assert logged and logged[-1].endswith("no held-out frames to score"), logged
+
+
+def test_heldout_summary_reads_both_stages():
+    from dejavu.personalize import heldout_summary
+
+    assert heldout_summary({"psnr_global": 17.8, "psnr_full": 23.104}) == \
+        "held-out PSNR 23.10 dB (stage 1 alone 17.80)"
+    assert heldout_summary({}) == "no held-out frames to score"
