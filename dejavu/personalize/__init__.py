@@ -245,7 +245,6 @@ def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
     return off * uvmap.mask.float().cpu()
 
 
-@torch.no_grad()
 def heldout_summary(metrics: dict) -> str:
     """One phrase for :func:`quick_heldout_psnr`'s figures; one photo (or a clip too short to hold frames
     out) has nothing to score against."""
@@ -254,6 +253,7 @@ def heldout_summary(metrics: dict) -> str:
     return f"held-out PSNR {metrics['psnr_full']:.2f} dB (stage 1 alone {metrics['psnr_global']:.2f})"
 
 
+@torch.no_grad()
 def quick_heldout_psnr(avatar, head, uvmap, frames, device, backend: str = "auto") -> dict:
     """Mean per-frame PSNR (dB) over the held-out frames, whole crop (no error where the target is unknown),
     for stage 1 only and for the full avatar: the same figure as ``dejavu evaluate``'s whole-image PSNR
