@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import imageio.v2 as imageio
 import numpy as np
@@ -232,9 +233,6 @@ def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_pa
     from synthetic import synthetic_tracking_dir
 
     # avatar_dir: its fixture shrinks the cpu preset to the tiny scene for this module
-
-    import logging
-
     caplog.set_level(logging.INFO, logger="dejavu")
     head, uvmap, true = tiny
     synthetic_tracking_dir(tmp_path / "photo", head, uvmap, true, T=1, crop=64, backend=BACKEND)
