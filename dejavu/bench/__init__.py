@@ -21,6 +21,7 @@ TARGETS: dict[str, str] = {
     "personalize": "dejavu.bench.personalize",
     "animate": "dejavu.bench.animate",
     "reconstruct": "dejavu.bench.reconstruct",
+    "quality": "dejavu.bench.quality",
 }
 
 

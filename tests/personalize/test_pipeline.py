@@ -250,3 +250,32 @@ def test_heldout_summary_reads_both_stages():
     assert heldout_summary({"psnr_global": 17.8, "psnr_full": 23.104}) == \
         "held-out PSNR 23.10 dB (stage 1 alone 17.80)"
     assert heldout_summary({}) == "no held-out frames to score"
+
+
+def test_bench_quality_scores_against_the_targets_and_resumes(avatar_dir, tracked, tmp_path, capsys):
+    """`dejavu bench quality`: personalize + evaluate per video, a pass/fail per target, a JSON record;
+    a second run reads the evaluation it finds instead of training again."""
+    import json
+
+    from dejavu.bench.quality import check_targets
+
+    out, record = tmp_path / "q", tmp_path / "q.json"
+    args = ["bench", "quality", str(tracked), "--steps", "4", "-o", str(out), "--device", "cpu", "--json", str(record)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"| {tracked.name} | 4 |" in printed and f"avatars and evaluations in {out}" in printed
+    row = json.loads(record.read_text())["rows"][0]
+    assert row["steps"] == 4 and row["frames"] == 1 and set(row["image"]) >= {"PSNR", "SSIM", "LPIPS-alex"}
+    assert set(row["checks"]) == {"PSNR >= 24", "SSIM >= 0.88", "LPIPS-alex <= 0.12", "stage 2 > stage 1",
+                                  "<= 15 min"}
+    mtime = (out / tracked.name / "avatar.safetensors").stat().st_mtime
+    assert main(args) == 0
+    assert (out / tracked.name / "avatar.safetensors").stat().st_mtime == mtime
+    # the rules themselves
+    good = {"stages": {"full": {"image": {"PSNR": 24.5, "SSIM": 0.9, "LPIPS-alex": 0.05}},
+                       "global": {"image": {"PSNR": 20.0}}}}
+    assert all(check_targets(good, 600.0).values())
+    bad = {"stages": {"full": {"image": {"PSNR": 23.1, "SSIM": 0.92, "LPIPS-alex": 0.13}},
+                      "global": {"image": {"PSNR": 23.5}}}}
+    assert [k for k, ok in check_targets(bad, 901.0).items() if not ok] == \
+        ["PSNR >= 24", "LPIPS-alex <= 0.12", "stage 2 > stage 1", "<= 15 min"]
