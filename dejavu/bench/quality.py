@@ -4,7 +4,8 @@ For each video (or tracking directory): ``dejavu personalize`` with the given bu
 evaluate`` on the held-out last 10% of its frames (whole image, tracked poses), and a pass/fail per
 target of docs/PERSONALIZATION.md: PSNR >= 24 dB, SSIM >= 0.88, LPIPS-alex <= 0.12, stage 2 above stage 1
 alone, and the whole run (tracking included) within 15 minutes. Avatars and evaluations stay in
-``--output``; a video whose evaluation is there already is not trained again (re-run to resume).
+``--output``; a video whose evaluation is there already is not trained again, and an interrupted
+personalization continues from its checkpoint (re-run the command to resume).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> dict:
         avatar_dir, ev_path = out / name, out / f"{name}_eval.json"
         tracking = video if is_tracking_dir(video) else avatar_dir / "tracking"
         if not ev_path.is_file():
-            personalize(video, avatar_dir, cfg, device=args.device)
+            personalize(video, avatar_dir, cfg, device=args.device, resume=True)  # an interrupted run goes on
             evaluate_video(avatar_dir, tracking, json_path=ev_path, frames_dir=out / f"{name}_evalframes",
                            device=args.device, progress=False)
         evaluation = json.loads(ev_path.read_text())
