@@ -23,7 +23,7 @@ VIEWS_FILE = "views.png"
 
 
 def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Path | None = None,
-                device: str = "auto", resume: bool = False, progress: bool = True, tracking_dir: str | Path | None = None):
+                device: str = "auto", resume: bool = False, progress: bool = True):
     """Personalize an avatar to ``video`` and save it in ``out_dir``. Returns the :class:`~dejavu.avatar.Avatar`.
 
     Args:
@@ -32,7 +32,6 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         cfg: a :class:`~dejavu.personalize.config.PersonalizeConfig` (default: the cpu preset).
         init: an avatar directory whose mean offsets (and head, UV size) start the run instead of the network.
         device: ``--device``. resume: continue from ``train/checkpoint.pt``.
-        tracking_dir: where tracking results are cached (default ``out_dir/tracking``).
     """
     from dejavu.animate import views_image
     from dejavu.avatar import Avatar
@@ -63,7 +62,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     if is_tracking_dir(video):
         result = load_tracking(video)
     else:
-        result = track(video, tracking_dir or out_dir / "tracking", head=head_spec, fps=cfg.fps,
+        result = track(video, out_dir / "tracking", head=head_spec, fps=cfg.fps,
                        max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress,
                        config=FitConfig(fov_deg=cfg.fov_deg))
     t_tracked = time.time()
