@@ -13,9 +13,8 @@ All offset maps are in the reconstruction network's units (xyz in cm, see
 no network: vertices from the head model + offsets from this file.
 
 Example:
-    >>> avatar = Avatar.load("out/avatar")                       # doctest: +SKIP
-    >>> head, uvmap = avatar.build("cpu")                         # doctest: +SKIP
-    >>> g = avatar.gaussians(head, uvmap, expression=torch.zeros(1, head.n_expr))  # doctest: +SKIP
+    >>> model = Avatar.load("out/avatar").model("cpu")               # doctest: +SKIP
+    >>> g = model(expression=torch.zeros(1, model.n_expr))          # Gaussians of one frame  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,7 +30,12 @@ import torch
 
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import N_CHANNELS
-from dejavu.personalize.blendmaps import BlendScheme, compose_delta
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.head.base import HeadModel
+from dejavu.io import atomic_path, write_json
+from dejavu.model.avatar_model import AvatarModel, check_identity
+from dejavu.model.blend import BlendScheme
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,6 @@ FORMAT_NAME = "dejavu-avatar"
 FORMAT_VERSION = 2  # 2: optional pose_model (older readers would ignore it and render it wrong)
 JSON_NAME = "avatar.json"
 TENSORS_NAME = "avatar.safetensors"
-#: Which offsets :meth:`Avatar.offsets` uses: everything learnt, stage 1 only, or the mean alone.
-STAGES = ("full", "global", "mean")
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Avatar:
     mean_offsets: (13, S, S) mean UV offsets (network units: xyz in cm).
     global_delta: (13, S, S) stage-1 delta, or None.
     blendmaps: (K, 13, S, S) stage-2 blendmaps, or None.
-    blend: how expressions become blend weights (see ``dejavu.personalize.blendmaps``).
+    blend: how expressions become blend weights (see ``dejavu.model.blend``).
     pose_model: (6, K + 4) expression -> rigid pose correction learnt with personalization
         (``dejavu.personalize.pose``), or None.
     settings: free-form settings used to make it (resolution, config, ...), JSON-serialisable.
@@ -104,89 +106,21 @@ class Avatar:
         return "full" if self.blendmaps is not None else "global" if self.global_delta is not None else "mean"
 
     # -- use ------------------------------------------------------------------------------------
-    def offsets(self, expression: torch.Tensor, stage: str = "full") -> torch.Tensor:
-        """UV offsets (B, 13, S, S) = mean + delta(expression).
-
-        Args:
-            expression: (B, Ne) expression codes (B = number of frames).
-            stage: "full" (blendmaps if present, else the global delta), "global" (stage 1 only:
-                mean + global delta) or "mean" (reconstruction only).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
-        B = expression.shape[0]
-        mean = self.mean_offsets.to(expression.device)
-        out = mean.expand(B, -1, -1, -1)
-        if stage == "full" and self.blendmaps is not None:
-            w = self.blend.weights(expression)
-            return out + compose_delta(w, self.blendmaps.to(expression.device))
-        if stage in ("full", "global") and self.global_delta is not None:
-            return out + self.global_delta.to(expression.device)
-        return out
-
-    def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
-        """The head-model keyword arguments of this person: shape (Ns,) and vertex_offsets (V, 3) or None."""
-        from dejavu.head.base import identity_kwargs
-
-        return identity_kwargs(self.shape, self.vertex_offsets, device)
-
-    def vertices(self, head, expression: torch.Tensor, jaw: torch.Tensor | None = None,
-                 eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None) -> torch.Tensor:
-        """Posed head vertices (B, V, 3), metres, with this avatar's identity."""
-        self.check_head(head)
-        return head(**self.identity(expression.device), expression=expression, jaw=jaw, eyes=eyes, pose=pose)
-
-    def gaussians(self, head, uvmap, expression: torch.Tensor, jaw: torch.Tensor | None = None,
-                  eyes: torch.Tensor | None = None, pose: torch.Tensor | None = None, stage: str = "full"):
-        """Activated Gaussians (``dejavu.gaussians.uvmap.Gaussians``, B frames) for one expression per frame.
-
-        Args:
-            head: the ``HeadModel`` named by :attr:`head` (see :meth:`build`).
-            uvmap: a ``UVGaussianMap`` of side :attr:`uv_size` on that head.
-            expression: (B, Ne); jaw: (B, 3) radians; eyes: (B, 6) radians; pose: (B, 3) radians.
-            stage: see :meth:`offsets`. Personalized stages ("full", "global") also get the rigid
-                correction of :attr:`pose_model` when the avatar has one.
-        """
-        if uvmap.size != self.uv_size:
-            raise DejavuError(f"avatar: UV size {self.uv_size} does not match the UV map's {uvmap.size}")
-        verts = self.vertices(head, expression, jaw, eyes, pose)
-        g = uvmap.gaussians(verts, self.offsets(expression, stage))
-        if self.pose_model is not None and stage != "mean":
-            from dejavu.personalize.pose import apply_rigid, predict_corrections
-
-            g = apply_rigid(g, predict_corrections(self.pose_model, self.blend, expression, jaw))
-        return g
-
-    def check_head(self, head) -> None:
-        if head.n_shape != self.shape.shape[0]:
-            raise DejavuError(f"avatar: identity has {self.shape.shape[0]} coefficients but head "
-                              f"{head.name!r} has {head.n_shape}; was it made with another head model?")
-        if self.vertex_offsets is not None and self.vertex_offsets.shape[0] != head.n_verts:
-            raise DejavuError(f"avatar: vertex_offsets has {self.vertex_offsets.shape[0]} vertices but head "
-                              f"{head.name!r} has {head.n_verts}; was it made with another head model?")
-
-    def build(self, device: torch.device | str = "cpu"):
-        """(HeadModel, UVGaussianMap) for this avatar, on ``device``."""
-        from dejavu.gaussians.uvmap import UVGaussianMap
-        from dejavu.head import load_head
-
-        head = load_head(self.head, device)
-        self.check_head(head)
-        uvmap = UVGaussianMap(head, self.uv_size).to(device)
+    def model(self, device: torch.device | str = "cpu", head: HeadModel | None = None,
+              uvmap: UVGaussianMap | None = None) -> AvatarModel:
+        """The :class:`~dejavu.model.avatar_model.AvatarModel` of this avatar (head model, UV map, maps) on
+        ``device``: ``avatar.model(dev)(expression, jaw, eyes)`` gives its Gaussians. ``head`` and ``uvmap``,
+        when given, are this avatar's head model and UV map already built on ``device`` (not rebuilt)."""
+        head = head if head is not None else load_head(self.head, device)
+        check_identity(head, self.shape, self.vertex_offsets)
+        uvmap = uvmap if uvmap is not None else UVGaussianMap(head, self.uv_size).to(device)
         expected = self.settings.get("n_gaussians")
         if expected is not None and int(expected) != uvmap.n_gaussians:
             log.warning("avatar: made with %s Gaussians but head %r now lays out %d at UV %d; its UV layout changed "
                         "since, so the avatar may look wrong (re-create it)", expected, self.head, uvmap.n_gaussians,
                         self.uv_size)
-        return head, uvmap
-
-    def to(self, device: torch.device | str) -> "Avatar":
-        """Move every tensor to ``device`` (in place; returns self)."""
-        for name in ("shape", "vertex_offsets", "mean_offsets", "global_delta", "blendmaps", "pose_model"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device))
-        return self
+        return AvatarModel(head, uvmap, self.shape, self.mean_offsets, self.global_delta, self.blendmaps, self.blend,
+                           self.vertex_offsets, self.pose_model)
 
     # -- storage --------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -206,8 +140,6 @@ class Avatar:
     def save(self, directory: str | Path) -> Path:
         """Write ``avatar.safetensors`` then ``avatar.json`` into ``directory``, each atomically."""
         from safetensors.torch import save_file
-
-        from dejavu.io import atomic_path, write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -231,7 +163,7 @@ class Avatar:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Avatar":
+    def load(cls, directory: str | Path) -> "Avatar":
         """Read an avatar directory; DejavuError on anything missing, corrupt or incompatible."""
         directory = Path(directory)
         json_path, tensor_path = directory / JSON_NAME, directory / TENSORS_NAME
@@ -269,7 +201,7 @@ class Avatar:
             raise DejavuError(f"{json_path}: field {exc.args[0]!r} is missing") from None
         except DejavuError as exc:
             raise DejavuError(f"{directory}: {str(exc).removeprefix('avatar: ')}") from None
-        return avatar.to(map_location)
+        return avatar
 
 
 def is_avatar_dir(path: str | Path) -> bool:

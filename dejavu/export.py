@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu.avatar import Avatar
+from dejavu.device import resolve_device
+from dejavu.drive.sequence import load_drive
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import SH_C0
+from dejavu.io import atomic_path
 
 PLY_PROPERTIES: tuple[str, ...] = (
     "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
@@ -59,7 +63,6 @@ def gaussians_to_ply_array(gaussians, index: int = 0) -> np.ndarray:
 
 def write_ply(path: str | Path, gaussians, index: int = 0) -> Path:
     """Write batch element ``index`` of ``gaussians`` as a binary little-endian 3DGS .ply, atomically."""
-    from dejavu.io import atomic_path
 
     data = gaussians_to_ply_array(gaussians, index)
     header = "ply\nformat binary_little_endian 1.0\n"
@@ -140,13 +143,11 @@ def ply_to_activated(props: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | None = None, frame: int = 0,
                   device: str = "cpu") -> tuple[Path, int]:
     """Write an avatar's Gaussians (neutral, or frame ``frame`` of a parameter file) to ``out``; (path, N)."""
-    from dejavu.animate import load_drive
-    from dejavu.avatar import Avatar
-    from dejavu.device import resolve_device
 
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
-    head, uvmap = avatar.build(dev)
+    model = avatar.model(dev)
+    head = model.head
     if params is None:
         expr, jaw, eyes = torch.zeros(1, head.n_expr), torch.zeros(1, 3), torch.zeros(1, 6)
     else:
@@ -157,5 +158,5 @@ def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | 
         if expr.shape[1] != head.n_expr:
             raise DejavuError(f"--params {params}: {expr.shape[1]} expression components, head has {head.n_expr}")
     with torch.no_grad():
-        g = avatar.gaussians(head, uvmap, expr.to(dev), jaw.to(dev), eyes.to(dev))
+        g = model(expr.to(dev), jaw.to(dev), eyes.to(dev))
     return write_ply(out, g), int(g.means.shape[1])

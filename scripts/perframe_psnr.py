@@ -30,11 +30,10 @@ def main() -> None:
 
     dev = torch.device("cpu")
     avatar = Avatar.load(args.avatar)
-    head, uvmap = avatar.build(dev)
     cfg = avatar.settings.get("config", {})
     frames = frames_from_tracking(load_tracking(args.tracking), int(avatar.settings.get("resolution", 256)))
     frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
-    pred = render_avatar(avatar, head, uvmap, frames, args.stage, dev, chunk=16)
+    pred = render_avatar(avatar.model(dev), frames, args.stage, chunk=16)
     target = frames.images.permute(0, 3, 1, 2).float() / 255.0
     psnr = -10 * torch.log10(((pred - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
     n = len(psnr)

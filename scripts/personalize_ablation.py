@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from dejavu.config import apply_overrides
-    from dejavu.personalize import personalize
+    from dejavu.personalize.pipeline import personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.evaluate import evaluate_video
 

@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from dejavu.animate import Drive, cameras, expression_sweep, head_center, render_sequence
+    from dejavu.animate import cameras, render_sequence
+    from dejavu.drive.sequence import Drive, expression_sweep
     from dejavu.avatar import Avatar
     from dejavu.bench import machine_info
     from dejavu.device import resolve_device
@@ -38,16 +39,16 @@ def run(args: argparse.Namespace) -> dict:
         off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
         avatar = Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape),
                         mean_offsets=off * UVGaussianMap(head, S).mask.float())
-    head, uvmap = avatar.build(dev)
-    drive = expression_sweep(head, args.frames)
-    w2c, K = cameras("orbit", len(drive), args.resolution, head_center(head, avatar.identity()))
+    model = avatar.model(dev)
+    uvmap = model.uvmap
+    drive = expression_sweep(model.head, args.frames)
+    w2c, K = cameras("orbit", len(drive), args.resolution, model.center())
     c = args.chunk
     warm = Drive(drive.expression[:c], drive.jaw[:c], drive.eyes[:c])
-    list(render_sequence(avatar, head, uvmap, warm, w2c[:c], K[:c], args.resolution, dev, chunk=c,
+    list(render_sequence(model, warm, w2c[:c], K[:c], args.resolution, chunk=c,
                          progress=False))  # warm-up (numba compile, caches)
     t0 = time.perf_counter()
-    n = sum(1 for _ in render_sequence(avatar, head, uvmap, drive, w2c, K, args.resolution, dev, chunk=args.chunk,
-                                       progress=False))
+    n = sum(1 for _ in render_sequence(model, drive, w2c, K, args.resolution, chunk=args.chunk, progress=False))
     wall = time.perf_counter() - t0
     res = {"target": "animate", "avatar": args.avatar or "builtin-flat", "gaussians": uvmap.n_gaussians,
            "frames": n, "resolution": args.resolution, "seconds": round(wall, 3), "fps": round(n / wall, 2),

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.gaussians.uvmap import UVGaussianMap
     from dejavu.head import load_head
     from dejavu.io import cache_dir
-    from dejavu.personalize import flat_mean_offsets
-    from dejavu.personalize.blendmaps import fit_pca_basis
+    from dejavu.personalize.pipeline import flat_mean_offsets
+    from dejavu.model.blend import fit_pca_basis
     from dejavu.personalize.config import preset
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
     from dejavu.personalize.train import Trainer

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from dejavu.bench import machine_info
-    from dejavu.personalize import personalize
+    from dejavu.personalize.pipeline import personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.evaluate import evaluate_video
     from dejavu.track import is_tracking_dir

@@ -49,7 +49,7 @@ def run_demo(out: "Path", video: str | None = None, minutes: float = 6.0, device
     else:
         import dataclasses
 
-        from dejavu.personalize import personalize
+        from dejavu.personalize.pipeline import personalize
         from dejavu.personalize.config import preset
 
         avatar_dir = out / "video_avatar"
@@ -58,7 +58,7 @@ def run_demo(out: "Path", video: str | None = None, minutes: float = 6.0, device
         outputs["avatar"] = avatar_dir
         outputs["reenactment"] = animate(avatar_dir, out / "reenactment.mp4", drive=avatar_dir / "tracking",
                                          camera="source", side_by_side=True, device=device)["output"]
-    from dejavu.personalize import VIEWS_FILE
+    from dejavu.personalize.pipeline import VIEWS_FILE
 
     if (avatar_dir / VIEWS_FILE).is_file():
         outputs["views"] = avatar_dir / VIEWS_FILE
@@ -77,7 +77,7 @@ def _refine_photo(avatar_dir: "Path", tracking_dir: "Path", device: str, log) ->
     """
     import dataclasses
 
-    from dejavu.personalize import personalize
+    from dejavu.personalize.pipeline import personalize
     from dejavu.personalize.config import preset
 
     log.info("demo: refining the network's avatar on the photo (stage-1 rectification, 150 steps)")
@@ -115,7 +115,7 @@ def _reconstruct(image: "Path", avatar_dir: "Path", device: str, log) -> "Path":
         return _refine_photo(avatar_dir, network_dir / "tracking", device, log)
     import dataclasses
 
-    from dejavu.personalize import personalize
+    from dejavu.personalize.pipeline import personalize
     from dejavu.personalize.config import preset
 
     log.warning("demo: the reconstruction network (dejavu.recon.predict) is not available; fitting the photo "

@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from dejavu.errors import DejavuError
-    from dejavu.personalize import VIEWS_FILE, heldout_summary, personalize
+    from dejavu.personalize.pipeline import VIEWS_FILE, heldout_summary, personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.pose import REFINE_POSE_LR
 

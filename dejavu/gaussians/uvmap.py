@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dejavu.gaussians import channels as ch
-from dejavu.gaussians.texels import texel_table
 from dejavu.head.base import REGION_ID, REGIONS, HeadModel
+from dejavu.head.texels import texel_table
+from dejavu.render import render
 
 #: Position-regulariser weight per region (REGIONS order).
 POSITION_WEIGHT = {"face": 10.0, "scalp": 0.1, "ears": 10.0, "eyes": 10.0, "mouth": 0.0, "neck": 1.0, "other": 1.0}
@@ -52,7 +53,6 @@ class Gaussians:
     def render(self, world_to_cam: torch.Tensor, K: torch.Tensor, width: int, height: int,
                background=None, backend: str = "auto"):
         """Render with :func:`dejavu.render.render` (world_to_cam (B, 4, 4), K (B, 3, 3)) -> RenderOutput."""
-        from dejavu.render import render
 
         return render(self.means, self.quats, self.scales, self.opacities, self.colors,
                       world_to_cam, K, width, height, background=background, backend=backend)

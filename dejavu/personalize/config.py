@@ -13,6 +13,7 @@ from typing import Any
 
 from dejavu.config import apply_overrides
 from dejavu.errors import DejavuError
+from dejavu.model.blend import SCHEMES
 
 
 @dataclass
@@ -115,7 +116,7 @@ class PersonalizeConfig:
     """"auto" (FLAME: softmax_first_k; others: pca_softmax), "softmax_first_k" or "pca_softmax"."""
     blend_temperature: float | None = None
     """Softmax temperature of the blend weights; None: the scheme's default
-    (:func:`dejavu.personalize.blendmaps.default_temperature`: 1 for FLAME's first K coefficients as in
+    (:func:`dejavu.model.blend.default_temperature`: 1 for FLAME's first K coefficients as in
     the paper, 2 for the built-in head's normalised PCA projections; docs/PERSONALIZATION.md)."""
     # -- logging ---------------------------------------------------------------------------------
     checkpoint_every: int = 25
@@ -133,7 +134,6 @@ class PersonalizeConfig:
     def validate(self, where: str = "config") -> "PersonalizeConfig":
         """Self, or a one-line :class:`DejavuError` naming ``where`` and the first value that cannot work
         (a zero temperature, for one, would turn every blend weight into NaN)."""
-        from dejavu.personalize.blendmaps import SCHEMES
 
         checks = [
             ("n_blendmaps", self.n_blendmaps >= 1, "at least 1"),

@@ -23,7 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu.avatar import Avatar
+from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.io import write_image, write_json
+from dejavu.losses import fill_unseen
+from dejavu.metrics.image import evaluate_predictions, psnr
+from dejavu.model.rigid import correction_summary
+from dejavu.personalize.frames import frames_from_tracking
+from dejavu.personalize.pose import refine_poses
+from dejavu.personalize.train import batch_gaussians, render_avatar
+from dejavu.render.camera import DEFAULT_FOV_DEG
+from dejavu.track import is_tracking_dir, load_tracking, track
+from dejavu.track.fit import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +49,10 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     Returns ``{"stages": {stage: {region: {metric: value}}}, "frames": n, "training": {...}}`` (and
     ``"refined_pose"``: the mean correction, with ``refine_pose``).
     """
-    from dejavu.avatar import Avatar
-    from dejavu.device import resolve_device
-    from dejavu.io import write_image, write_json
-    from dejavu.losses import fill_unseen
-    from dejavu.personalize.frames import frames_from_tracking
-    from dejavu.personalize.pose import correction_summary, refine_poses
-    from dejavu.personalize.train import avatar_gaussians_fn, render_avatar
-
     dev = resolve_device(device)
     avatar = Avatar.load(avatar_dir)
-    head, uvmap = avatar.build(dev)
-    avatar.to(dev)  # once, for every render and the pose refinement below
+    model = avatar.model(dev)
+    head = model.head
     cfg = avatar.settings.get("config", {})
     resolution = int(avatar.settings.get("resolution", cfg.get("resolution", 256)))
     train_fraction = float(cfg.get("train_fraction", 0.9))
@@ -76,12 +80,12 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
             continue
         if stage == "global" and avatar.global_delta is None:
             continue
-        preds[stage] = render_avatar(avatar, head, uvmap, held, stage, dev, chunk=chunk)
+        preds[stage] = render_avatar(model, held, stage, chunk=chunk)
     seen = held.pixels("seen")
     if refine_pose and "full" in preds:
-        corr = refine_poses(avatar_gaussians_fn(avatar, head, uvmap, "full"), held, dev, steps=refine_steps,
-                            chunk=chunk, progress=progress)
-        preds["full_refined_pose"] = render_avatar(avatar, head, uvmap, held, "full", dev, chunk=chunk, corrections=corr)
+        corr = refine_poses(batch_gaussians(model, "full"), held, dev, steps=refine_steps, chunk=chunk,
+                            progress=progress)
+        preds["full_refined_pose"] = render_avatar(model, held, "full", chunk=chunk, corrections=corr)
         out["refined_pose"] = {"steps": refine_steps, **correction_summary(corr)}
     # the crop's pixels outside the source frame are repeated border pixels: no error there
     preds = {stage: fill_unseen(pred, target, seen) for stage, pred in preds.items()}
@@ -106,8 +110,6 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
 def per_frame_psnr(preds: dict, target: torch.Tensor, face: torch.Tensor) -> dict:
     """Every frame's PSNR (dB) per stage: ``{stage: {"image": [T], "face": [T]}}``; their means are the
     stages' ``image`` and ``face`` PSNR. preds: stage -> (T, 3, R, R); target (T, 3, R, R); face (T, 1, R, R)."""
-    from dejavu.metrics.image import psnr
-
     return {stage: {"image": [round(float(v), 3) for v in psnr(p, target)],
                     "face": [round(float(v), 3) for v in psnr(p, target, face)]} for stage, p in preds.items()}
 
@@ -148,8 +150,6 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
 def _chunked_metrics(preds: dict, target: torch.Tensor, masks: dict, chunk: int) -> dict:
     """evaluate_predictions over chunks of frames (LPIPS-VGG memory), averaged weighted by chunk size
     -> {stage: {region: {metric: value}}}."""
-    from dejavu.metrics.image import evaluate_predictions
-
     total: dict = {}
     n = target.shape[0]
     for s in range(0, n, chunk):
@@ -169,10 +169,6 @@ def _chunked_metrics(preds: dict, target: torch.Tensor, masks: dict, chunk: int)
 
 def _tracking(video: str | Path, avatar_dir: Path, head_spec: str, cfg: dict, device: str, progress: bool):
     """The tracking result of ``video``: a tracking dir as is, else tracked (cached next to the avatar)."""
-    from dejavu.render.camera import DEFAULT_FOV_DEG
-    from dejavu.track import is_tracking_dir, load_tracking, track
-    from dejavu.track.fit import FitConfig
-
     video = Path(video)
     if is_tracking_dir(video):
         return load_tracking(video)

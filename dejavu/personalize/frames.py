@@ -16,6 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dejavu.head.base import identity_kwargs
+from dejavu.render.camera import project_points
+
 #: MediaPipe face-mesh landmark polygons of the facial features (stage-2 mask, paper section 3.4).
 FEATURE_POLYGONS: dict[str, tuple[int, ...]] = {
     "brow_left": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
@@ -83,7 +86,6 @@ class FrameSet:
 
     def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
         """Head-model keyword arguments of the person: shape (Ns,), vertex_offsets (V, 3) or None."""
-        from dejavu.head.base import identity_kwargs
 
         return identity_kwargs(self.shape, self.vertex_offsets, device)
 
@@ -149,7 +151,6 @@ def feature_masks(landmarks_2d: np.ndarray, size: int) -> np.ndarray:
 @torch.no_grad()
 def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
     """Set ``frames.feature`` from the head's landmarks projected with each frame's camera."""
-    from dejavu.render.camera import project_points
 
     pts = []
     for s in range(0, len(frames), chunk):

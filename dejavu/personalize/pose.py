@@ -29,76 +29,16 @@ Three uses, all optional:
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-
 import torch
 
-from dejavu.gaussians.uvmap import Gaussians
-from dejavu.head.base import batch_rodrigues
-from dejavu.personalize.blendmaps import BlendScheme
+from dejavu.losses import fill_unseen
+from dejavu.model.blend import BlendScheme
+from dejavu.model.rigid import apply_rigid, centred, correction_summary, pose_features
 
 log = logging.getLogger(__name__)
 
-#: Metres per translation unit of a correction (0.1 m: a 1-unit step moves the head as far as a
-#: 1-radian turn moves a point 10 cm from its centre).
-TRANS_UNIT_M = 0.1
-
 #: ``lr_pose`` of ``dejavu personalize --refine-pose`` (3e-3 moved the poses further and scored worse).
 REFINE_POSE_LR = 1e-3
-
-
-def axis_angle_to_quat(rot_vecs: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (..., 3) radians -> unit quaternions (..., 4) wxyz. Smooth at zero."""
-    angle = torch.linalg.norm(rot_vecs + 1e-8, dim=-1, keepdim=True)
-    half = 0.5 * angle
-    return torch.cat([torch.cos(half), torch.sin(half) * rot_vecs / angle], dim=-1)
-
-
-def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product a * b of (..., 4) wxyz quaternions (rotation b, then a)."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
-                        aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx,
-                        aw * bz + ax * by - ay * bx + az * bw], dim=-1)
-
-
-def centred(corrections: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``idx`` (B,) of ``corrections`` (T, 6) minus their mean over all T frames -> (B, 6)."""
-    return corrections[idx] - corrections.mean(0, keepdim=True)
-
-
-def apply_rigid(g: Gaussians, corrections: torch.Tensor) -> Gaussians:
-    """Move each frame's Gaussians rigidly by its correction.
-
-    Args:
-        g: B frames of N Gaussians (world frame). corrections: (B, 6) [axis-angle rad, translation in
-            ``TRANS_UNIT_M``].
-
-    Returns:
-        :class:`Gaussians` with means ``R (x - c) + c + t`` (c: the frame's centroid, held constant) and
-        quaternions ``q_R * q``; scales, opacities and colours unchanged.
-    """
-    rot, trans = corrections[:, :3], corrections[:, 3:] * TRANS_UNIT_M
-    R = batch_rodrigues(rot)  # (B, 3, 3)
-    c = g.means.detach().mean(1, keepdim=True)  # (B, 1, 3)
-    means = (g.means - c) @ R.transpose(1, 2) + c + trans[:, None]
-    quats = quat_multiply(axis_angle_to_quat(rot)[:, None].expand_as(g.quats), g.quats)
-    return replace(g, means=means, quats=quats)
-
-
-def correction_summary(corrections: torch.Tensor) -> dict:
-    """Mean rotation (degrees) and translation (mm) of corrections (T, 6), for records and logs."""
-    return {"mean_rotation_deg": round(float(corrections[:, :3].norm(dim=1).mean().rad2deg()), 3),
-            "mean_translation_mm": round(float(corrections[:, 3:].norm(dim=1).mean()) * TRANS_UNIT_M * 1e3, 3)}
-
-
-def pose_features(blend: BlendScheme, expression: torch.Tensor, jaw: torch.Tensor | None) -> torch.Tensor:
-    """What the pose model reads: [clamped blend inputs z (K), jaw axis-angle (3, radians), 1] -> (B, K + 4)."""
-    z = blend.clamped_inputs(expression)
-    jaw = z.new_zeros(z.shape[0], 3) if jaw is None else jaw.to(z)
-    return torch.cat([z, jaw, z.new_ones(z.shape[0], 1)], dim=1)
 
 
 def fit_pose_model(corrections: torch.Tensor, features: torch.Tensor, ridge: float = 1e-2) -> torch.Tensor:
@@ -127,12 +67,6 @@ def fit_training_poses(pose: torch.Tensor, blend: BlendScheme, expression: torch
     return model, record
 
 
-def predict_corrections(pose_model: torch.Tensor, blend: BlendScheme, expression: torch.Tensor,
-                        jaw: torch.Tensor | None) -> torch.Tensor:
-    """The pose model's correction (B, 6) for expressions (B, Ne) and jaws (B, 3)."""
-    return pose_features(blend, expression, jaw) @ pose_model.to(expression).T
-
-
 def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, lr: float = 3e-3, chunk: int = 8,
                  face_weight: float = 10.0, backend: str = "auto", progress: bool = False) -> torch.Tensor:
     """Fit each frame's rigid correction to its image, the avatar frozen -> (T, 6) corrections.
@@ -151,8 +85,6 @@ def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, l
     independent, so they are fitted ``chunk`` at a time.
     """
     from tqdm.auto import tqdm
-
-    from dejavu.losses import fill_unseen
 
     R = frames.resolution
     out = []

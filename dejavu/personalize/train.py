@@ -2,7 +2,7 @@
 
 Stage 1 learns one delta map (13, S, S), zero-initialised, added to the mean offsets of every frame.
 Stage 2 learns K blendmaps initialised with K copies of the stage-1 delta; a frame's delta is
-``sum_k w_k B_k`` with weights from its expression (:mod:`dejavu.personalize.blendmaps`).
+``sum_k w_k B_k`` with weights from its expression (:mod:`dejavu.model.blend`).
 Losses (method notes): Huber + LPIPS (stage 1 from ``lpips_start``) + position regulariser on the
 delta's xyz + scale regulariser on its log-scales; stage 2 adds a Huber term inside the
 facial-feature mask. Adam with step decay, a fresh optimiser per stage. Each step renders a batch of
@@ -20,16 +20,22 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from dejavu import losses
+from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
-from dejavu.personalize.blendmaps import BlendScheme, compose_delta
+from dejavu.gaussians.uvmap import Gaussians
+from dejavu.io import atomic_path, write_image
+from dejavu.metrics.image import ssim
+from dejavu.model.avatar_model import AvatarModel
+from dejavu.model.blend import BlendScheme, compose_delta
+from dejavu.model.rigid import apply_rigid, centred
 from dejavu.personalize.config import PersonalizeConfig
 from dejavu.personalize.frames import FrameSet
-from dejavu.personalize.pose import apply_rigid, centred
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,6 @@ class Trainer:
             n = max(1, cfg.lpips_batch)
             terms["lpips"] = cfg.w_lpips * self.lpips(pred[:n], target[:n]).mean()
         if cfg.w_ssim > 0:
-            from dejavu.metrics.image import ssim
 
             terms["ssim"] = cfg.w_ssim * (1.0 - ssim(pred, target).mean())
         if cfg.w_alpha > 0 and alpha is not None and batch["masks"] is not None:
@@ -279,7 +284,6 @@ class Trainer:
     # -- files --------------------------------------------------------------------------------
     def write_preview(self, step: int, pred: torch.Tensor, target: torch.Tensor, n: int = 4) -> Path:
         """``train/previews/step_XXXXXX.png``: up to ``n`` rows of render | target."""
-        from dejavu.io import write_image
 
         rows = torch.cat([pred[:n], target[:n]], dim=3)  # (n, 3, R, 2R)
         grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3).clamp(0, 1).cpu().numpy()
@@ -287,7 +291,6 @@ class Trainer:
 
     def save_checkpoint(self, state: TrainState, opt=None, sched=None, seconds: float = 0.0) -> Path:
         """Atomic ``train/checkpoint.pt`` (plain tensors and numbers; loaded with weights_only)."""
-        from dejavu.io import atomic_path
 
         payload = {
             "stage": state.stage, "step": state.step, "stage1_steps": state.stage1_steps,
@@ -306,7 +309,6 @@ class Trainer:
             try:
                 opt.load_state_dict(state.optim["optim"])
             except ValueError:  # another number of parameter groups: --refine-pose differs from the run's
-                from dejavu.errors import DejavuError
 
                 raise DejavuError(f"{self.work_dir / CHECKPOINT_NAME}: made with other settings (--refine-pose); "
                                   "resume with the settings it was made with, or delete it to start over") from None
@@ -316,7 +318,6 @@ class Trainer:
 
 def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
     """The state saved in ``work_dir/checkpoint.pt``, or None if there is none."""
-    from dejavu.errors import DejavuError
 
     path = Path(work_dir) / CHECKPOINT_NAME
     if not path.is_file():
@@ -354,14 +355,13 @@ def render_frames(frames: FrameSet, gaussians_fn, device: torch.device, backend:
     return torch.cat(out) if out else torch.zeros(0, 3, R, R)
 
 
-def avatar_gaussians_fn(avatar, head, uvmap, stage: str):
-    """``batch -> Gaussians`` of an :class:`dejavu.avatar.Avatar` at ``stage`` (for :func:`render_frames`,
-    :func:`dejavu.personalize.pose.refine_poses`)."""
-    return lambda b: avatar.gaussians(head, uvmap, b["expression"], b["jaw"], b["eyes"], stage=stage)
+def batch_gaussians(model: AvatarModel, stage: str) -> Callable[[dict], Gaussians]:
+    """``batch -> Gaussians``: the avatar at a :meth:`FrameSet.batch`'s parameters, at ``stage`` (for
+    :func:`render_frames`, :func:`dejavu.personalize.pose.refine_poses`)."""
+    return lambda b: model(b["expression"], b["jaw"], b["eyes"], stage=stage)
 
 
-def render_avatar(avatar, head, uvmap, frames: FrameSet, stage: str, device: torch.device, backend: str = "auto",
-                  chunk: int = 8, corrections: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`render_frames` of an :class:`dejavu.avatar.Avatar` at ``stage`` -> (T, 3, R, R) in [0, 1] on CPU."""
-    return render_frames(frames, avatar_gaussians_fn(avatar.to(device), head, uvmap, stage), device, backend, chunk,
-                         corrections)
+def render_avatar(model: AvatarModel, frames: FrameSet, stage: str, backend: str = "auto", chunk: int = 8,
+                  corrections: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`render_frames` of the avatar at ``stage`` on its device -> (T, 3, R, R) in [0, 1] on CPU."""
+    return render_frames(frames, batch_gaussians(model, stage), model.device, backend, chunk, corrections)

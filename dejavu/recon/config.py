@@ -16,6 +16,7 @@ from typing import Any
 
 from dejavu.config import apply_overrides
 from dejavu.errors import DejavuError
+from dejavu.io import write_json
 
 
 @dataclass
@@ -141,7 +142,6 @@ class ReconConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        from dejavu.io import write_json
 
         write_json(path, self.to_dict())
 

@@ -14,12 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu.avatar import Avatar
+from dejavu.device import resolve_device
+from dejavu.errors import DejavuError
+from dejavu.io import write_image
+from dejavu.losses import fill_unseen
+from dejavu.metrics import evaluate_images
+from dejavu.track import load_tracking, track
+
 
 def _own_tracking(avatar_dir: Path, image: Path, crop_size: int):
     """The avatar's own tracking (``tracking/``, which ``dejavu reconstruct`` writes) when it tracked this
     very image, else None. It is used as it is, whatever fit settings made it."""
-    from dejavu.errors import DejavuError
-    from dejavu.track import load_tracking
 
     own = avatar_dir / "tracking"
     try:
@@ -45,16 +51,10 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
     """
     import tempfile
 
-    from dejavu.avatar import Avatar
-    from dejavu.device import resolve_device
-    from dejavu.io import write_image
-    from dejavu.losses import fill_unseen
-    from dejavu.metrics import evaluate_images
-    from dejavu.track import track
 
     dev = resolve_device(device)
-    avatar = Avatar.load(avatar_dir).to(dev)
-    head, uvmap = avatar.build(dev)
+    avatar = Avatar.load(avatar_dir)
+    model = avatar.model(dev)
     with tempfile.TemporaryDirectory(prefix="dejavu-eval-") as tmp:
         result = _own_tracking(Path(avatar_dir), Path(image), crop_size)
         if result is None:
@@ -66,7 +66,7 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
         known = result.known(0)
     p = {k: v[:1].to(dev) if v.ndim > 1 else v.to(dev) for k, v in result.torch_params(dev).items()}
     with torch.no_grad():
-        g = avatar.gaussians(head, uvmap, expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
+        g = model(expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
         w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
         K = torch.as_tensor(result.K[:1], device=dev)
         pred = g.render(w2c, K, crop_size, crop_size, backend=backend).rgb.clamp(0, 1).permute(0, 3, 1, 2)

@@ -31,7 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from dejavu.gaussians import channels as ch
+from dejavu.head.base import REGION_ID
 from dejavu.render import render_transpose
+from dejavu.render.camera import camera_to_pixels, to_camera
 
 #: A texel counts as seen when its Gaussian centre is within this distance (m) of the rendered depth.
 DEPTH_TOLERANCE_M = 0.01
@@ -94,7 +96,6 @@ def visibility_weights(uvmap, vertices: torch.Tensor, offsets: torch.Tensor,
     Returns:
         weight (B, N) in [0, 1] (depth test x facing ramp x head mask) and pixel positions (B, N, 2).
     """
-    from dejavu.render.camera import camera_to_pixels, to_camera
 
     B, H, W = masks.shape
     g = uvmap.gaussians(vertices, offsets[None])
@@ -166,7 +167,6 @@ def fill_unseen(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.T
         uvmap: the UVGaussianMap. values: (N, C) per-Gaussian values. weight: (N,) seen-ness in [0, 1].
         keep: (N, C) values for the mouth interior.
     """
-    from dejavu.head.base import REGION_ID
 
     region = uvmap.region.reshape(-1)[uvmap.flat_index]  # (N,)
     vmap, wmap = uvmap.scatter(values[None])[0], uvmap.scatter(weight[None, :, None])[0, 0]

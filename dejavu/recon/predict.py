@@ -20,8 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu.avatar import Avatar
+from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
-
+from dejavu.export import write_ply
+from dejavu.gaussians.resample import resample_offsets
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.io import write_image, write_video
+from dejavu.recon.photo_texture import photo_texture
+from dejavu.recon.train import load_weights
+from dejavu.render import render
+from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
+from dejavu.track import track
+from dejavu.track.fit import fast_photo_config
+from dejavu.track.masks import rasterize_labels
 
 #: The shipped weights (trained on this project's CPU with configs/recon_cpu.json).
 DEFAULT_WEIGHTS = "recon_cpu.safetensors"
@@ -72,7 +84,6 @@ def iter_turntable(gaussians, distance: float, center: torch.Tensor, size: int =
     """Renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m, yielded one by one
     ((size, size, 3) float in [0, 1]) and rendered ``chunk`` at a time: a video writer fed from it
     encodes one chunk while the next renders."""
-    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
     t = np.linspace(0.0, 1.0, n_frames, endpoint=False)
     yaw = max_yaw_deg * np.sin(2 * np.pi * t)
@@ -95,8 +106,6 @@ def warm_kernels() -> None:
     Loading costs ~0.6 s of mostly numba bookkeeping the first time a process calls them; run in a
     thread, it overlaps with loading the network and fitting the landmarks.
     """
-    from dejavu.render import render
-    from dejavu.track.masks import rasterize_labels
 
     K = torch.tensor([[[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]]])
     render(torch.zeros(1, 1, 3), torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]), torch.full((1, 1, 3), 0.01), torch.ones(1, 1),
@@ -119,12 +128,6 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         photo_iterations: back-projection steps of the photo colours (None: keep the network's colours).
         prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started for ``image`` before torch loaded.
     """
-    from dejavu.avatar import Avatar
-    from dejavu.device import resolve_device
-    from dejavu.io import write_image, write_video
-    from dejavu.recon.train import load_weights
-    from dejavu.track import track
-    from dejavu.track.fit import fast_photo_config
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -145,8 +148,6 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
     offsets = predict_offsets(model, crop, mask, result.shape)
     uvmap = model.uvmap
     if uv_size is not None and uv_size != uvmap.size:
-        from dejavu.gaussians.uvmap import UVGaussianMap
-        from dejavu.personalize import resample_offsets
 
         uvmap = UVGaussianMap(model.head, uv_size).to(dev)
         offsets = resample_offsets(offsets, model.uvmap.mask, uvmap.mask)
@@ -160,7 +161,6 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
                 "network_uv_size": model.uvmap.size}
     t3 = time.perf_counter()
     if photo_iterations is not None:
-        from dejavu.recon.photo_texture import photo_texture
 
         tex = photo_texture(uvmap, verts, offsets, torch.as_tensor(crop, device=dev)[None].float(),
                             torch.as_tensor(mask, device=dev)[None].float(), w2c, K, iterations=photo_iterations,
@@ -182,7 +182,6 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
     files["reconstruction"] = write_image(out_dir / "reconstruction.png",
                                           np.concatenate([crop * m + (1 - m), render], axis=1))
     if ply:
-        from dejavu.export import write_ply
 
         files["ply"] = write_ply(out_dir / "avatar.ply", g)
     if turntable:

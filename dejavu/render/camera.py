@@ -73,9 +73,9 @@ def default_pose6(batch: int = 1, distance: float = DEFAULT_DISTANCE_M, dtype: t
     return pose
 
 
-def orbit_pose6(yaw_deg: torch.Tensor | list[float], pitch_deg: float = 0.0, distance: float = DEFAULT_DISTANCE_M,
-                center: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
-    """(B, 6) cameras orbiting the head at the given yaws (degrees), for turntables.
+def orbit_pose6(yaw_deg: torch.Tensor | list[float], pitch_deg: float | torch.Tensor = 0.0,
+                distance: float = DEFAULT_DISTANCE_M, center: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """(B, 6) cameras orbiting the head at the given yaws (B,) and pitches (scalar or (B,)), degrees.
 
     ``center`` is the head-frame point kept at the image centre (metres).
     """
@@ -83,7 +83,7 @@ def orbit_pose6(yaw_deg: torch.Tensor | list[float], pitch_deg: float = 0.0, dis
     B = yaw.shape[0]
     pose = torch.zeros(B, 6)
     pose[:, 0] = torch.deg2rad(yaw)
-    pose[:, 1] = math.radians(pitch_deg)
+    pose[:, 1] = torch.deg2rad(torch.as_tensor(pitch_deg, dtype=torch.float32))
     R = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
     c = torch.tensor(center, dtype=torch.float32)
     rc = _FLIP * (R @ c)  # the centre after rotation, in camera axes

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.io import atomic_path, read_image
+from dejavu.track.align import inside_source
+from dejavu.track.masks import below_jaw
 
 TRACKING_FILE = "tracking.npz"
 SUMMARY_FILE = "summary.json"
@@ -81,7 +84,6 @@ class TrackResult:
 
     def load_crop(self, i: int) -> np.ndarray:
         """(S, S, 3) float32 in [0, 1]."""
-        from dejavu.io import read_image
 
         return read_image(self.crop_path(i))
 
@@ -95,7 +97,6 @@ class TrackResult:
     def inside_source(self, i: int) -> np.ndarray | None:
         """(S, S) bool: crop pixels of frame ``i`` that lie inside its source frame (the rest are repeated
         border pixels), or None when unknown (results written before source sizes were recorded)."""
-        from dejavu.track.align import inside_source
 
         if self.source_hw is None:
             return None
@@ -109,7 +110,6 @@ class TrackResult:
         (:func:`dejavu.track.masks.below_jaw`), which the head mask leaves out by geometry, wherever they
         lie. Without the second part, avatar Gaussians under the chin that fall off the frame (d3's throat)
         had no loss at all and kept the network's start: a row of dots under the chin from every side."""
-        from dejavu.track.masks import below_jaw
 
         inside = self.inside_source(i)
         if inside is None or inside.all():
@@ -141,7 +141,6 @@ _META_FIELDS = ("crop_size", "fps", "head_spec", "input_path", "failed_frames", 
 
 def save_tracking(result: TrackResult, directory: str | Path) -> Path:
     """Write ``tracking.npz`` into ``directory`` (atomically)."""
-    from dejavu.io import atomic_path
 
     directory = Path(directory)
     arrays = {f.name: np.asarray(getattr(result, f.name)) for f in fields(result) if f.name not in _META_FIELDS

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dejavu.gaussians import channels as ch
-from dejavu.gaussians.texels import rasterize_uv, texel_table
+from dejavu.head.texels import rasterize_uv, texel_table
 from dejavu.gaussians.uvmap import Gaussians, UVGaussianMap
 from dejavu.head.base import REGION_ID, HeadModel
 

@@ -36,16 +36,16 @@ def test_overview_rows_columns_and_error_map():
 def test_quick_heldout_psnr_is_the_mean_per_frame_psnr(monkeypatch):
     """What personalize prints is the evaluation's whole-image PSNR (mean over frames), not the PSNR of the
     pooled error: two frames with errors 0.1 and 0.01 give (20 + 40) / 2 = 30 dB, not 23.0."""
-    import dejavu.personalize.train as train
-    from dejavu.personalize import quick_heldout_psnr
+    import dejavu.personalize.pipeline as pipeline
+    from dejavu.personalize.pipeline import quick_heldout_psnr
 
     target = torch.full((2, 3, 4, 4), 0.5)
     pred = target + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)
-    monkeypatch.setattr(train, "render_avatar", lambda *args, **kwargs: pred)
+    monkeypatch.setattr(pipeline, "render_avatar", lambda *args, **kwargs: pred)
 
     class Frames:
         def pixels(self, name):
             return target if name == "images" else None
 
-    out = quick_heldout_psnr(None, None, None, Frames(), "cpu")
+    out = quick_heldout_psnr(None, Frames())
     assert out["psnr_full"] == pytest.approx(30.0, abs=1e-3) and out["psnr_global"] == pytest.approx(30.0, abs=1e-3)

@@ -137,7 +137,8 @@ def test_animate_source_cameras_side_by_side(avatar_dir, tracked, tmp_path):
 def test_animate_refine_pose(avatar_dir, tracked, tmp_path, capsys):
     """Re-rendering the tracked video with each frame's pose fitted to its crop: as close to the crops as
     the tracked poses or closer, and clear errors where there is no image or no source camera."""
-    from dejavu.animate import load_drive, refine_drive_poses, render_sequence
+    from dejavu.animate import refine_drive_poses, render_sequence
+    from dejavu.drive.sequence import load_drive
     from dejavu.avatar import Avatar
     from dejavu.personalize.frames import frames_from_tracking
 
@@ -148,9 +149,9 @@ def test_animate_refine_pose(avatar_dir, tracked, tmp_path, capsys):
     assert len(imageio.mimread(out)) == 4
 
     avatar = Avatar.load(avatar_dir)
-    head, uvmap = avatar.build("cpu")
+    model = avatar.model("cpu")
     drive = load_drive(tracked, avatar.head)
-    corr, w2c, K = refine_drive_poses(avatar, head, uvmap, drive, R, torch.device("cpu"), progress=False)
+    corr, w2c, K = refine_drive_poses(model, drive, R, progress=False)
     target = frames_from_tracking(drive.tracking, R).images.float() / 255.0
     first = frames_from_tracking(drive.tracking, R, n_frames=3)  # reads only the first 3 crops
     assert len(first) == 3 and first.index.tolist() == drive.tracking.frame_index[:3].tolist()
@@ -159,8 +160,7 @@ def test_animate_refine_pose(avatar_dir, tracked, tmp_path, capsys):
 
     def l1(c):
         return float(np.mean([np.abs(f - t.numpy()).mean() for f, t in zip(
-            render_sequence(avatar, head, uvmap, drive, w2c, K, R, torch.device("cpu"), backend=BACKEND,
-                            progress=False, corrections=c), target)]))
+            render_sequence(model, drive, w2c, K, R, backend=BACKEND, progress=False, corrections=c), target)]))
 
     assert corr.shape == (len(drive), 6)
     assert l1(corr) <= l1(None) + 1e-4
@@ -191,9 +191,7 @@ def test_export_ply(avatar_dir, tmp_path):
     out = tmp_path / "a.ply"
     assert main(["export", str(avatar_dir), "-o", str(out), "--device", "cpu"]) == 0
     act = ply_to_activated(read_ply(out))
-    avatar = Avatar.load(avatar_dir)
-    head, uvmap = avatar.build("cpu")
-    assert act["means"].shape == (uvmap.n_gaussians, 3)
+    assert act["means"].shape == (Avatar.load(avatar_dir).model("cpu").uvmap.n_gaussians, 3)
     assert np.all(np.isfinite(act["means"])) and np.all(act["scales"] > 0)
 
 
@@ -245,7 +243,7 @@ def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_pa
 
 
 def test_heldout_summary_reads_both_stages():
-    from dejavu.personalize import heldout_summary
+    from dejavu.personalize.pipeline import heldout_summary
 
     assert heldout_summary({"psnr_global": 17.8, "psnr_full": 23.104}) == \
         "held-out PSNR 23.10 dB (stage 1 alone 17.80)"

@@ -8,10 +8,10 @@ import torch
 from conftest import BACKEND, tiny_config
 
 from dejavu.head.base import batch_rodrigues
-from dejavu.personalize.blendmaps import fit_pca_basis
+from dejavu.model.blend import fit_pca_basis
 from dejavu.personalize.frames import FrameSet
-from dejavu.personalize.pose import (TRANS_UNIT_M, apply_rigid, centred, fit_pose_model, pose_features,
-                                    refine_poses)
+from dejavu.model.rigid import TRANS_UNIT_M, apply_rigid, centred, pose_features
+from dejavu.personalize.pose import fit_pose_model, refine_poses
 from dejavu.personalize.train import Trainer
 from dejavu.render.reference import quat_to_rotmat
 
@@ -115,14 +115,14 @@ def test_avatar_applies_and_stores_its_pose_model(tiny, tiny_frames, tmp_path):
     avatar = Avatar(head="procedural", uv_size=uvmap.size, shape=tiny_frames.shape, mean_offsets=true,
                     global_delta=torch.zeros_like(true), blend=blend, pose_model=model)
     e, jaw = tiny_frames.expression[:4], tiny_frames.jaw[:4]
-    moved = avatar.gaussians(head, uvmap, e, jaw)
-    plain = avatar.gaussians(head, uvmap, e, jaw, stage="mean")  # the reconstruction stage is not corrected
+    moved = avatar.model(head=head, uvmap=uvmap)(e, jaw)
+    plain = avatar.model(head=head, uvmap=uvmap)(e, jaw, stage="mean")  # the reconstruction stage is not corrected
     expected = apply_rigid(plain, pose_features(blend, e, jaw) @ model.T)
     torch.testing.assert_close(moved.means, expected.means)
     assert (moved.means - plain.means).abs().max() > 1e-3
     loaded = Avatar.load(avatar.save(tmp_path / "a"))
     torch.testing.assert_close(loaded.pose_model, model)
-    torch.testing.assert_close(loaded.gaussians(head, uvmap, e, jaw).means, moved.means)
+    torch.testing.assert_close(loaded.model(head=head, uvmap=uvmap)(e, jaw).means, moved.means)
     with pytest.raises(DejavuError, match="pose_model has shape"):
         Avatar(head="procedural", uv_size=uvmap.size, shape=tiny_frames.shape, mean_offsets=true, blend=blend,
                pose_model=torch.zeros(6, 5))

@@ -7,7 +7,7 @@ import torch
 from conftest import BACKEND, tiny_config
 
 from dejavu.gaussians import channels as ch
-from dejavu.personalize.blendmaps import fit_pca_basis
+from dejavu.model.blend import fit_pca_basis
 from dejavu.personalize.train import Trainer, load_checkpoint, render_frames
 
 
@@ -172,7 +172,7 @@ def test_config_that_cannot_work_is_a_one_line_error(tmp_path, override, message
     import dataclasses
 
     from dejavu.errors import DejavuError
-    from dejavu.personalize import personalize
+    from dejavu.personalize.pipeline import personalize
     from dejavu.personalize.config import PRESETS, PersonalizeConfig
 
     for name in PRESETS:

@@ -6,7 +6,7 @@ import torch
 
 from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import UVGaussianMap
-from dejavu.personalize import resample_offsets
+from dejavu.gaussians.resample import resample_offsets
 
 
 def test_constant_offsets_survive_upsampling_and_gaussians_shrink(procedural_head):

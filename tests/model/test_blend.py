@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dejavu.personalize.blendmaps import BlendScheme, compose_delta, default_temperature, fit_pca_basis
+from dejavu.model.blend import BlendScheme, compose_delta, default_temperature, fit_pca_basis
 
 
 def test_softmax_first_k_is_the_paper():

@@ -1,0 +1,1 @@
+"""What drives an avatar: per-frame expression, jaw, eyes and camera sequences read from files."""
