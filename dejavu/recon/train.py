@@ -414,6 +414,14 @@ class Trainer:
         return path
 
 
+#: How a collective reports a peer that died (gloo, NCCL); DistError covers torch's own wrappers.
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL", "ProcessGroup")
+
+
+def _lost_peers(exc: RuntimeError) -> bool:
+    return isinstance(exc, torch.distributed.DistError) or any(s in str(exc) for s in _PEER_LOST)
+
+
 def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, steps: int | None = None,
           progress: bool = True) -> Path:
     """Train the reconstruction network; returns the path of the written weights.
@@ -437,9 +445,11 @@ def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, s
         return Trainer(cfg, dev, resume=resume, progress=progress, dist=dist).run(steps)
     except DejavuError as exc:
         raise DejavuError(f"{dist.tag()}{exc}") from None
-    except torch.distributed.DistError as exc:
+    except RuntimeError as exc:
+        if not (dist.distributed and _lost_peers(exc)):
+            raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DejavuError(f"{dist.tag()}stopped: lost contact with the other ranks, one of them probably failed "
-                          f"(see its line above; {first[:160]})") from None
+        raise DejavuError(f"{dist.tag()}stopped: lost contact with the other ranks; one of them failed, look for "
+                          f"its own line ({first[:120]})") from None
     finally:
         leave_group()
