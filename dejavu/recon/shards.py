@@ -10,7 +10,7 @@ file, and a file appears only by an atomic rename once complete. Workers take un
 (worker w of W does units w, w + W, ...; :func:`units_for`) and skip units whose shard exists, so any
 number of processes on any number of machines fill one folder (or one folder each, copied together
 afterwards), an interrupted run resumes where it stopped, and even two workers given the same unit
-write the same bytes. There is no shared index file to update: the reader builds its index from the
+write the same arrays. There is no shared index file to update: the reader builds its index from the
 shards' headers and refuses a folder with missing units or mixed recipes.
 
 :class:`ShardedSet` reads lazily (safetensors slices, memory-mapped): a training rank reads only the

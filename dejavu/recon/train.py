@@ -448,8 +448,7 @@ def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, s
     except RuntimeError as exc:
         if not (dist.distributed and _lost_peers(exc)):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DejavuError(f"{dist.tag()}stopped: lost contact with the other ranks; one of them failed, look for "
-                          f"its own line ({first[:120]})") from None
+        why = next((s for s in _PEER_LOST if s in str(exc)), type(exc).__name__)
+        raise DejavuError(f"{dist.tag()}stopped: another rank failed ({why}); its own line says why") from None
     finally:
         leave_group()
