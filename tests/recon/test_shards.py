@@ -88,3 +88,20 @@ def test_shards_keep_seen_masks(tiny_shards, tmp_path):
     lazy = ShardedSet(tmp_path)
     got = lazy.take(np.array([0, 2]), np.array([1, 0]))["seen"]
     assert (got[0, :8] == 0).all() and (got[0, 8:] == 255).all() and (got[1] == 255).all()
+
+
+@pytest.mark.slow
+def test_prepare_command_with_two_processes(tmp_path, capsys):
+    import json
+
+    from dejavu.cli import main
+
+    d = tiny_config(tmp_path / "shards", tmp_path / "run")
+    d["data"].update(synthetic_identities=3, synthetic_views=2, synthetic_uv_size=16, shard_identities=1)
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--processes", "2"]) == 0
+    assert "synthetic: 3 identities in 3 new shards" in capsys.readouterr().out
+    assert len(ShardedSet(tmp_path / "shards")) == 3
+    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--nodes", "2", "--node", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dejavu prepare: error: --processes 1 --node 2 --nodes 2") and "\n" not in err
