@@ -3,8 +3,10 @@
 Each count of processes prepares the same data into a fresh folder (``dejavu.recon.dataprep``): the
 synthetic identities of the cpu-small preset and the photos of ``--people`` person folders. Reported per
 source and process count: items per minute over the wall time of the whole command (process start-up
-included) and over the workers' own work (start-up excluded), the workers' CPU seconds, and the speed-up
-over 1 process. On a machine shared with other jobs, wall-time speed-ups understate what the cores give.
+included) and over the workers' own work (start-up excluded), the CPU seconds of all worker processes
+and the workers' CPU seconds per item (work only), and the speed-up over 1 process. On a machine shared
+with other jobs, wall-time speed-ups understate what the cores give; a flat CPU cost per item from 1 to P
+processes is what lets P idle cores give P times the rate.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def _timed(cfg, source: str, processes: int) -> dict:
     return {"processes": processes, "items": items, "wall_seconds": round(wall, 2),
             "work_seconds": round(work, 2), "worker_cpu_seconds": round(sum(r.cpu_seconds for r in reports), 2),
             "children_cpu_seconds": round((c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime), 2),
-            "per_minute_wall": round(60 * items / wall, 2), "per_minute_work": round(60 * items / work, 2)}
+            "per_minute_wall": round(60 * items / wall, 2), "per_minute_work": round(60 * items / work, 2),
+            # the workers' own CPU per item: if it stays flat from 1 to P processes, P idle cores give P times the rate
+            "worker_cpu_seconds_per_item": round(sum(r.cpu_seconds for r in reports) / max(items, 1), 3)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> dict:
             r["speedup_wall"] = round(r["per_minute_wall"] / base["per_minute_wall"], 2)
             r["speedup_work"] = round(r["per_minute_work"] / base["per_minute_work"], 2)
             print(f"{source}: {r['processes']} process(es): {r['items']} {unit}, {r['per_minute_wall']:.1f}/min wall "
-                  f"({r['per_minute_work']:.1f}/min without start-up), {r['children_cpu_seconds']:.1f} CPU s; "
+                  f"({r['per_minute_work']:.1f}/min without start-up), {r['children_cpu_seconds']:.1f} CPU s, "
+                  f"{r['worker_cpu_seconds_per_item']:.2f} worker CPU s per item; "
                   f"x{r['speedup_wall']:.2f} wall, x{r['speedup_work']:.2f} work")
     result["machine"] = machine_info()
     return result

@@ -1,6 +1,6 @@
-"""Training data for the reconstruction network: one on-disk format, three sources.
+"""Training data for the reconstruction network: one set of arrays, three sources.
 
-Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K identities with V views:
+Arrays (of a :class:`MultiViewSet`, of a shard file; K identities with V views):
 
     images      (K, V, H, W, 3) uint8   aligned head crops, background white
     masks       (K, V, H, W)    uint8   head mask (255 = head), used to whiten real backgrounds
@@ -10,13 +10,18 @@ Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K id
     expression  (K, V, Ne)      float32 expression per view
     jaw         (K, V, 3)       float32 jaw axis-angle per view (rad)
     n_views     (K,)            int32   valid views per identity (views >= n_views repeat view 0)
-    __meta__    uint8 JSON      {"format": "dejavu-recon-data", "version": 1, "head": spec, "size": H, "fov_deg": 20}
+
+On disk: folders of safetensors shards written per work unit (``dejavu.recon.shards``, prepared by
+``dejavu.recon.dataprep``); :meth:`MultiViewSet.save` / :meth:`MultiViewSet.load` keep the older folder
+of ``shard_NNNNN.npz`` files (the arrays plus ``__meta__``, uint8 JSON {"format": "dejavu-recon-data",
+"version": 1, "head": spec, "size": H, "fov_deg": 20}; no pickle), read whole into memory.
 
 Sources: :func:`generate_synthetic` (multi-view renders of random identities of the project's own head
-model; the PanoHead stand-in), :func:`track_photo_folder` (folders of photos of one person each, e.g.
-LFW, tracked once with ``dejavu.track`` and cached; the photos are the views) and :func:`track_video_identities` (tracked frames of one
-video grouped into multi-view-like identities). :class:`MultiViewSet` holds a loaded folder in memory
-and samples batches.
+model; the PanoHead stand-in), :func:`track_group` (a folder of photos of one person, e.g.
+LFW, tracked once with ``dejavu.track`` and cached; the photos are the views) and
+:func:`track_video_identities` (tracked frames of one video grouped into multi-view-like identities).
+:class:`MultiViewSet` holds a set in memory; :func:`make_batch` turns samples of it (or of a lazily read
+``ShardedSet``) into training tensors.
 
 Letters: K identities, V views, B batch, H/W pixels, S UV side, Ns/Ne shape/expression sizes.
 """
@@ -521,24 +526,3 @@ def track_video_identities(video: str, head_spec: str, size: int, frames_per_ide
                         shape=np.repeat(whole.shape, K, 0), expression=g(whole.expression), jaw=g(whole.jaw),
                         n_views=np.full(K, V, np.int32), head=head_spec, size=size,
                         seen=None if whole.seen is None else g(whole.seen))
-
-
-def load_or_track_real(cfg, device: torch.device | str = "cpu") -> MultiViewSet | None:
-    """The real training set from ``cfg.data``: person folders and videos, tracked once (results under
-    ``real_cache/tracks``) and cached as shards in ``real_cache``. None when nothing is configured."""
-    d = cfg.data
-    if not (d.real_dirs or d.video_paths):
-        return None
-    cache = Path(d.real_cache).expanduser()
-    if not any(cache.glob("shard_*.npz")):
-        V = d.video_frames_per_identity
-        sets = []
-        if d.real_dirs:
-            sets.append(track_photo_folders(d.real_dirs, cfg.model.head, d.render_size, d.real_max_people, V,
-                                            cache / "tracks", d.real_min_photos))
-        for video in d.video_paths:
-            sets.append(track_video_identities(video, cfg.model.head, d.render_size, V, cache / "tracks"))
-        data = MultiViewSet.concat(sets)
-        data.save(cache)
-        log.info("tracked %d real identities into %s", len(data), cache)
-    return MultiViewSet.load(cache)
