@@ -384,11 +384,24 @@ class Trainer:
         torch.distributed.broadcast(t, 0)
         return bool(t.item())
 
+    def _mean_over_ranks(self, terms: dict[str, float]) -> dict[str, float]:
+        """The loss terms of the whole global batch (each rank's are of its part; parts are equal-sized)."""
+        if self.world == 1:
+            return terms
+        keys = sorted(terms)
+        t = torch.tensor([terms[k] for k in keys], dtype=torch.float64,
+                         device=self.device if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.all_reduce(t)
+        return dict(zip(keys, (t / self.world).tolist()))
+
     def _log(self, scalars, seconds: float) -> None:
+        L = self.cfg.log
+        logging_step = self.step % L.log_every == 0 or self.step == 1
+        if logging_step:  # every rank takes part in the reduction; rank 0 writes
+            scalars = [(split, self._mean_over_ranks(terms), *rest) for split, terms, *rest in scalars]
         if not self.is_main:
             return
-        L = self.cfg.log
-        if self.step % L.log_every == 0 or self.step == 1:
+        if logging_step:
             path = self.run_dir / "scalars.csv"
             new = not path.is_file()
             with open(path, "a", newline="") as fh:

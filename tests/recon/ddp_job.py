@@ -54,7 +54,10 @@ def train_checks(cfg_path: str, out: Path) -> dict:
         cfg = _with(cfg_path, out / "single")
         cfg.optim.identities_per_batch *= dist.world
         single = Trainer(cfg, cpu, progress=False, dist=DistInfo())
-        single.train_step(single.synthetic, _lr_at(cfg, 0), real=False)
+        terms = single.train_step(single.synthetic, _lr_at(cfg, 0), real=False)[0]
+        res["loss_single"] = terms["total"]
+        with open(own_dir / "scalars.csv") as fh:  # what rank 0 logged for step 1: the mean over both ranks
+            res["loss_logged"] = float(fh.read().splitlines()[1].split(",")[4])
         g1 = [p.grad for p in single.model.net.parameters()]
         res["grad_max_abs_diff"] = max(float((a - b).abs().max()) for a, b in zip(grads, g1))
         res["grad_max_abs"] = max(float(b.abs().max()) for b in g1)

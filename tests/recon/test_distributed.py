@@ -51,6 +51,7 @@ def test_two_ranks_match_one_process_stay_identical_and_resume_exactly(ddp_confi
     # 2 x batch b == 1 x batch 2b: gradients (averaged over ranks) and the weights after the step
     assert r0["grad_max_abs_diff"] <= 1e-5 * r0["grad_max_abs"] + 1e-9, r0
     assert r0["weight_max_abs_diff"] <= 1e-3 * r0["lr"], r0
+    assert abs(r0["loss_logged"] - r0["loss_single"]) < 2e-5  # scalars.csv: the whole global batch's loss
     # every step was followed by the all-ranks weight check (it raises on a mismatch)
     assert r0["steps_checked"] == r1["steps_checked"] == 4
     # only rank 0 wrote: its run folder has everything, rank 1's was never created
