@@ -25,11 +25,11 @@ class DistInfo:
     local_rank: int = 0
 
     @staticmethod
-    def from_env() -> "DistInfo":
+    def from_env() -> DistInfo:
         """What torchrun set (RANK, WORLD_SIZE, LOCAL_RANK); one process when unset."""
         try:
-            return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                            int(os.environ.get("LOCAL_RANK", 0)))
+            return DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                            int(os.environ.get("LOCAL_RANK", "0")))
         except ValueError as exc:
             raise DejavuError(f"RANK / WORLD_SIZE / LOCAL_RANK: not integers ({exc})") from None
 

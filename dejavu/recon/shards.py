@@ -127,9 +127,9 @@ class ShardedSet:
         self._has_seen = []
         for p in self.paths:
             fh = self._handle(p)
-            for a in small:
-                small[a].append(fh.get_tensor(a))
-            self._has_seen.append("seen" in fh.keys())
+            for a, parts in small.items():
+                parts.append(fh.get_tensor(a))
+            self._has_seen.append("seen" in fh.keys())  # noqa: SIM118 - a safe_open handle has no __contains__
         for a, parts in small.items():
             setattr(self, a, np.concatenate(parts))
         counts = np.array([len(n) for n in small["n_views"]])
@@ -177,6 +177,6 @@ class ShardedSet:
         for p in self.paths:
             fh = self._handle(p)
             arrays = [fh.get_tensor(a) for a in ARRAYS]
-            seen = fh.get_tensor("seen") if "seen" in fh.keys() else None
+            seen = fh.get_tensor("seen") if "seen" in fh.keys() else None  # noqa: SIM118 - see above
             sets.append(MultiViewSet(*arrays, head=self.head, size=self.size, seen=seen))
         return MultiViewSet.concat(sets)

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
@@ -175,7 +174,7 @@ def _resolve(path: str) -> Path:
     return Path(path).expanduser()
 
 
-def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo = DistInfo()) -> tuple:
+def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo | None = None) -> tuple:
     """The synthetic and real training sets, preparing (rendering, tracking) what is missing first.
 
     Shard folders (``dejavu.recon.shards``) are prepared by all ranks together, each its own units, and
@@ -184,7 +183,7 @@ def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo = DistIn
     from dejavu.recon.dataprep import prepare_for_rank
     from dejavu.recon.shards import ShardedSet
 
-    d = cfg.data
+    d, dist = cfg.data, dist or DistInfo()
     prepare_for_rank(cfg, dist.rank, dist.world, "cpu" if device.type == "cpu" else str(device))
     barrier(dist)
 
@@ -244,9 +243,11 @@ STREAMS = {"synthetic": 0, "real": 1}
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
     """The state dict of a ``checkpoint.pt`` (tensors, numbers, strings only: nothing is unpickled)."""
+    import pickle
+
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types on a damaged or foreign file
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:  # damaged or foreign file
         raise DejavuError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 

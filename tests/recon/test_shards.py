@@ -8,8 +8,8 @@ import torch
 
 from dejavu.errors import DejavuError
 from dejavu.recon.config import config_from_dict
-from dejavu.recon.dataprep import prepare, prepare_synthetic
 from dejavu.recon.data import make_batch
+from dejavu.recon.dataprep import prepare, prepare_synthetic
 from dejavu.recon.shards import ShardedSet, finished_units, units_for, write_shard
 from tests.recon.conftest import tiny_config
 
@@ -18,7 +18,7 @@ def _read(path):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="np") as fh:
-        return fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
+        return fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no __iter__
 
 
 def _cfg(folder, identities=3, per=2):
