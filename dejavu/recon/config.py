@@ -61,6 +61,9 @@ class DataConfig:
     """Views per real identity: photos per person (padded/truncated) and consecutive video frames."""
     num_workers: int = 0
     """Unused on CPU (data lives in memory); kept for GPU runs."""
+    shard_identities: int = 100
+    """Identities (synthetic) or person folders (real) per shard file and work unit of the data
+    preparation (``dejavu prepare recon``): the unit of parallel work and of resuming."""
 
 
 @dataclass
@@ -119,6 +122,9 @@ class LogConfig:
     """Write previews/step_XXXXXX.png (input | render | target) every this many steps."""
     checkpoint_every: int = 25
     """Save checkpoint.pt (for --resume) every this many steps."""
+    sync_check_every: int = 25
+    """Under torchrun: check every this many steps that all ranks hold identical weights and data
+    positions (a hash of the weights per rank, all-gathered; 0 = never)."""
 
 
 @dataclass
@@ -158,7 +164,8 @@ def _gpu_paper() -> ReconConfig:
     cfg.loss = LossConfig(lpips=0.5, lpips_net="vgg")
     cfg.optim = OptimConfig(lr=1e-4, steps=100000, identities_per_batch=4, views_per_identity=4, real_batch_size=16,
                             lr_decay_steps=30000)
-    cfg.log = LogConfig(run_dir="runs/recon_gpu", log_every=50, preview_every=1000, checkpoint_every=2000)
+    cfg.log = LogConfig(run_dir="runs/recon_gpu", log_every=50, preview_every=1000, checkpoint_every=2000,
+                        sync_check_every=500)
     cfg.device, cfg.render_backend, cfg.cpu_threads = "cuda", "cuda", 0
     return cfg
 

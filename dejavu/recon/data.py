@@ -1,6 +1,6 @@
-"""Training data for the reconstruction network: one on-disk format, three sources.
+"""Training data for the reconstruction network: one set of arrays, three sources.
 
-Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K identities with V views:
+Arrays (of a :class:`MultiViewSet`, of a shard file; K identities with V views):
 
     images      (K, V, H, W, 3) uint8   aligned head crops, background white
     masks       (K, V, H, W)    uint8   head mask (255 = head), used to whiten real backgrounds
@@ -10,19 +10,25 @@ Format (a folder of ``shard_NNNNN.npz`` files, no pickle). Each shard holds K id
     expression  (K, V, Ne)      float32 expression per view
     jaw         (K, V, 3)       float32 jaw axis-angle per view (rad)
     n_views     (K,)            int32   valid views per identity (views >= n_views repeat view 0)
-    __meta__    uint8 JSON      {"format": "dejavu-recon-data", "version": 1, "head": spec, "size": H, "fov_deg": 20}
+
+On disk: folders of safetensors shards written per work unit (``dejavu.recon.shards``, prepared by
+``dejavu.recon.dataprep``); :meth:`MultiViewSet.save` / :meth:`MultiViewSet.load` keep the older folder
+of ``shard_NNNNN.npz`` files (the arrays plus ``__meta__``, uint8 JSON {"format": "dejavu-recon-data",
+"version": 1, "head": spec, "size": H, "fov_deg": 20}; no pickle), read whole into memory.
 
 Sources: :func:`generate_synthetic` (multi-view renders of random identities of the project's own head
-model; the PanoHead stand-in), :func:`track_photo_folder` (folders of photos of one person each, e.g.
-LFW, tracked once with ``dejavu.track`` and cached; the photos are the views) and :func:`track_video_identities` (tracked frames of one
-video grouped into multi-view-like identities). :class:`MultiViewSet` holds a loaded folder in memory
-and samples batches.
+model; the PanoHead stand-in), :func:`track_group` (a folder of photos of one person, e.g.
+LFW, tracked once with ``dejavu.track`` and cached; the photos are the views) and
+:func:`track_video_identities` (tracked frames of one video grouped into multi-view-like identities).
+:class:`MultiViewSet` holds a set in memory; :func:`make_batch` turns samples of it (or of a lazily read
+``ShardedSet``) into training tensors.
 
 Letters: K identities, V views, B batch, H/W pixels, S UV side, Ns/Ne shape/expression sizes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -139,42 +145,63 @@ class MultiViewSet:
         return MultiViewSet.concat(sets)
 
     # -- batches -------------------------------------------------------------------------------
+    def take(self, k: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+        """Samples (identity ``k[i]``, view ``v[i]``) as arrays: images (B, H, W, 3) uint8, masks (B, H, W)
+        uint8, seen (B, H, W) uint8 or None, pose6 (B, 6), shape (B, Ns), expression (B, Ne), jaw (B, 3)."""
+        return {"images": self.images[k, v], "masks": self.masks[k, v],
+                "seen": None if self.seen is None else self.seen[k, v], "pose6": self.pose6[k, v],
+                "shape": self.shape[k], "expression": self.expression[k, v], "jaw": self.jaw[k, v]}
+
     def sample(self, identities: int, views: int, rng: np.random.Generator, device: torch.device | str = "cpu",
                whiten: bool = False, pair_views: bool = True) -> dict[str, torch.Tensor]:
         """A batch of ``identities`` x ``views`` samples with random input/target view pairing.
 
         Each sample's input view and target view are drawn independently among its identity's valid
         views (``pair_views``; else the target is the input view itself, as for the paper's single-view
-        real photos). Returns tensors (B = identities * views):
-            input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
-            target_mask (B, H, W, 1); target_seen (B, H, W, 1) (None when every pixel is: the loss takes no
-            error where it is 0); pose6 (B, 6) of the target view; shape (B, Ns);
-            expression (B, Ne), jaw (B, 3) of the target view; group (B,) identity index in the batch.
+        real photos). Returns the tensors of :func:`make_batch`. Training draws its batches with
+        ``dejavu.recon.sampler`` instead (epoch order, split over ranks).
         """
         ids = rng.choice(len(self), size=identities, replace=identities > len(self))
         k = np.repeat(ids, views)
         nv = self.n_views[k]
         v_in = (rng.random(len(k)) * nv).astype(np.int64)
         v_out = (rng.random(len(k)) * nv).astype(np.int64) if pair_views else v_in
-        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
-        img_in = self.images[k, v_in].astype(np.float32) / 255.0
-        img_out = self.images[k, v_out].astype(np.float32) / 255.0
-        mask_in = self.masks[k, v_in, ..., None].astype(np.float32) / 255.0
-        mask_out = self.masks[k, v_out, ..., None].astype(np.float32) / 255.0
-        if whiten:  # real photos: background, clothes and neck to white (synthetic renders already are)
-            img_in = img_in * mask_in + (1.0 - mask_in)
-            img_out = img_out * mask_out + (1.0 - mask_out)
-        return {
-            "input": t(img_in * 2.0 - 1.0).permute(0, 3, 1, 2).contiguous(),
-            "target": t(img_out),
-            "target_mask": t(mask_out),
-            "target_seen": None if self.seen is None else t(self.seen[k, v_out, ..., None].astype(np.float32) / 255.0),
-            "pose6": t(self.pose6[k, v_out].astype(np.float32)),
-            "shape": t(self.shape[k].astype(np.float32)),
-            "expression": t(self.expression[k, v_out].astype(np.float32)),
-            "jaw": t(self.jaw[k, v_out].astype(np.float32)),
-            "group": torch.as_tensor(np.repeat(np.arange(identities), views), device=device),
-        }
+        return make_batch(self, k, v_in, v_out, np.repeat(np.arange(identities), views), device, whiten)
+
+
+def make_batch(source, k: np.ndarray, v_in: np.ndarray, v_out: np.ndarray, group: np.ndarray,
+               device: torch.device | str = "cpu", whiten: bool = False) -> dict[str, torch.Tensor]:
+    """Training tensors for samples (identity ``k``, input view ``v_in``, target view ``v_out``), all (B,).
+
+    ``source`` is anything with ``take(k, v)`` (:class:`MultiViewSet`, ``dejavu.recon.shards.ShardedSet``).
+    ``whiten``: real photos, background, clothes and neck to white (synthetic renders already are).
+    Returns: input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
+    target_mask (B, H, W, 1); target_seen (B, H, W, 1) (None when every pixel is: the loss takes no
+    error where it is 0); pose6 (B, 6) of the target view; shape (B, Ns); expression (B, Ne), jaw (B, 3)
+    of the target view; group (B,) identity label within the batch (``group``).
+    """
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+    a_in = source.take(k, v_in)
+    a_out = a_in if np.array_equal(v_in, v_out) else source.take(k, v_out)
+    img_in = a_in["images"].astype(np.float32) / 255.0
+    img_out = a_out["images"].astype(np.float32) / 255.0
+    mask_in = a_in["masks"][..., None].astype(np.float32) / 255.0
+    mask_out = a_out["masks"][..., None].astype(np.float32) / 255.0
+    if whiten:
+        img_in = img_in * mask_in + (1.0 - mask_in)
+        img_out = img_out * mask_out + (1.0 - mask_out)
+    seen = a_out["seen"]
+    return {
+        "input": t(img_in * 2.0 - 1.0).permute(0, 3, 1, 2).contiguous(),
+        "target": t(img_out),
+        "target_mask": t(mask_out),
+        "target_seen": None if seen is None else t(seen[..., None].astype(np.float32) / 255.0),
+        "pose6": t(a_out["pose6"].astype(np.float32)),
+        "shape": t(a_out["shape"].astype(np.float32)),
+        "expression": t(a_out["expression"].astype(np.float32)),
+        "jaw": t(a_out["jaw"].astype(np.float32)),
+        "group": torch.as_tensor(np.asarray(group, np.int64), device=device),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,24 +359,32 @@ def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generat
     return out
 
 
-def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: int, uv_size: int, seed: int = 0,
-                       max_yaw_deg: float = 45.0, max_pitch_deg: float = 15.0, chunk: int = 8,
+@functools.lru_cache(maxsize=2)
+def _synthetic_head(head_spec: str, uv_size: int, device: str):
+    """(head, UV map) for synthetic rendering, kept per process: a worker renders many units with them."""
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+
+    head = load_head(head_spec, torch.device(device))
+    return head, UVGaussianMap(head, uv_size).to(device)
+
+
+def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: int, uv_size: int,
+                       seed: int | tuple[int, ...] = 0, max_yaw_deg: float = 45.0, max_pitch_deg: float = 15.0, chunk: int = 8,
                        backend: str = "auto", device: torch.device | str = "cpu", progress: bool = True) -> MultiViewSet:
     """Render ``n_identities`` random identities from ``n_views`` cameras each (white background).
 
     View 0 is frontal-ish (|yaw| <= 10 deg); the others are uniform in yaw/pitch. Each identity keeps
-    one expression and jaw over its views (one moment seen by several cameras).
+    one expression and jaw over its views (one moment seen by several cameras). ``seed``: an int or a
+    tuple (numpy seed sequence; a work unit's ``(seed, unit)``).
     """
     from tqdm import tqdm
 
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
     from dejavu.render import render
     from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
 
     rng = np.random.default_rng(seed)
-    head = load_head(head_spec, device)
-    uvmap = UVGaussianMap(head, uv_size).to(device)
+    head, uvmap = _synthetic_head(head_spec, uv_size, str(device))
     parts = []
     bar = tqdm(total=n_identities, desc="synthetic identities", disable=not progress, unit="id")
     for lo in range(0, n_identities, chunk):
@@ -427,28 +462,33 @@ def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> li
     return groups
 
 
-def track_photo_folders(folders: list[str], head_spec: str, size: int, max_groups: int, views: int,
-                        track_dir: str | Path, min_images: int = 2, progress: bool = True) -> MultiViewSet:
-    """Track each person folder (shared identity, up to ``views`` photos) into ``track_dir/NAME``
-    (``dejavu.track`` reuses finished results, so an interrupted run resumes) and gather them.
-
-    Folders where no face is found are skipped with a log line.
-    """
-    from tqdm import tqdm
-
+def track_group(group: Path, head_spec: str, size: int, views: int, track_dir: str | Path) -> MultiViewSet | None:
+    """Track one person folder (shared identity, up to ``views`` photos) into ``track_dir/NAME`` as one
+    identity (``dejavu.track`` reuses a finished result); None, with a log line, when no face is found."""
     from dejavu.track import track
     from dejavu.track.fit import FitConfig
 
+    try:
+        result = track(group, Path(track_dir) / group.name, head=head_spec, max_frames=views, crop_size=size,
+                       overlay=False, progress=False, config=FitConfig(fov_deg=DATA_FOV_DEG))
+    except DejavuError as exc:
+        log.info("skipping %s: %s", group, exc)
+        return None
+    return tracking_to_set(result, views)
+
+
+def track_photo_folders(folders: list[str], head_spec: str, size: int, max_groups: int, views: int,
+                        track_dir: str | Path, min_images: int = 2, progress: bool = True) -> MultiViewSet:
+    """Track each person folder (:func:`track_group`) into ``track_dir/NAME`` (an interrupted run
+    resumes) and gather them. Folders where no face is found are skipped with a log line.
+    """
+    from tqdm import tqdm
+
     sets = []
     for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
-        out = Path(track_dir) / group.name
-        try:
-            result = track(group, out, head=head_spec, max_frames=views, crop_size=size, overlay=False,
-                           progress=False, config=FitConfig(fov_deg=DATA_FOV_DEG))
-        except DejavuError as exc:
-            log.info("skipping %s: %s", group, exc)
-            continue
-        sets.append(tracking_to_set(result, views))
+        one = track_group(group, head_spec, size, views, track_dir)
+        if one is not None:
+            sets.append(one)
     if not sets:
         raise DejavuError(f"data.real_dirs {folders}: no face could be tracked")
     return MultiViewSet.concat(sets)
@@ -486,24 +526,3 @@ def track_video_identities(video: str, head_spec: str, size: int, frames_per_ide
                         shape=np.repeat(whole.shape, K, 0), expression=g(whole.expression), jaw=g(whole.jaw),
                         n_views=np.full(K, V, np.int32), head=head_spec, size=size,
                         seen=None if whole.seen is None else g(whole.seen))
-
-
-def load_or_track_real(cfg, device: torch.device | str = "cpu") -> MultiViewSet | None:
-    """The real training set from ``cfg.data``: person folders and videos, tracked once (results under
-    ``real_cache/tracks``) and cached as shards in ``real_cache``. None when nothing is configured."""
-    d = cfg.data
-    if not (d.real_dirs or d.video_paths):
-        return None
-    cache = Path(d.real_cache).expanduser()
-    if not any(cache.glob("shard_*.npz")):
-        V = d.video_frames_per_identity
-        sets = []
-        if d.real_dirs:
-            sets.append(track_photo_folders(d.real_dirs, cfg.model.head, d.render_size, d.real_max_people, V,
-                                            cache / "tracks", d.real_min_photos))
-        for video in d.video_paths:
-            sets.append(track_video_identities(video, cfg.model.head, d.render_size, V, cache / "tracks"))
-        data = MultiViewSet.concat(sets)
-        data.save(cache)
-        log.info("tracked %d real identities into %s", len(data), cache)
-    return MultiViewSet.load(cache)

@@ -3,7 +3,9 @@
 Each step: a synthetic multi-view batch (random input/target view pairing within each identity,
 render + regularisers + view consistency) at ``lr``, then, when real photos are configured, a real
 single-view batch at ``lr * real_lr_scale`` without view consistency. Batched; CPU or CUDA; DDP when
-launched by torchrun (WORLD_SIZE > 1; rank 0 logs and saves). Outputs in ``cfg.log.run_dir``:
+launched by torchrun (WORLD_SIZE > 1): every rank trains on its own part of each global batch
+(``dejavu.recon.sampler``), gradients are averaged, rank 0 alone logs and saves, and the ranks prove
+they hold the same weights every ``log.sync_check_every`` steps. Outputs in ``cfg.log.run_dir``:
 ``config.json`` (resolved), ``checkpoint.pt`` (resume), ``scalars.csv``, ``previews/step_*.png``
 (input | render | target per row) and ``weights.safetensors`` (what ``dejavu reconstruct`` loads).
 """
@@ -12,18 +14,18 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
 from dejavu.recon.config import ReconConfig, config_from_dict
-from dejavu.recon.data import MultiViewSet
+from dejavu.recon.data import MultiViewSet, make_batch
+from dejavu.recon.distributed import DistInfo, barrier, check_in_sync, init_group, leave_group, set_cpu_threads
 from dejavu.recon.network import ReconNet
+from dejavu.recon.sampler import plan_batch, rank_part
 
 log = logging.getLogger(__name__)
 
@@ -172,24 +174,30 @@ def _resolve(path: str) -> Path:
     return Path(path).expanduser()
 
 
-def prepare_data(cfg: ReconConfig, device: torch.device) -> tuple[MultiViewSet, MultiViewSet | None]:
-    """Load (generating or tracking first when absent) the synthetic and real training sets."""
-    from dejavu.recon.data import generate_synthetic, load_or_track_real
+def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo | None = None) -> tuple:
+    """The synthetic and real training sets, preparing (rendering, tracking) what is missing first.
 
-    d = cfg.data
-    syn_dir = _resolve(d.synthetic_dir)
-    if not any(syn_dir.glob("shard_*.npz")):
-        log.info("generating %d synthetic identities x %d views into %s", d.synthetic_identities,
-                 d.synthetic_views, syn_dir)
-        data = generate_synthetic(cfg.model.head, d.synthetic_identities, d.synthetic_views, d.render_size,
-                                  d.synthetic_uv_size, seed=cfg.seed, max_yaw_deg=d.max_yaw_deg,
-                                  max_pitch_deg=d.max_pitch_deg, backend=cfg.render_backend, device=device)
-        data.save(syn_dir)
-    synthetic = MultiViewSet.load(syn_dir)
-    real = load_or_track_real(cfg, device) if (d.real_dirs or d.video_paths) else None
+    Shard folders (``dejavu.recon.shards``) are prepared by all ranks together, each its own units, and
+    read lazily; folders of the older ``shard_*.npz`` format are read whole into memory.
+    """
+    from dejavu.recon.dataprep import prepare_for_rank
+    from dejavu.recon.shards import ShardedSet
+
+    d, dist = cfg.data, dist or DistInfo()
+    prepare_for_rank(cfg, dist.rank, dist.world, "cpu" if device.type == "cpu" else str(device))
+    barrier(dist)
+
+    def open_set(folder: str):
+        folder = _resolve(folder)
+        return MultiViewSet.load(folder) if any(folder.glob("shard_*.npz")) else ShardedSet(folder)
+
+    synthetic = open_set(d.synthetic_dir)
+    real = open_set(d.real_cache) if (d.real_dirs or d.video_paths) else None
     for name, s in (("synthetic", synthetic), ("real", real)):
         if s is not None and s.size != d.render_size:
             raise DejavuError(f"recon data {name}: crops are {s.size} px but data.render_size is {d.render_size}")
+        if s is not None and len(s) == 0:
+            raise DejavuError(f"recon data {name}: no identities (nothing could be rendered or tracked)")
     return synthetic, real
 
 
@@ -197,24 +205,12 @@ def prepare_data(cfg: ReconConfig, device: torch.device) -> tuple[MultiViewSet, 
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def _dist_info() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
 def _lpips(cfg: ReconConfig, device: torch.device):
     if not cfg.loss.lpips:
         return None
     from dejavu.metrics.lpips import get_lpips
 
     return get_lpips(cfg.loss.lpips_net, device)
-
-
-def set_cpu_threads(n: int) -> None:
-    """Use ``n`` threads in torch and in the numba renderer."""
-    from dejavu.render import config as render_config
-
-    torch.set_num_threads(n)
-    render_config.CPU_THREADS = n  # read by the numba backend at each call
 
 
 def _set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
@@ -241,14 +237,33 @@ def write_preview(path: Path, batch: dict[str, torch.Tensor], pred: torch.Tensor
     write_image(path, grid.reshape(-1, grid.shape[2], 3).detach().clamp(0, 1).cpu().numpy())
 
 
-class Trainer:
-    """Holds the model, optimiser and data; :meth:`run` trains ``cfg.optim.steps`` steps."""
+#: Sampler stream of each split (seeds its epoch order and view draws).
+STREAMS = {"synthetic": 0, "real": 1}
 
-    def __init__(self, cfg: ReconConfig, device: torch.device, resume: bool = False, progress: bool = True):
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    """The state dict of a ``checkpoint.pt`` (tensors, numbers, strings only: nothing is unpickled)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:  # damaged or foreign file
+        raise DejavuError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+class Trainer:
+    """Holds the model, optimiser and data; :meth:`run` trains ``cfg.optim.steps`` steps.
+
+    ``dist`` (default: what torchrun set in the environment) places this process among the ranks.
+    """
+
+    def __init__(self, cfg: ReconConfig, device: torch.device, resume: bool = False, progress: bool = True,
+                 dist: DistInfo | None = None):
         self.cfg, self.device, self.progress = cfg, device, progress
-        self.rank, self.world, self.local_rank = _dist_info()
-        if self.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.dist = DistInfo.from_env() if dist is None else dist
+        self.rank, self.world = self.dist.rank, self.dist.world
+        init_group(self.dist, device)
         torch.manual_seed(cfg.seed)
         self.run_dir = _resolve(cfg.log.run_dir)
         self.model = build_model(cfg.model.head, cfg.model.uv_size, cfg.model.base_channels, device)
@@ -257,14 +272,14 @@ class Trainer:
         self.optim = torch.optim.Adam(self.model.net.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                       weight_decay=cfg.optim.weight_decay)
         self.step = 0
-        self.rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
+        self.positions = {split: 0 for split in STREAMS}  # identities consumed, all ranks together
         if resume:
             self.load_checkpoint()
         self.net = self.model.net
         if self.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model.net, device_ids=ids)
-        self.synthetic, self.real = prepare_data(cfg, device)
+        self.synthetic, self.real = prepare_data(cfg, device, self.dist)
         self.lpips = _lpips(cfg, device)
 
     @property
@@ -279,42 +294,58 @@ class Trainer:
         from dejavu.io import atomic_path
 
         state = {"net": self.model.net.state_dict(), "optim": self.optim.state_dict(), "step": self.step,
-                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                 "config": self.cfg.to_dict()}
+                 "positions": dict(self.positions), "torch_rng": torch.get_rng_state(),
+                 "world": self.world, "config": self.cfg.to_dict()}
         with atomic_path(self.checkpoint_path()) as tmp:
             torch.save(state, tmp)
 
     def load_checkpoint(self) -> None:
         path = self.checkpoint_path()
         if not path.is_file():
-            raise DejavuError(f"--resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
+            raise DejavuError(f"--resume: no checkpoint at {path}"
+                              + (" (every rank reads it: put run_dir on storage all nodes share)" if self.world > 1 else ""))
+        state = read_checkpoint(path, self.device)
         self.model.net.load_state_dict(state["net"])
         self.optim.load_state_dict(state["optim"])
         self.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        o = self.cfg.optim
+        # checkpoints from before the sampler kept no positions: continue as if one process had trained
+        self.positions = {k: int(v) for k, v in state.get("positions", {
+            "synthetic": self.step * o.identities_per_batch, "real": self.step * o.real_batch_size}).items()}
+        torch.set_rng_state(state["torch_rng"].cpu())
         log.info("resumed %s at step %d", path, self.step)
 
     # -- steps ---------------------------------------------------------------------------------
-    def train_step(self, data: MultiViewSet, lr: float, real: bool) -> tuple[dict[str, float], dict, torch.Tensor]:
-        """One optimiser step on a batch of ``data`` at ``lr``; returns scalars, the batch and the render."""
+    def next_batch(self, data, real: bool) -> dict[str, torch.Tensor]:
+        """This rank's part of the next global batch of ``data`` (advances the split's position)."""
         o = self.cfg.optim
-        if real:
-            batch = data.sample(o.real_batch_size, 1, self.rng, self.device, whiten=True, pair_views=False)
-        else:
-            batch = data.sample(o.identities_per_batch, o.views_per_identity, self.rng, self.device)
+        split = "real" if real else "synthetic"
+        per_rank, views = (o.real_batch_size, 1) if real else (o.identities_per_batch, o.views_per_identity)
+        plan = plan_batch(data.n_views, per_rank * self.world, views, self.positions[split], self.cfg.seed,
+                          STREAMS[split], pair_views=not real)
+        self.positions[split] += per_rank * self.world
+        part = rank_part(plan, self.rank, self.world)
+        return make_batch(data, part.k, part.v_in, part.v_out, part.group, self.device, whiten=real)
+
+    def train_step(self, data, lr: float, real: bool) -> tuple[dict[str, float], dict, torch.Tensor]:
+        """One optimiser step on the next batch of ``data`` at ``lr``; returns scalars, the batch and the render."""
+        o = self.cfg.optim
+        batch = self.next_batch(data, real)
         _set_lr(self.optim, lr)
         self.net.train()
         offsets = self.net(batch["input"], self.model.identity_position_map(batch["shape"]))
         pred, _ = render_batch(self.model, offsets, batch, self.cfg.data.render_size, self.cfg.render_backend)
         terms = loss_terms(self.cfg.loss, self.model, offsets, pred, batch, self.lpips, with_view=not real)
         self.optim.zero_grad(set_to_none=True)
-        terms["total"].backward()
+        terms["total"].backward()  # under DDP: gradients averaged over the ranks here
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), o.grad_clip)
         self.optim.step()
         return {k: float(v.detach()) for k, v in terms.items()}, batch, pred.detach()
+
+    def check_in_sync(self) -> None:
+        """DejavuError unless all ranks hold the same weights, step and data positions."""
+        check_in_sync(self.dist, self.model.net, self.step, *self.positions.values())
 
     def run(self, steps: int | None = None) -> Path:
         """Train until ``steps`` (default cfg.optim.steps) total steps; returns the weights path."""
@@ -327,8 +358,9 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, desc="train recon", disable=not (self.progress and self.is_main))
         t0 = time.time()
         limit = self.cfg.optim.max_minutes * 60.0
+        every = self.cfg.log.sync_check_every
         while self.step < total:
-            if limit and time.time() - t0 > limit:
+            if limit and self._agreed(time.time() - t0 > limit):
                 log.info("stopping at step %d: optim.max_minutes=%g reached", self.step, self.cfg.optim.max_minutes)
                 break
             lr = _lr_at(self.cfg, self.step)
@@ -337,17 +369,40 @@ class Trainer:
                 real_lr = lr * self.cfg.optim.real_lr_scale
                 scalars.append(("real", *self.train_step(self.real, real_lr, real=True), real_lr))
             self.step += 1
+            if every and self.step % every == 0:
+                self.check_in_sync()
             self._log(scalars, time.time() - t0)
             bar.update(1)
             bar.set_postfix({f"{s[0][:3]}": f"{s[1]['total']:.3f}" for s in scalars} | {"l1": f"{scalars[0][1]['l1']:.3f}"})
         bar.close()
         return self.finish()
 
+    def _agreed(self, flag: bool) -> bool:
+        """``flag`` of rank 0 on every rank (a time limit must stop all ranks at the same step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.broadcast(t, 0)
+        return bool(t.item())
+
+    def _mean_over_ranks(self, terms: dict[str, float]) -> dict[str, float]:
+        """The loss terms of the whole global batch (each rank's are of its part; parts are equal-sized)."""
+        if self.world == 1:
+            return terms
+        keys = sorted(terms)
+        t = torch.tensor([terms[k] for k in keys], dtype=torch.float64,
+                         device=self.device if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.all_reduce(t)
+        return dict(zip(keys, (t / self.world).tolist()))
+
     def _log(self, scalars, seconds: float) -> None:
+        L = self.cfg.log
+        logging_step = self.step % L.log_every == 0 or self.step == 1
+        if logging_step:  # every rank takes part in the reduction; rank 0 writes
+            scalars = [(split, self._mean_over_ranks(terms), *rest) for split, terms, *rest in scalars]
         if not self.is_main:
             return
-        L = self.cfg.log
-        if self.step % L.log_every == 0 or self.step == 1:
+        if logging_step:
             path = self.run_dir / "scalars.csv"
             new = not path.is_file()
             with open(path, "a", newline="") as fh:
@@ -373,24 +428,41 @@ class Trainer:
         return path
 
 
+#: How a collective reports a peer that died (gloo, NCCL); DistError covers torch's own wrappers.
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL", "ProcessGroup")
+
+
+def _lost_peers(exc: RuntimeError) -> bool:
+    return isinstance(exc, torch.distributed.DistError) or any(s in str(exc) for s in _PEER_LOST)
+
+
 def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, steps: int | None = None,
           progress: bool = True) -> Path:
-    """Train the reconstruction network; returns the path of the written weights."""
+    """Train the reconstruction network; returns the path of the written weights.
+
+    Under torchrun, an error on one rank is raised as one DejavuError line naming the rank (the CLI
+    prints it and exits 2; torchrun then stops the other ranks), and a rank that loses its peers says
+    so in one line instead of a traceback.
+    """
     from dejavu.device import resolve_device
 
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
-    dev = resolve_device(device if device != "auto" else cfg.device)
-    if dev.type == "cpu" and cfg.cpu_threads > 0:
-        set_cpu_threads(cfg.cpu_threads)
-    rank, world, local = _dist_info()
-    if dev.type == "cuda" and world > 1:
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    trainer = Trainer(cfg, dev, resume=resume, progress=progress)
+    dist = DistInfo.from_env()
     try:
-        return trainer.run(steps)
+        dev = resolve_device(device if device != "auto" else cfg.device)
+        if dev.type == "cpu" and cfg.cpu_threads > 0:
+            set_cpu_threads(cfg.cpu_threads)
+        if dev.type == "cuda" and dist.distributed:
+            dev = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(dev)
+        return Trainer(cfg, dev, resume=resume, progress=progress, dist=dist).run(steps)
+    except DejavuError as exc:
+        raise DejavuError(f"{dist.tag()}{exc}") from None
+    except RuntimeError as exc:
+        if not (dist.distributed and _lost_peers(exc)):
+            raise
+        why = next((s for s in _PEER_LOST if s in str(exc)), type(exc).__name__)
+        raise DejavuError(f"{dist.tag()}stopped: another rank failed ({why}); its own line says why") from None
     finally:
-        # Explicitly: the CLI leaves with os._exit, so nothing else would tear the group down.
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        leave_group()

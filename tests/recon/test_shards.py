@@ -1,0 +1,107 @@
+"""Shard folders: parallel workers, resuming, lazy reading, refusing incomplete or mixed folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dejavu.errors import DejavuError
+from dejavu.recon.config import config_from_dict
+from dejavu.recon.data import make_batch
+from dejavu.recon.dataprep import prepare, prepare_synthetic
+from dejavu.recon.shards import ShardedSet, finished_units, units_for, write_shard
+from tests.recon.conftest import tiny_config
+
+
+def _read(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        return fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - no __iter__
+
+
+def _cfg(folder, identities=3, per=2):
+    d = tiny_config(folder, folder / "run")
+    d["data"].update(synthetic_identities=identities, synthetic_views=2, synthetic_uv_size=16, shard_identities=per)
+    return config_from_dict(d)
+
+
+def test_two_workers_write_what_one_writes_and_reruns_resume(tmp_path):
+    one = _cfg(tmp_path / "one")
+    [report] = prepare(one)
+    assert (report.units, report.items) == (2, 3)
+    two = _cfg(tmp_path / "two")
+    reports = [prepare_synthetic(two, worker=w, workers=2) for w in (1, 0)]
+    assert [r.units for r in reports] == [1, 1]
+    for u in (0, 1):  # the same contents whichever worker rendered a unit
+        a, b = (_read(tmp_path / d / f"shard_{u:05d}.safetensors") for d in ("one", "two"))
+        assert a[0] == b[0] and a[1].keys() == b[1].keys()
+        assert all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+    again = prepare_synthetic(two, worker=0, workers=1)  # everything is there: nothing redone
+    assert (again.units, again.items) == (0, 0)
+    assert units_for(1, 3, 8) == [1, 4, 7]
+    with pytest.raises(DejavuError, match="worker 3 of 2"):
+        units_for(3, 2, 8)
+
+
+def test_lazy_reads_equal_the_set_in_memory(tmp_path):
+    cfg = _cfg(tmp_path)
+    prepare(cfg)
+    lazy = ShardedSet(tmp_path)
+    whole = lazy.to_memory()
+    assert len(lazy) == len(whole) == 3 and (lazy.head, lazy.size, lazy.views) == ("procedural", 32, 2)
+    k, v_in, v_out = np.array([2, 0, 2, 1]), np.array([1, 0, 0, 1]), np.array([0, 1, 1, 1])
+    a = make_batch(lazy, k, v_in, v_out, np.array([0, 1, 0, 2]))
+    b = make_batch(whole, k, v_in, v_out, np.array([0, 1, 0, 2]))
+    for name in a:
+        assert (a[name] is None and b[name] is None) or torch.equal(a[name], b[name]), name
+    assert a["target_seen"] is None
+
+
+def test_incomplete_or_mixed_folders_are_refused(tmp_path):
+    cfg = _cfg(tmp_path, identities=5)
+    prepare_synthetic(cfg, worker=0, workers=2)  # units 0 and 2 of 3
+    with pytest.raises(DejavuError, match="1 of 3 shards missing"):
+        ShardedSet(tmp_path)
+    other = _cfg(tmp_path, identities=5)
+    other.seed = 7
+    with pytest.raises(DejavuError, match="a shard of other data"):
+        prepare_synthetic(other)
+    with pytest.raises(DejavuError, match="a shard of other data"):
+        finished_units(tmp_path, {"source": "else"}, 3)
+    (tmp_path / "shard_00001.safetensors").write_bytes(b"junk")
+    with pytest.raises(DejavuError, match="not a readable safetensors shard"):
+        ShardedSet(tmp_path)
+    with pytest.raises(DejavuError, match="no shard_"):
+        ShardedSet(tmp_path / "empty")
+
+
+def test_shards_keep_seen_masks(tiny_shards, tmp_path):
+    from dataclasses import replace
+
+    _, data = tiny_shards
+    seen = np.full(data.masks.shape, 255, np.uint8)
+    seen[..., :8, :] = 0
+    write_shard(tmp_path, 0, 2, {"x": 1}, replace(data, seen=seen).subset(slice(0, 2)))
+    write_shard(tmp_path, 1, 2, {"x": 1}, data.subset(slice(2, 3)))  # no seen: all of it
+    lazy = ShardedSet(tmp_path)
+    got = lazy.take(np.array([0, 2]), np.array([1, 0]))["seen"]
+    assert (got[0, :8] == 0).all() and (got[0, 8:] == 255).all() and (got[1] == 255).all()
+
+
+@pytest.mark.slow
+def test_prepare_command_with_two_processes(tmp_path, capsys):
+    import json
+
+    from dejavu.cli import main
+
+    d = tiny_config(tmp_path / "shards", tmp_path / "run")
+    d["data"].update(synthetic_identities=3, synthetic_views=2, synthetic_uv_size=16, shard_identities=1)
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--processes", "2"]) == 0
+    assert "synthetic: 3 identities in 3 new shards" in capsys.readouterr().out
+    assert len(ShardedSet(tmp_path / "shards")) == 3
+    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--nodes", "2", "--node", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dejavu prepare: error: --processes 1 --node 2 --nodes 2") and "\n" not in err
