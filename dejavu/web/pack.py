@@ -7,13 +7,15 @@ arrays are exactly what :meth:`dejavu.avatar.Avatar.gaussians` reads, laid out p
 UV rasterizer:
 
 - head: ``v_id`` (V, 3) the person's identity-shaped rest vertices (template + shape blend +
-  vertex offsets, metres, computed here in float32 exactly as the head model does), ``exprdirs``
-  (Ne, V, 3) expression blendshapes, ``joints_rest`` (J, 3) joints regressed from ``v_id``,
-  ``parents`` (J,), ``lbs_weights`` (V, J), optional ``posedirs`` (9 (J - 1), V * 3);
-- texels: ``texel_verts`` (N, 3) vertex ids and ``texel_bary`` (N, 3) barycentrics, ``opacity_prior``
-  (N,) initial opacity logits, ``mouth`` (N,) 1 where xyz offsets are frozen (mouth interior);
+  vertex offsets, metres, computed here in float32 exactly as the head model does), ``expr_verts``
+  (Vm,) the vertices any expression moves and their ``exprdirs`` (Ne, Vm, 3), ``joints_rest`` (J, 3)
+  joints regressed from ``v_id``, ``parents`` (J,), ``lbs_weights`` (V, J), optional ``posedirs``
+  (9 (J - 1), V * 3);
+- texels: ``texel_verts`` (N, 3) vertex ids (uint16 below 65536 vertices), ``texel_bary`` (N, 3)
+  barycentrics, ``texel_region`` (N,) region index (the manifest maps regions to the initial
+  opacity logit and to frozen xyz offsets in the mouth interior);
 - maps (per Gaussian, 13 channels, :mod:`dejavu.gaussians.channels` order): ``mean_offsets`` (N, 13),
-  optional ``global_delta`` (N, 13) and ``blendmaps`` (K, N, 13), in ``precision`` (float16 by
+  optional ``global_delta`` (N, 13) and ``blendmaps`` (N, 13, K), in ``precision`` (float16 by
   default: half the bytes; float32 reproduces the avatar exactly);
 - blend scheme arrays (``blend_center`` ...), ``pose_model`` (6, K + 4).
 
@@ -32,6 +34,8 @@ import torch
 
 from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
+from dejavu.gaussians.uvmap import OPACITY_PRIOR
+from dejavu.head.base import REGIONS
 
 PACK_FORMAT = "dejavu-web-avatar"
 PACK_VERSION = 1
@@ -54,13 +58,16 @@ def quantized_avatar(avatar, precision: str = "float16"):
     return replace(avatar, **{n: _round_maps(getattr(avatar, n), precision) for n in _MAP_NAMES})
 
 
-def pack_arrays(avatar, head, uvmap, precision: str = "float16") -> tuple[dict, dict[str, np.ndarray]]:
+def pack_arrays(avatar, head, uvmap, precision: str = "float16",
+                all_stages: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
     """The manifest scalars and the named arrays of the web pack (see the module docstring).
 
     Args:
         avatar: a :class:`dejavu.avatar.Avatar` on the CPU.
         head, uvmap: its :class:`HeadModel` and :class:`UVGaussianMap` (``avatar.build("cpu")``).
         precision: dtype of the offset maps, "float16" or "float32".
+        all_stages: keep the stage-1 ``global_delta`` of an avatar that has blendmaps (the page's "global"
+            view, a diagnostic; 1.25 MB at UV 256 in float16). Without it the page offers "full" and "mean".
     """
     if precision not in PRECISIONS:
         raise DejavuError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -75,24 +82,29 @@ def pack_arrays(avatar, head, uvmap, precision: str = "float16") -> tuple[dict, 
             v_id = v_id + ident["vertex_offsets"]
         joints = torch.einsum("jv,bvc->bjc", head.j_regressor, v_id[None])[0]
         per_gauss = lambda m: uvmap.gather(m[None])[0]  # (13, S, S) -> (N, 13)  # noqa: E731
+        # Only the vertices some expression moves carry expression blendshapes (about 70% of the built-in head).
+        moving = torch.nonzero(head.exprdirs.abs().amax(dim=(1, 2)) > 0)[:, 0]
+        index_dtype = np.uint16 if head.n_verts < 65536 else np.int32
+        region = uvmap.gather(uvmap.region[None, None].float())[0, :, 0].round().long()  # (N,) REGIONS index
         arrays: dict[str, np.ndarray] = {
             "v_id": f32(v_id),
-            "exprdirs": f32(head.exprdirs.permute(2, 0, 1)),  # (Ne, V, 3): one contiguous block per component
+            "expr_verts": np.asarray(moving.numpy(), dtype=index_dtype),  # (Vm,)
+            "exprdirs": f32(head.exprdirs[moving].permute(2, 0, 1)),  # (Ne, Vm, 3): one block per component
             "joints_rest": f32(joints),
             "parents": np.asarray(head.parents.cpu().numpy(), dtype=np.int32),
             "lbs_weights": f32(head.lbs_weights),
-            "texel_verts": np.asarray(uvmap.texel_verts.cpu().numpy(), dtype=np.int32),
+            "texel_verts": np.asarray(uvmap.texel_verts.cpu().numpy(), dtype=index_dtype),
             "texel_bary": f32(uvmap.texel_bary),
-            "opacity_prior": f32(uvmap.gather(uvmap.opacity_prior[None])[0, :, 0]),
-            "mouth": np.asarray(uvmap.gather(uvmap.mouth_mask[None, None].float())[0, :, 0].numpy(), dtype=np.uint8),
+            "texel_region": np.asarray(region.numpy(), dtype=np.uint8),
             "mean_offsets": f32(per_gauss(avatar.mean_offsets)).astype(mdt),
         }
         if head.posedirs is not None:
             arrays["posedirs"] = f32(head.posedirs)
-        if avatar.global_delta is not None:
+        if avatar.global_delta is not None and (all_stages or avatar.blendmaps is None):
             arrays["global_delta"] = f32(per_gauss(avatar.global_delta)).astype(mdt)
         if avatar.blendmaps is not None:
-            arrays["blendmaps"] = np.stack([f32(per_gauss(b)) for b in avatar.blendmaps]).astype(mdt)
+            # (N, 13, K): the K values one output needs sit together, so the page blends in one pass
+            arrays["blendmaps"] = np.stack([f32(per_gauss(b)) for b in avatar.blendmaps], axis=-1).astype(mdt)
         for name, value in avatar.blend.tensors().items():
             arrays[name] = f32(value)
         if avatar.pose_model is not None:
@@ -116,6 +128,10 @@ def pack_arrays(avatar, head, uvmap, precision: str = "float16") -> tuple[dict, 
             "init_color_dc": ch.INIT_COLOR_DC, "pose_trans_unit_m": _trans_unit(),
         },
         "channels": {name: [sl.start, sl.stop] for name, sl in ch.CHANNELS.items()},
+        "regions": list(REGIONS),
+        # per region (REGIONS order): initial opacity logit and whether xyz offsets are frozen (mouth interior)
+        "opacity_prior": [OPACITY_PRIOR[r] for r in REGIONS],
+        "xyz_frozen": [r == "mouth" for r in REGIONS],
     }
     return meta, arrays
 

@@ -46,6 +46,9 @@ class SiteConfig:
     """initial background colour (the page has a picker)."""
     sweep_frames: int = 150
     """frames of the built-in expression sweep (``dejavu.animate.expression_sweep``)."""
+    all_stages: bool = False
+    """also ship the stage-1 delta of a personalized avatar (the page's "global" view; see
+    :func:`dejavu.web.pack.pack_arrays`). Off: a UV-256 site stays under 20 MB."""
 
 
 def static_bundle() -> Path:
@@ -114,7 +117,7 @@ def build_site(avatar_dir: str | Path, out: str | Path, drives: list[str | Path]
     for src in drives:
         drive = load_drive(src, avatar.head, "cpu", progress)
         sequences.append(sequence_record(drive, Path(src).name, head.n_expr, f"--drive {src}"))
-    meta, arrays = pack_arrays(avatar, head, uvmap, config.precision)
+    meta, arrays = pack_arrays(avatar, head, uvmap, config.precision, all_stages=config.all_stages)
     out.mkdir(parents=True, exist_ok=True)
     write_pack(out, meta, arrays)
     entries = []
@@ -139,6 +142,8 @@ def build_site(avatar_dir: str | Path, out: str | Path, drives: list[str | Path]
         "expr_range": [0.0, 1.0] if head.name.lower().startswith("builtin") else [-3.0, 3.0],
     }
     write_json(out / SITE_JSON, site)
+    for path in out.rglob("*"):  # atomic writes create private files; a web server's user must read them
+        path.chmod(0o755 if path.is_dir() else 0o644)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log.info("web: %d Gaussians, %d sequence(s), %.1f MB", uvmap.n_gaussians, len(entries), total / 1e6)
     return {"site": str(out), "bytes": total, "n_gaussians": int(uvmap.n_gaussians), "sequences": len(entries)}

@@ -28,8 +28,12 @@ def test_round_trip_and_layout(tmp_path):
     for name, a in arrays.items():
         np.testing.assert_array_equal(back[name], a, err_msg=name)
     N, K = uvmap.n_gaussians, avatar.blend.k
-    assert back["blendmaps"].shape == (K, N, 13) and back["blendmaps"].dtype == np.float16
-    assert back["exprdirs"].shape == (head.n_expr, head.n_verts, 3)
+    assert back["blendmaps"].shape == (N, 13, K) and back["blendmaps"].dtype == np.float16
+    moving = back["expr_verts"].astype(np.int64)
+    assert back["exprdirs"].shape == (head.n_expr, len(moving), 3)
+    np.testing.assert_array_equal(back["exprdirs"], head.exprdirs[moving].permute(2, 0, 1).numpy())
+    still = np.setdiff1d(np.arange(head.n_verts), moving)
+    assert len(still) and head.exprdirs[still].abs().max() == 0  # the vertices left out never move
     assert back["posedirs"].shape == tuple(head.posedirs.shape)
     # per-Gaussian maps are the UV maps gathered at the valid texels
     np.testing.assert_allclose(back["mean_offsets"].astype(np.float32),

@@ -7,7 +7,7 @@
 // activations, then the pose model's rigid correction (dejavu/personalize/pose.py).
 // Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps.
 
-const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint8: Uint8Array };
+const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
 const C = 13; // channels per Gaussian (dejavu/gaussians/channels.py)
 
 function halfToFloat(h) {
@@ -62,6 +62,18 @@ function axisAngleQuat(rx, ry, rz) {
   return [Math.cos(0.5 * angle), s * rx, s * ry, s * rz];
 }
 
+/**
+ * out[i] = mean[i] + sum_k w[k] * B[i * K + k] for i < n (blendmaps interleaved (N * 13, K)), unrolled over K:
+ * V8 runs the unrolled body about 4x faster than an inner loop over k, and it is the bulk of a frame.
+ */
+function makeCompose(K) {
+  const ws = Array.from({ length: K }, (_, k) => `const w${k} = w[${k}];`).join(" ");
+  const terms = Array.from({ length: K }, (_, k) => `w${k} * B[j + ${k}]`).join(" + ") || "0";
+  // eslint-disable-next-line no-new-func
+  return new Function("o", "mean", "B", "w", "n",
+    `${ws} for (let i = 0, j = 0; i < n; i++, j += ${K}) o[i] = mean[i] + (${terms});`);
+}
+
 export class AvatarRuntime {
   /**
    * @param {object} manifest avatar.json of a web pack (dejavu/web/pack.py).
@@ -87,6 +99,7 @@ export class AvatarRuntime {
       opacities: new Float32Array(this.N), colors: new Float32Array(this.N * 3),
     };
     this.weights = new Float64Array(this.K);
+    this.compose = makeCompose(this.K);
   }
 
   /** Blend inputs z (K): the scheme's projection, clamped to the training range (BlendScheme.clamped_inputs). */
@@ -121,13 +134,16 @@ export class AvatarRuntime {
   /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
   vertices(expression, jaw, eyes, pose) {
     const { V, J, Ne } = this, a = this.arrays;
-    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs;
+    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, Vm = ev.length;
     for (let i = 0; i < V * 3; i++) vs[i] = vId[i];
     for (let e = 0; e < Ne; e++) {
       const c = expression[e];
       if (c === 0) continue;
-      const base = e * V * 3;
-      for (let i = 0; i < V * 3; i++) vs[i] += c * dirs[base + i];
+      const base = e * Vm * 3;
+      for (let m = 0; m < Vm; m++) {
+        const v = ev[m] * 3, d = base + m * 3;
+        vs[v] += c * dirs[d]; vs[v + 1] += c * dirs[d + 1]; vs[v + 2] += c * dirs[d + 2];
+      }
     }
     // Local joint rotations: root = pose, neck unused (Avatar.gaussians has no neck), jaw, eyes.
     const rv = new Float64Array(J * 3);
@@ -185,17 +201,16 @@ export class AvatarRuntime {
   /** Per-Gaussian offsets (N * 13, network units) = mean [+ global delta | + sum_k w_k blendmap_k]. */
   offsetsFor(expression, stage) {
     const a = this.arrays, o = this.offsets, n = this.N * C;
-    o.set(a.mean_offsets);
     if (stage === "full" && a.blendmaps) {
-      const w = this.blendWeights(expression), B = a.blendmaps;
-      for (let k = 0; k < this.K; k++) {
-        const wk = w[k], base = k * n;
-        for (let i = 0; i < n; i++) o[i] += wk * B[base + i];
-      }
-    } else if ((stage === "full" || stage === "global") && a.global_delta) {
-      const g = a.global_delta;
-      for (let i = 0; i < n; i++) o[i] += g[i];
+      this.compose(o, a.mean_offsets, a.blendmaps, this.blendWeights(expression), n);
+      return o;
     }
+    if ((stage === "full" || stage === "global") && a.global_delta) {
+      const g = a.global_delta, m = a.mean_offsets;
+      for (let i = 0; i < n; i++) o[i] = m[i] + g[i];
+      return o;
+    }
+    o.set(a.mean_offsets);
     return o;
   }
 
@@ -213,13 +228,14 @@ export class AvatarRuntime {
     const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
     const off = this.offsetsFor(expression, stage);
     const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
-    const tv = a.texel_verts, tb = a.texel_bary, prior = a.opacity_prior, mouth = a.mouth;
+    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region;
+    const prior = Float32Array.from(this.meta.opacity_prior), frozen = this.meta.xyz_frozen;
     const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
     let cx = 0, cy = 0, cz = 0;
     for (let n = 0; n < N; n++) {
       const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
       const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
-      const g = mouth[n] ? 0 : unit;
+      const r = region[n], g = frozen[r] ? 0 : unit;
       const mx = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
       const my = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
       const mz = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
@@ -231,7 +247,7 @@ export class AvatarRuntime {
       const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
       const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
       out.quats[n * 4] = 1 / qn; out.quats[n * 4 + 1] = qx / qn; out.quats[n * 4 + 2] = qy / qn; out.quats[n * 4 + 3] = qz / qn;
-      out.opacities[n] = 1 / (1 + Math.exp(-(prior[n] + off[o + 9])));
+      out.opacities[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
       out.colors[n * 3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
       out.colors[n * 3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
       out.colors[n * 3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
