@@ -52,7 +52,8 @@ def run_page(url: str, steps: list[dict], size: int = 512, timeout_s: float = 60
 
     Steps (see ``web/test/page.mjs``): ``{"op": "evaluate", "params": {...}}`` (Gaussians, decoded by
     :func:`decode_gaussians`), ``evaluateExtra``, ``loadRuntime`` (``url``), ``bench`` (``n``, ``stage``),
-    ``show`` (``params``), ``settle`` (``n`` frames), ``screenshot`` (``path``), ``waitLive`` (``frames``).
+    ``show`` (``params``), ``settle`` (``n`` frames), ``screenshot`` (``path``: the canvas), ``pageshot``
+    (``path``: the whole page), ``waitLive`` (``frames``).
     """
     why = browser_missing()
     if why:

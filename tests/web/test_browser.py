@@ -8,6 +8,7 @@ it once and the tests read its results.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -82,7 +83,12 @@ def page(browser, tmp_path_factory):
     head = load_head("procedural")
     avatar, uvmap = _coloured_avatar(head, 64)
     avatar.save(root / "avatar")
-    build_site(root / "avatar", root / "site", progress=False)
+    T = 9
+    g = torch.Generator().manual_seed(5)
+    recorded = {"expression": torch.rand(T, head.n_expr, generator=g).tolist(), "jaw": (0.1 * torch.rand(T, 3, generator=g)).tolist(),
+                "pose6": [[0.1 * t, 0.0, 0.0, 0.0, 0.0, 1.0] for t in range(T)], "fps": 10}
+    (root / "recorded.json").write_text(json.dumps(recorded))
+    build_site(root / "avatar", root / "site", drives=[root / "recorded.json"], progress=False)
     # Extra packs: a FLAME-like head (pose correctives, softmax over the first K, float32 maps) and the
     # built-in head (52 ARKit units, PCA scheme, pose model, float16 maps).
     flame = flame_like_head()
@@ -107,6 +113,7 @@ def page(browser, tmp_path_factory):
         steps.append({"op": "loadRuntime", "url": f"packs/{name}/avatar.json"})
         steps += [{"op": "evaluateExtra", "params": p} for p in params]
     steps.append({"op": "bench", "n": 30})
+    steps.append({"op": "seek", "sequence": 1, "frame": 4})
     for name, p in shots.items():
         steps += [{"op": "show", "params": p}, {"op": "settle", "n": 8},
                   {"op": "screenshot", "path": str(root / f"{name}.png")}]
@@ -122,6 +129,7 @@ def page(browser, tmp_path_factory):
         assert next(values) == um.n_gaussians  # loadRuntime
         results[name] = [(python_gaussians(av, hd, um, p), decode_gaussians(next(values))) for p in params]
     results["bench"] = next(values)
+    results["seek"] = (next(values), recorded)
     from dejavu.animate import head_center
     from dejavu.io import read_image
 
@@ -145,6 +153,14 @@ def test_bench_reports_milliseconds(page):
     bench = page["bench"]
     assert bench["n_gaussians"] == page["site"][0][0]["means"].shape[0]
     assert 0 < bench["median_ms"] < 1e4
+
+
+def test_playback_scrubs_to_the_recorded_frame(page):
+    state, recorded = page["seek"]
+    assert state["frame"] == 4 and state["scrub"] == 4
+    np.testing.assert_allclose(state["expression"], recorded["expression"][4], atol=1e-5)
+    np.testing.assert_allclose(state["jaw"], recorded["jaw"][4], atol=1e-5)
+    np.testing.assert_allclose(state["head"], [0.0, 0.4, 0.0], atol=1e-5)  # yaw 0.4 rad: a turn about +Y
 
 
 def test_screenshot_matches_python_render(page):

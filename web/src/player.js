@@ -207,7 +207,13 @@ async function main() {
         if (i >= 3) times.push(performance.now() - t0);
       }
       times.sort((a, b) => a - b);
-      return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], n, n_gaussians: N };
+      // Reference measured in the same page: one copy of the blendmap bytes (a memory-bandwidth floor), so
+      // figures from a loaded machine can be read as a ratio.
+      const src = rt.arrays.blendmaps || rt.arrays.mean_offsets, dst = new Float32Array(src.length), ref = [];
+      for (let i = 0; i < n + 3; i++) { const t0 = performance.now(); dst.set(src); if (i >= 3) ref.push(performance.now() - t0); }
+      ref.sort((a, b) => a - b);
+      return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], n, n_gaussians: N,
+        reference_copy_ms: ref[Math.floor(ref.length / 2)], reference_copy_bytes: src.byteLength };
     },
     /** Set parameters (as the sliders do) and resolve after the next frames are drawn. */
     async show(p) {
@@ -222,6 +228,14 @@ async function main() {
     async settle(n = 3) {
       const start = drawn;
       while (drawn < start + n || state.dirty) await new Promise((r) => requestAnimationFrame(r));
+    },
+    /** Load sequence s (index into site.json's list), move to frame i as the scrub bar does; the state after. */
+    async seek(s, i) {
+      await loadSequence(site.sequences[s]);
+      setFrame(i);
+      await this.settle(2);
+      return { frame: player.frame, expression: Array.from(state.expression), jaw: state.jaw, eyes: state.eyes,
+        head: state.head, scrub: +$("scrub").value };
     },
     get liveFrames() { return live.frames; },
     get evalCount() { return evalCount; },

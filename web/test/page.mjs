@@ -1,6 +1,6 @@
 // Drive the player in headless Chromium for tests/web: `node web/test/page.mjs JOB.json`.
 // JOB: {url, chromium, out, size, steps: [{op: "evaluate"|"evaluateExtra"|"loadRuntime"|"show"|"bench"|
-// "screenshot"|"waitLive", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
+// "screenshot"|"pageshot"|"waitLive", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
 import { readFileSync, writeFileSync } from "node:fs";
 import puppeteer from "puppeteer-core";
 
@@ -32,10 +32,14 @@ try {
     else if (step.op === "loadRuntime") value = await page.evaluate((u) => window.dejavu.loadRuntime(u), step.url);
     else if (step.op === "bench") value = await page.evaluate((n, s) => window.dejavu.bench(n, s), step.n || 50, step.stage || "full");
     else if (step.op === "show") value = await page.evaluate(async (p) => { await window.dejavu.show(p); return true; }, step.params);
+    else if (step.op === "seek") value = await page.evaluate((s, i) => window.dejavu.seek(s, i), step.sequence || 0, step.frame);
     else if (step.op === "settle") value = await page.evaluate(async (n) => { await window.dejavu.settle(n); return true; }, step.n || 10);
     else if (step.op === "waitLive") {
       await page.waitForFunction((n) => window.dejavu.liveFrames >= n, { timeout: step.timeout_ms || 60000, polling: 100 }, step.frames);
       value = await page.evaluate(() => window.dejavu.liveFrames);
+    } else if (step.op === "pageshot") {
+      await page.screenshot({ path: step.path });
+      value = step.path;
     } else if (step.op === "screenshot") {
       const canvas = await page.$("#view");
       await canvas.screenshot({ path: step.path });
