@@ -35,11 +35,11 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dejavu.errors import DejavuError
-    from dejavu.web.site import SiteConfig, build_site
+    from dejavu.web.site import SiteConfig, build_site, cached_site_dir
 
     if args.output is None and not args.serve:
         raise DejavuError("-o/--output is required (or pass --serve to build into the cache and serve)")
-    out = Path(args.output) if args.output else _cache_site(args.avatar)
+    out = Path(args.output) if args.output else cached_site_dir(args.avatar)
     force = args.force or args.output is None  # the cache copy is ours to rebuild
     config = SiteConfig(precision=args.precision, resolution=args.size, background=args.background,
                         all_stages=args.all_stages)
@@ -63,11 +63,3 @@ def _run(args: argparse.Namespace) -> int:
             server.server_close()
     return 0
 
-
-def _cache_site(avatar: str):
-    from pathlib import Path
-
-    from dejavu.io import cache_dir
-
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(avatar).resolve().name)
-    return cache_dir() / "web" / safe

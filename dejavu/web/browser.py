@@ -64,7 +64,7 @@ def run_page(url: str, steps: list[dict], size: int = 512, timeout_s: float = 60
         (Path(tmp) / "job.json").write_text(json.dumps(job))
         try:
             proc = subprocess.run(["node", str(HARNESS), str(Path(tmp) / "job.json")], capture_output=True, text=True,
-                                  timeout=timeout_s, cwd=REPO)
+                                  timeout=timeout_s, cwd=REPO, check=False)
         except subprocess.TimeoutExpired:
             raise DejavuError(f"{url}: the page did not finish within {timeout_s:.0f} s") from None
         out_path = Path(job["out"])

@@ -44,6 +44,9 @@ class LiveConfig:
     """stop after this many source frames (None: until the source ends)."""
     realtime: bool = False
     """pace a video file at its own frame rate (a webcam paces itself); off: as fast as tracking goes."""
+    drop_stale: bool = False
+    """keep only the newest detected frame when the fitter is busy (on for webcams: a live view wants the
+    present, not a queue); off: every frame is fitted (video files)."""
 
 
 @dataclass
@@ -136,7 +139,13 @@ def track_stream(frames, fitter, detector, send, config: LiveConfig, progress: b
                     if wait > 0:
                         time.sleep(wait)
                 t_read = time.perf_counter()
-                detected.put((index, t_read, detector(image)))
+                item = (index, t_read, detector(image))
+                if config.drop_stale:
+                    try:
+                        detected.get_nowait()  # the fitter has not taken the previous frame: drop it
+                    except queue.Empty:
+                        pass
+                detected.put(item)
         except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             detected.put(exc)
         detected.put(None)
@@ -177,20 +186,21 @@ def run_live(source: str, avatar_dir: str | Path, config: LiveConfig | None = No
         on_ready: called with the page URL once the servers listen (the CLI prints it).
     """
     from dejavu.avatar import Avatar
-    from dejavu.io import cache_dir
     from dejavu.track.fit import FrameFitter
     from dejavu.track.landmarks import LandmarkDetector
     from dejavu.web.server import serve_in_thread
-    from dejavu.web.site import build_site
+    from dejavu.web.site import build_site, cached_site_dir
     from dejavu.web.websocket import Broadcaster
 
     config = config or LiveConfig()
+    if source.isdigit():
+        from dataclasses import replace
+
+        config = replace(config, drop_stale=True)
     frames = open_source(source, config.max_frames)
     avatar = Avatar.load(avatar_dir)
     head, _ = avatar.build("cpu")
-    if site_dir is None:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(avatar_dir).resolve().name)
-        site_dir = cache_dir() / "web" / safe
+    site_dir = cached_site_dir(avatar_dir) if site_dir is None else site_dir
     build_site(avatar_dir, site_dir, force=True, progress=progress)
     try:
         hub = Broadcaster(host, ws_port)

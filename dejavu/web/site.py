@@ -51,6 +51,14 @@ class SiteConfig:
     :func:`dejavu.web.pack.pack_arrays`). Off: a UV-256 site stays under 20 MB."""
 
 
+def cached_site_dir(avatar_dir: str | Path) -> Path:
+    """Where ``dejavu web --serve`` and ``dejavu live`` build an avatar's site when no folder is given."""
+    from dejavu.io import cache_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(avatar_dir).resolve().name)
+    return cache_dir() / "web" / safe
+
+
 def static_bundle() -> Path:
     """The bundled player folder; DejavuError when it was never built."""
     missing = [name for name in STATIC_FILES if not (STATIC_DIR / name).is_file()]
@@ -66,9 +74,9 @@ def pose6_to_head_pose(pose6: torch.Tensor) -> torch.Tensor:
     The tracker's camera carries the head pose (docs/CONVENTIONS.md): rotating the head by
     R = Rz(roll) Rx(pitch) Ry(yaw) in front of a fixed camera shows the same view up to translation.
     """
-    from dejavu.render.camera import euler_to_matrix
-
     from scipy.spatial.transform import Rotation
+
+    from dejavu.render.camera import euler_to_matrix
 
     R = euler_to_matrix(pose6[:, 0], pose6[:, 1], pose6[:, 2])
     return torch.as_tensor(Rotation.from_matrix(R.double().numpy()).as_rotvec(), dtype=torch.float32)

@@ -9,7 +9,6 @@ it once and the tests read its results.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -19,7 +18,12 @@ from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 from dejavu.web.pack import pack_arrays, quantized_avatar, write_pack
-from tests.web.conftest import flame_like_head, full_avatar, parameter_vectors, python_gaussians
+from tests.web.conftest import (
+    flame_like_head,
+    full_avatar,
+    parameter_vectors,
+    python_gaussians,
+)
 
 pytestmark = pytest.mark.slow
 SIZE = 256
@@ -50,8 +54,11 @@ def _coloured_avatar(head, S: int):
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = float(((a - b) ** 2)[mask].mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
+    """PSNR (dB) of HWC images over the (H, W) mask, with the project's metric."""
+    from dejavu.metrics.image import psnr
+
+    t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32).permute(2, 0, 1)[None]  # noqa: E731
+    return float(psnr(t(a), t(b), t(mask[..., None].astype(np.float32))))
 
 
 def _python_render(avatar, head, uvmap, center, p: dict, turn=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
