@@ -6,7 +6,9 @@ STAMP := $(VENV)/.dejavu-installed
 VIDEO ?=
 OUT ?= demo_out
 
-.PHONY: demo test install bench clean
+WEB_BUNDLE := dejavu/web/static/player.js
+
+.PHONY: demo test install bench clean web
 
 install: $(STAMP)
 
@@ -17,10 +19,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m dejavu.metrics.weights fetch
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The browser player (`dejavu web`): three.js + Spark + web/src bundled by esbuild from the locked npm
+# packages. Without npm it is skipped with a note (`dejavu web` then says to run `make web`; tests/web skip).
+web: $(WEB_BUNDLE)
+
+$(WEB_BUNDLE): package.json package-lock.json web/build.mjs web/index.html $(wildcard web/src/*.js)
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && node web/build.mjs; \
+	else \
+		echo "npm not found: the web player (dejavu web) is not built"; \
+	fi
+
+demo: $(STAMP) $(WEB_BUNDLE)
 	$(VENV)/bin/dejavu demo -o $(OUT) $(if $(VIDEO),--video $(VIDEO),)
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_BUNDLE)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 
@@ -28,4 +41,4 @@ bench: $(STAMP)
 	$(VENV)/bin/dejavu bench render
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) node_modules dejavu/web/static

@@ -23,6 +23,7 @@ TARGETS: dict[str, str] = {
     "reconstruct": "dejavu.bench.reconstruct",
     "quality": "dejavu.bench.quality",
     "dataprep": "dejavu.bench.dataprep",
+    "web": "dejavu.bench.web",
 }
 
 

@@ -17,7 +17,8 @@ from dejavu import __version__
 from dejavu.errors import DejavuError
 
 # Order = the pipeline's order, which is also the order --help lists them in.
-COMMANDS = ("demo", "head", "track", "reconstruct", "personalize", "animate", "export", "evaluate", "prepare", "train", "bench")
+COMMANDS = ("demo", "head", "track", "reconstruct", "personalize", "animate", "export", "web", "live", "evaluate",
+            "prepare", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -476,3 +476,58 @@ def config_dict(cfg: FitConfig) -> dict:
 
 
 __all__ = ["FitConfig", "FitResult", "fast_photo_config", "LandmarkModel", "fit_landmarks", "estimate_fov", "expression_bounds", "config_dict"]
+
+
+class FrameFitter:
+    """Live tracking: fit one frame at a time with the identity fixed, warm-started from the previous frame.
+
+    The batched fitter above optimises a whole video at once; a live stream has one frame at a time and a
+    known person (an avatar's shape and vertex offsets). Each call runs ``rigid_steps`` camera-only steps
+    then ``steps`` steps of expression, jaw, eyes and camera (the losses and priors of :class:`_Problem`,
+    no temporal smoothness) from the previous frame's result; the first frame starts frontal and neutral.
+
+    Args:
+        head: the head model (CPU). shape: (Ns,) identity. vertex_offsets: (V, 3) metres or None.
+        crop_size: side of the crop the landmarks are given in, pixels (FOV ``config.fov_deg``, default 20 deg).
+    """
+
+    def __init__(self, head: HeadModel, shape: torch.Tensor, vertex_offsets: torch.Tensor | None, crop_size: int,
+                 config: FitConfig | None = None, rigid_steps: int = 4, steps: int = 12):
+        cfg = config or FitConfig()
+        self.cfg = replace(cfg, fov_deg=cfg.fov_deg or DEFAULT_FOV_DEG)
+        self.head, self.crop_size, self.rigid_steps, self.steps = head, crop_size, rigid_steps, steps
+        self.shape = shape.detach().float().cpu()
+        # The person's offsets as a 3-column "basis" with coefficients 1e3 * I (the model takes millimetres).
+        basis = None if vertex_offsets is None else vertex_offsets.detach().float().cpu()
+        self.model = LandmarkModel(head, basis)
+        self.detail = None if basis is None else 1e3 * torch.eye(3)
+        self.bounds = expression_bounds(head)
+        self.prev: dict | None = None
+        with torch.no_grad():
+            self.neutral = self.model(self.shape, torch.zeros(1, head.n_expr), detail=self.detail)[0]
+
+    def __call__(self, landmarks: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        """landmarks (478, 2) crop pixels -> {expression (1, Ne), jaw (1, 3), eyes (1, 6), pose6 (1, 6)}."""
+        target = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)[None]
+        head = self.head
+        if self.prev is None:
+            f = float(intrinsics(self.crop_size, self.crop_size, self.cfg.fov_deg)[0, 0, 0])
+            init = {"expression": torch.zeros(1, head.n_expr), "jaw": torch.zeros(1, 3), "eyes": torch.zeros(1, 6),
+                    "pose6": _init_pose(target, _landmark_weights(head), self.neutral, f, self.crop_size)}
+        else:
+            init = {k: v.clone() for k, v in self.prev.items()}
+        p = {"shape": self.shape, **init}
+        if self.detail is not None:
+            p["detail"] = self.detail
+        prob = _Problem(self.model, target, torch.ones(1, dtype=torch.bool), self.crop_size, self.cfg, self.bounds,
+                        video=False)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny tensors, as fit_landmarks
+        try:
+            prob.run(p, self.rigid_steps if self.prev is not None else 4 * self.rigid_steps, rigid=True,
+                     fit_shape=False)
+            prob.run(p, self.steps if self.prev is not None else 4 * self.steps, rigid=False, fit_shape=False)
+        finally:
+            torch.set_num_threads(threads)
+        self.prev = {k: p[k].detach() for k in ("expression", "jaw", "eyes", "pose6")}
+        return dict(self.prev)

@@ -1,0 +1,68 @@
+"""Time the web player's avatar evaluation in headless Chromium (ms per frame) and size its site.
+
+Without an avatar: the built-in head at UV 256 (48,002 Gaussians) with K = 10 random blendmaps, a PCA
+blend scheme and a pose model, i.e. the largest avatar the default settings make. Needs ``make web``
+and chromium. Reference in the same page: one copy of the blendmap bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("avatar", nargs="?", default=None,
+                        help="avatar directory (default: built-in head, UV 256, 10 random blendmaps)")
+    parser.add_argument("--repeats", type=int, default=50, help="evaluations timed per stage (default 50)")
+
+
+def _synthetic_avatar(directory) -> None:
+    import torch
+
+    from dejavu.avatar import Avatar
+    from dejavu.gaussians import channels as ch
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+    from dejavu.model.blend import fit_pca_basis
+
+    head = load_head("builtin")
+    S, K = 256, 10
+    g = torch.Generator().manual_seed(0)
+    mask = UVGaussianMap(head, S).mask.float()
+    mean = torch.zeros(ch.N_CHANNELS, S, S)
+    mean[ch.LOG_SCALE], mean[ch.OPACITY], mean[ch.COLOR] = 3.5, 2.0, 3.0
+    train = torch.rand(200, head.n_expr, generator=g) * 0.5
+    Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape), mean_offsets=mean * mask,
+           blendmaps=torch.randn(K, ch.N_CHANNELS, S, S, generator=g) * 0.05 * mask,
+           global_delta=torch.randn(ch.N_CHANNELS, S, S, generator=g) * 0.05 * mask,
+           blend=fit_pca_basis(train, k=K).with_training_range(train),
+           pose_model=torch.randn(6, K + 4, generator=g) * 0.01).save(directory)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from dejavu.bench import machine_info
+    from dejavu.web.browser import run_page
+    from dejavu.web.server import serve_in_thread
+    from dejavu.web.site import build_site
+
+    with tempfile.TemporaryDirectory(prefix="dejavu-bench-web-") as tmp:
+        avatar = args.avatar
+        if avatar is None:
+            avatar = Path(tmp) / "avatar"
+            _synthetic_avatar(avatar)
+        record = build_site(avatar, Path(tmp) / "site", progress=False)
+        server, url = serve_in_thread(Path(tmp) / "site")
+        try:
+            full, mean = run_page(f"{url}index.html?size=256", [
+                {"op": "bench", "n": args.repeats, "stage": "full"},
+                {"op": "bench", "n": args.repeats, "stage": "mean"}], size=256)
+        finally:
+            server.shutdown()
+    return {"target": "web", "n_gaussians": record["n_gaussians"], "site_mb": round(record["bytes"] / 1e6, 2),
+            "evaluate_full_ms_median": round(full["median_ms"], 2), "evaluate_full_ms_min": round(full["min_ms"], 2),
+            "evaluate_mean_ms_median": round(mean["median_ms"], 2), "evaluate_mean_ms_min": round(mean["min_ms"], 2),
+            "reference_copy_ms_median": round(full["reference_copy_ms"], 2),
+            "reference_copy_mb": round(full["reference_copy_bytes"] / 1e6, 2), "machine": machine_info()}

@@ -1,0 +1,289 @@
+// The avatar runtime: the browser twin of dejavu.avatar.Avatar.gaussians() (Python is the reference;
+// tests/web compares the two in headless Chromium). No three.js here: plain typed arrays in, typed arrays out.
+//
+// Per frame: head model forward (expression blendshapes, pose correctives, joints, linear blend
+// skinning; dejavu/head/base.py), barycentric gather of texel positions (dejavu/gaussians/uvmap.py),
+// offsets = mean + sum_k w_k blendmap_k with w = softmax(clamp(z) / T) (dejavu/personalize/blendmaps.py),
+// activations, then the pose model's rigid correction (dejavu/personalize/pose.py).
+// Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps.
+
+const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
+const C = 13; // channels per Gaussian (dejavu/gaussians/channels.py)
+
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** Typed arrays of a pack (avatar.json manifest + avatar.bin bytes); float16 arrays decoded to Float32Array. */
+export function unpackArrays(manifest, buffer) {
+  const out = {};
+  for (const [name, e] of Object.entries(manifest.arrays)) {
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    if (e.dtype === "float16") {
+      const src = new Uint16Array(buffer, e.offset, count);
+      const lut = new Float32Array(65536);
+      for (let i = 0; i < 65536; i++) lut[i] = halfToFloat(i);
+      const dst = new Float32Array(count);
+      for (let i = 0; i < count; i++) dst[i] = lut[src[i]];
+      out[name] = dst;
+    } else {
+      const T = DTYPES[e.dtype];
+      if (!T) throw new Error(`avatar.json: array ${name} has unsupported dtype ${e.dtype}`);
+      out[name] = new T(buffer, e.offset, count);
+    }
+  }
+  return out;
+}
+
+/** Axis-angle (3) -> row-major 3x3, as dejavu.head.base.batch_rodrigues (angle = |r + 1e-8|). */
+export function rodrigues(rx, ry, rz, out = new Float64Array(9)) {
+  const ax = rx + 1e-8, ay = ry + 1e-8, az = rz + 1e-8;
+  const angle = Math.sqrt(ax * ax + ay * ay + az * az);
+  const x = rx / angle, y = ry / angle, z = rz / angle;
+  const c = Math.cos(angle), s = Math.sin(angle), t = 1 - c;
+  // I + s K + (1 - c) K^2 with K = [[0,-z,y],[z,0,-x],[-y,x,0]]; K^2 = a a^T - |a|^2 I.
+  const n2 = x * x + y * y + z * z;
+  out[0] = 1 + t * (x * x - n2); out[1] = -s * z + t * x * y; out[2] = s * y + t * x * z;
+  out[3] = s * z + t * x * y; out[4] = 1 + t * (y * y - n2); out[5] = -s * x + t * y * z;
+  out[6] = -s * y + t * x * z; out[7] = s * x + t * y * z; out[8] = 1 + t * (z * z - n2);
+  return out;
+}
+
+/** Axis-angle -> quaternion wxyz, as dejavu.personalize.pose.axis_angle_to_quat. */
+function axisAngleQuat(rx, ry, rz) {
+  const ax = rx + 1e-8, ay = ry + 1e-8, az = rz + 1e-8;
+  const angle = Math.sqrt(ax * ax + ay * ay + az * az);
+  const s = Math.sin(0.5 * angle) / angle;
+  return [Math.cos(0.5 * angle), s * rx, s * ry, s * rz];
+}
+
+/**
+ * out[i] = mean[i] + sum_k w[k] * B[i * K + k] for i < n (blendmaps interleaved (N * 13, K)), unrolled over K:
+ * V8 runs the unrolled body about 4x faster than an inner loop over k, and it is the bulk of a frame.
+ */
+function makeCompose(K) {
+  const ws = Array.from({ length: K }, (_, k) => `const w${k} = w[${k}];`).join(" ");
+  const terms = Array.from({ length: K }, (_, k) => `w${k} * B[j + ${k}]`).join(" + ") || "0";
+  // eslint-disable-next-line no-new-func
+  return new Function("o", "mean", "B", "w", "n",
+    `${ws} for (let i = 0, j = 0; i < n; i++, j += ${K}) o[i] = mean[i] + (${terms});`);
+}
+
+export class AvatarRuntime {
+  /**
+   * @param {object} manifest avatar.json of a web pack (dejavu/web/pack.py).
+   * @param {ArrayBuffer} buffer avatar.bin.
+   */
+  constructor(manifest, buffer) {
+    this.meta = manifest;
+    const a = (this.arrays = unpackArrays(manifest, buffer));
+    this.N = manifest.n_gaussians;
+    this.V = manifest.n_verts;
+    this.Ne = manifest.n_expr;
+    this.J = manifest.joint_names.length;
+    this.K = manifest.blend.k;
+    this.jointIndex = Object.fromEntries(manifest.joint_names.map((n, i) => [n, i]));
+    this.hasEyes = "eye_left" in this.jointIndex && "eye_right" in this.jointIndex;
+    this.stages = ["mean"].concat(a.global_delta ? ["global"] : [], a.blendmaps ? ["full"] : []);
+    // Work buffers (allocated once; evaluate() reuses them).
+    this.vShaped = new Float64Array(this.V * 3);
+    this.verts = new Float32Array(this.V * 3);
+    this.offsets = new Float32Array(this.N * C);
+    this.out = {
+      means: new Float32Array(this.N * 3), quats: new Float32Array(this.N * 4), scales: new Float32Array(this.N * 3),
+      opacities: new Float32Array(this.N), colors: new Float32Array(this.N * 3),
+    };
+    this.weights = new Float64Array(this.K);
+    this.compose = makeCompose(this.K);
+  }
+
+  /** Blend inputs z (K): the scheme's projection, clamped to the training range (BlendScheme.clamped_inputs). */
+  clampedInputs(expression) {
+    const { K } = this, a = this.arrays, b = this.meta.blend;
+    const z = new Float64Array(K);
+    if (b.kind === "softmax_first_k") {
+      for (let k = 0; k < K; k++) z[k] = k < expression.length ? expression[k] : 0;
+    } else if (b.kind === "pca_softmax") {
+      const Ne = this.Ne;
+      for (let k = 0; k < K; k++) {
+        let acc = 0;
+        for (let e = 0; e < Ne; e++) acc += (expression[e] - a.blend_center[e]) * a.blend_basis[k * Ne + e];
+        z[k] = acc / a.blend_scale[k];
+      }
+    } else throw new Error(`unknown blend scheme ${b.kind}`);
+    if (a.blend_lo && a.blend_hi) for (let k = 0; k < K; k++) z[k] = Math.max(Math.min(z[k], a.blend_hi[k]), a.blend_lo[k]);
+    return z;
+  }
+
+  /** Blend weights (K): softmax(z / T). */
+  blendWeights(expression) {
+    const z = this.clampedInputs(expression), T = this.meta.blend.temperature, w = this.weights;
+    let m = -Infinity;
+    for (let k = 0; k < this.K; k++) m = Math.max(m, z[k] / T);
+    let s = 0;
+    for (let k = 0; k < this.K; k++) { w[k] = Math.exp(z[k] / T - m); s += w[k]; }
+    for (let k = 0; k < this.K; k++) w[k] /= s;
+    return w;
+  }
+
+  /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
+  vertices(expression, jaw, eyes, pose) {
+    const { V, J, Ne } = this, a = this.arrays;
+    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, Vm = ev.length;
+    for (let i = 0; i < V * 3; i++) vs[i] = vId[i];
+    for (let e = 0; e < Ne; e++) {
+      const c = expression[e];
+      if (c === 0) continue;
+      const base = e * Vm * 3;
+      for (let m = 0; m < Vm; m++) {
+        const v = ev[m] * 3, d = base + m * 3;
+        vs[v] += c * dirs[d]; vs[v + 1] += c * dirs[d + 1]; vs[v + 2] += c * dirs[d + 2];
+      }
+    }
+    // Local joint rotations: root = pose, neck unused (Avatar.gaussians has no neck), jaw, eyes.
+    const rv = new Float64Array(J * 3);
+    const setJ = (name, v, o = 0) => { const j = this.jointIndex[name]; if (j !== undefined && v) for (let d = 0; d < 3; d++) rv[j * 3 + d] = v[o + d]; };
+    setJ("root", pose); setJ("jaw", jaw);
+    if (eyes && this.hasEyes) { setJ("eye_left", eyes, 0); setJ("eye_right", eyes, 3); }
+    const R = [];
+    for (let j = 0; j < J; j++) R.push(rodrigues(rv[j * 3], rv[j * 3 + 1], rv[j * 3 + 2]));
+    if (a.posedirs) {
+      const P = (J - 1) * 9, pd = a.posedirs;
+      for (let p = 0; p < P; p++) {
+        const j = 1 + Math.floor(p / 9), r = p % 9;
+        const f = R[j][r] - (r === 0 || r === 4 || r === 8 ? 1 : 0);
+        if (f === 0) continue;
+        const base = p * V * 3;
+        for (let i = 0; i < V * 3; i++) vs[i] += f * pd[base + i];
+      }
+    }
+    // Forward kinematics (lbs): world_j = world_parent @ [R_j | joint_j - joint_parent].
+    const jr = a.joints_rest, par = a.parents;
+    const W = []; // per joint 3x4 row-major
+    for (let j = 0; j < J; j++) {
+      const t = [jr[j * 3], jr[j * 3 + 1], jr[j * 3 + 2]];
+      if (j > 0) for (let d = 0; d < 3; d++) t[d] -= jr[par[j] * 3 + d];
+      const L = [R[j][0], R[j][1], R[j][2], t[0], R[j][3], R[j][4], R[j][5], t[1], R[j][6], R[j][7], R[j][8], t[2]];
+      if (j === 0) { W.push(L); continue; }
+      const P = W[par[j]], M = new Array(12);
+      for (let r = 0; r < 3; r++) {
+        for (let c = 0; c < 3; c++) M[r * 4 + c] = P[r * 4] * L[c] + P[r * 4 + 1] * L[4 + c] + P[r * 4 + 2] * L[8 + c];
+        M[r * 4 + 3] = P[r * 4] * L[3] + P[r * 4 + 1] * L[7] + P[r * 4 + 2] * L[11] + P[r * 4 + 3];
+      }
+      W.push(M);
+    }
+    for (let j = 0; j < J; j++) { // remove the rest-pose joint so transforms act on rest vertices
+      const M = W[j];
+      for (let r = 0; r < 3; r++) M[r * 4 + 3] -= M[r * 4] * jr[j * 3] + M[r * 4 + 1] * jr[j * 3 + 1] + M[r * 4 + 2] * jr[j * 3 + 2];
+    }
+    const lw = a.lbs_weights, out = this.verts, T = new Float64Array(12);
+    for (let v = 0; v < V; v++) {
+      T.fill(0);
+      for (let j = 0; j < J; j++) {
+        const w = lw[v * J + j];
+        if (w === 0) continue;
+        const M = W[j];
+        for (let q = 0; q < 12; q++) T[q] += w * M[q];
+      }
+      const x = vs[v * 3], y = vs[v * 3 + 1], z = vs[v * 3 + 2];
+      out[v * 3] = T[0] * x + T[1] * y + T[2] * z + T[3];
+      out[v * 3 + 1] = T[4] * x + T[5] * y + T[6] * z + T[7];
+      out[v * 3 + 2] = T[8] * x + T[9] * y + T[10] * z + T[11];
+    }
+    return out;
+  }
+
+  /** Per-Gaussian offsets (N * 13, network units) = mean [+ global delta | + sum_k w_k blendmap_k]. */
+  offsetsFor(expression, stage) {
+    const a = this.arrays, o = this.offsets, n = this.N * C;
+    if (stage === "full" && a.blendmaps) {
+      this.compose(o, a.mean_offsets, a.blendmaps, this.blendWeights(expression), n);
+      return o;
+    }
+    if ((stage === "full" || stage === "global") && a.global_delta) {
+      const g = a.global_delta, m = a.mean_offsets;
+      for (let i = 0; i < n; i++) o[i] = m[i] + g[i];
+      return o;
+    }
+    o.set(a.mean_offsets);
+    return o;
+  }
+
+  /**
+   * Activated Gaussians for one frame, the twin of Avatar.gaussians(head, uvmap, expression, jaw, eyes, pose, stage).
+   * @param {{expression?: ArrayLike<number>, jaw?: number[], eyes?: number[], pose?: number[], stage?: string}} p
+   *   expression (Ne), jaw (3) radians, eyes (6) radians, pose (3) radians, stage "full" | "global" | "mean".
+   * @returns {{means: Float32Array, quats: Float32Array, scales: Float32Array, opacities: Float32Array, colors: Float32Array}}
+   *   means (N*3) metres, quats (N*4) wxyz, scales (N*3) metres, opacities (N), colors (N*3) RGB >= 0. Reused between calls.
+   */
+  evaluate(p = {}) {
+    const stage = p.stage || "full";
+    const expression = p.expression || new Float64Array(this.Ne);
+    const jaw = p.jaw || [0, 0, 0];
+    const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
+    const off = this.offsetsFor(expression, stage);
+    const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
+    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region;
+    const prior = Float32Array.from(this.meta.opacity_prior), frozen = this.meta.xyz_frozen;
+    const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
+    let cx = 0, cy = 0, cz = 0;
+    for (let n = 0; n < N; n++) {
+      const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
+      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
+      const r = region[n], g = frozen[r] ? 0 : unit;
+      const mx = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
+      const my = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
+      const mz = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
+      out.means[n * 3] = mx; out.means[n * 3 + 1] = my; out.means[n * 3 + 2] = mz;
+      cx += out.means[n * 3]; cy += out.means[n * 3 + 1]; cz += out.means[n * 3 + 2];
+      out.scales[n * 3] = Math.exp(ls0 + off[o + 3]);
+      out.scales[n * 3 + 1] = Math.exp(ls0 + off[o + 4]);
+      out.scales[n * 3 + 2] = Math.exp(ls0 + off[o + 5]);
+      const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
+      const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
+      out.quats[n * 4] = 1 / qn; out.quats[n * 4 + 1] = qx / qn; out.quats[n * 4 + 2] = qy / qn; out.quats[n * 4 + 3] = qz / qn;
+      out.opacities[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
+      out.colors[n * 3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
+      out.colors[n * 3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
+      out.colors[n * 3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
+    }
+    if (a.pose_model && stage !== "mean") this.applyPoseModel(expression, jaw, [cx / N, cy / N, cz / N]);
+    return out;
+  }
+
+  /** The pose model's rigid correction about the Gaussians' centroid c (pose.apply_rigid). */
+  applyPoseModel(expression, jaw, c) {
+    const K = this.K, F = K + 4, Wm = this.arrays.pose_model;
+    const feats = Array.from(this.clampedInputs(expression)).concat([jaw[0], jaw[1], jaw[2], 1]);
+    const corr = new Float64Array(6);
+    for (let r = 0; r < 6; r++) { let s = 0; for (let f = 0; f < F; f++) s += feats[f] * Wm[r * F + f]; corr[r] = s; }
+    const R = rodrigues(corr[0], corr[1], corr[2]);
+    const unit = this.meta.constants.pose_trans_unit_m;
+    const t = [corr[3] * unit, corr[4] * unit, corr[5] * unit];
+    const [qw, qx, qy, qz] = axisAngleQuat(corr[0], corr[1], corr[2]);
+    const m = this.out.means, q = this.out.quats;
+    for (let n = 0; n < this.N; n++) {
+      const x = m[n * 3] - c[0], y = m[n * 3 + 1] - c[1], z = m[n * 3 + 2] - c[2];
+      m[n * 3] = R[0] * x + R[1] * y + R[2] * z + c[0] + t[0];
+      m[n * 3 + 1] = R[3] * x + R[4] * y + R[5] * z + c[1] + t[1];
+      m[n * 3 + 2] = R[6] * x + R[7] * y + R[8] * z + c[2] + t[2];
+      const bw = q[n * 4], bx = q[n * 4 + 1], by = q[n * 4 + 2], bz = q[n * 4 + 3];
+      q[n * 4] = qw * bw - qx * bx - qy * by - qz * bz;
+      q[n * 4 + 1] = qw * bx + qx * bw + qy * bz - qz * by;
+      q[n * 4 + 2] = qw * by - qx * bz + qy * bw + qz * bx;
+      q[n * 4 + 3] = qw * bz + qx * by - qy * bx + qz * bw;
+    }
+  }
+}
+
+/** Fetch a pack (manifest URL, e.g. "avatar.json") and build its runtime. */
+export async function loadAvatar(url) {
+  const manifest = await (await fetch(url)).json();
+  const bin = await (await fetch(new URL(manifest.bin, new URL(url, location.href)))).arrayBuffer();
+  return new AvatarRuntime(manifest, bin);
+}
