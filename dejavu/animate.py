@@ -24,10 +24,8 @@ cameras, and makes no sense for another person's video.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,57 +38,20 @@ log = logging.getLogger(__name__)
 CAMERAS = ("fixed", "orbit", "source")
 
 
-@dataclass
-class Drive:
-    """A driving sequence of T frames.
+# The sequence types live in dejavu.drive; these names stay importable from here.
+from dejavu.drive.sequence import Drive, drive_from_params, drive_from_tracking  # noqa: E402,F401
 
-    expression: (T, Ne); jaw: (T, 3); eyes: (T, 6) radians; pose6: (T, 6) cameras or None.
-    fps: frames per second. frames: (T, H, W, 3) uint8 source crops for side-by-side, or None.
+
+def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: bool = True,
+               flame: str | None = None) -> Drive:
+    """Read or track the driving source ``src`` for a ``head_spec`` avatar.
+
+    A tracking directory or a video (or image folder) is tracked (cached under the cache dir); any other
+    file goes to :func:`dejavu.drive.drive_from_file`, which tells its format by content (Live Link Face
+    CSV, blendshape CSV/JSON, FLAME .npz, parameter .json/.npz). ``flame``: a FLAME model for FLAME
+    sequences driving a built-in-head avatar (default ``$DEJAVU_FLAME``).
     """
-
-    expression: torch.Tensor
-    jaw: torch.Tensor
-    eyes: torch.Tensor
-    pose6: torch.Tensor | None = None
-    fps: float = 25.0
-    tracking: object | None = None  # the TrackResult, when the source was tracked
-
-    def __len__(self) -> int:
-        return self.expression.shape[0]
-
-
-def _tensor(value, name: str, where: str, cols: int | None, T: int | None = None) -> torch.Tensor:
-    try:
-        t = torch.as_tensor(np.asarray(value, dtype=np.float32))
-    except (TypeError, ValueError):
-        raise DejavuError(f"{where}: {name!r} is not a numeric array") from None
-    if t.ndim != 2 or (cols is not None and t.shape[1] != cols) or (T is not None and t.shape[0] != T):
-        want = f"({T if T is not None else 'T'}, {cols if cols is not None else 'Ne'})"
-        raise DejavuError(f"{where}: {name!r} has shape {tuple(t.shape)}, expected {want}")
-    return t
-
-
-def drive_from_params(params: dict, where: str, fps: float = 25.0) -> Drive:
-    """A :class:`Drive` from a dict of arrays (see the module docstring for the keys)."""
-    if "expression" not in params:
-        raise DejavuError(f"{where}: no 'expression' array (expected keys expression, jaw, eyes, pose6)")
-    expr = _tensor(params["expression"], "expression", where, None)
-    T = expr.shape[0]
-    get = lambda k, c: _tensor(params[k], k, where, c, T) if k in params else torch.zeros(T, c)  # noqa: E731
-    pose6 = _tensor(params["pose6"], "pose6", where, 6, T) if "pose6" in params else None
-    fps = float(np.asarray(params.get("fps", fps))) if "fps" in params else fps
-    return Drive(expression=expr, jaw=get("jaw", 3), eyes=get("eyes", 6), pose6=pose6, fps=fps)
-
-
-def drive_from_tracking(result) -> Drive:
-    """A :class:`Drive` from a ``dejavu.track.TrackResult``."""
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
-    return Drive(expression=t(result.expression), jaw=t(result.jaw), eyes=t(result.eyes), pose6=t(result.pose6),
-                 fps=float(result.fps) or 25.0, tracking=result)
-
-
-def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: bool = True) -> Drive:
-    """Read or track the driving source ``src`` (video, image folder, tracking dir, .json or .npz)."""
+    from dejavu.drive import drive_from_file
     from dejavu.io import cache_dir, is_video
     from dejavu.track.result import is_tracking_dir
 
@@ -102,25 +63,17 @@ def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: b
         from dejavu.track import load_tracking
 
         return drive_from_tracking(load_tracking(src))
-    suffix = src.suffix.lower()
-    if suffix == ".json":
-        try:
-            return drive_from_params(json.loads(src.read_text()), where)
-        except json.JSONDecodeError as exc:
-            raise DejavuError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if suffix == ".npz":
-        try:
-            with np.load(src, allow_pickle=False) as data:
-                return drive_from_params({k: data[k] for k in data.files}, where)
-        except (OSError, ValueError) as exc:
-            raise DejavuError(f"{where}: not a readable .npz file ({exc.__class__.__name__})") from None
     if is_video(src) or src.is_dir():
         from dejavu.track import track
 
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)
         out = cache_dir() / "drive" / f"{safe}-{head_spec.replace(':', '_').replace('/', '_')[-40:]}"
         return drive_from_tracking(track(src, out, head=head_spec, device=device, progress=progress))
-    raise DejavuError(f"{where}: expected a video, a tracking directory, or a .json/.npz parameter file")
+    try:
+        return drive_from_file(src, head_spec, flame=flame)
+    except DejavuError as exc:
+        msg = str(exc)
+        raise DejavuError(msg if msg.startswith("--") else f"--drive {msg}") from None
 
 
 def expression_sweep(head, n_frames: int = 150) -> Drive:
@@ -178,6 +131,20 @@ def head_center(head, identity: dict) -> tuple[float, float, float]:
     return tuple(float(x) for x in c.cpu())
 
 
+def head_pose_cameras(head_pose: torch.Tensor, center: tuple[float, float, float],
+                      distance: float = 1.0) -> torch.Tensor:
+    """(T, 6) cameras showing the head turned by ``head_pose`` (T, 3) ``[yaw, pitch, roll]`` radians, seen from
+    ``distance`` m straight ahead, with the head-frame point ``center`` kept at the image centre."""
+    from dejavu.render.camera import _FLIP, euler_to_matrix
+
+    pose = torch.zeros(head_pose.shape[0], 6)
+    pose[:, :3] = head_pose.float()
+    R = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
+    pose[:, 3:6] = -_FLIP * (R @ torch.tensor(center, dtype=torch.float32))
+    pose[:, 5] += distance
+    return pose
+
+
 def cameras(kind: str, T: int, resolution: int, center: tuple[float, float, float], drive: Drive | None = None,
             orbit_deg: float = 30.0) -> tuple[torch.Tensor, torch.Tensor]:
     """World-to-camera (T, 4, 4) and intrinsics (T, 3, 3) at side ``resolution`` for camera mode ``kind``."""
@@ -187,9 +154,11 @@ def cameras(kind: str, T: int, resolution: int, center: tuple[float, float, floa
         raise DejavuError(f"--camera {kind!r}: expected one of {', '.join(CAMERAS)}")
     K = intrinsics(resolution, resolution, batch=T)
     if kind == "source":
-        if drive is None or drive.pose6 is None:
-            raise DejavuError("--camera source: the driving source has no cameras (pose6); use fixed or orbit")
-        return pose6_to_world_to_cam(drive.pose6), K
+        if drive is not None and drive.pose6 is not None:
+            return pose6_to_world_to_cam(drive.pose6), K
+        if drive is not None and drive.head_pose is not None:
+            return pose6_to_world_to_cam(head_pose_cameras(drive.head_pose, center)), K
+        raise DejavuError("--camera source: the driving source has no cameras or head pose; use fixed or orbit")
     if kind == "fixed":
         yaw = torch.zeros(T)
     else:
@@ -289,12 +258,14 @@ def views_image(avatar, head, uvmap, device: torch.device | str = "cpu", resolut
 
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
-            sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False) -> dict:
+            sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False,
+            flame: str | None = None) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 
     ``camera`` None picks ``source`` when the driving sequence has cameras, else ``orbit`` for the sweep
     and ``fixed`` for parameter files. ``refine_pose``: fit each frame's head pose to the driving video
-    first (the avatar's own person only; :func:`refine_drive_poses`). Returns a small record: frames,
+    first (the avatar's own person only; :func:`refine_drive_poses`). ``flame``: FLAME model for FLAME
+    sequences driving a built-in-head avatar (:func:`load_drive`). Returns a small record: frames,
     seconds, fps, output path (and the mean pose correction with ``refine_pose``).
     """
     import time
@@ -315,15 +286,14 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
         if camera == "source":
             raise DejavuError("--camera source needs --drive; the expression sweep has no cameras")
     else:
-        seq = load_drive(drive, avatar.head, str(dev), progress)
+        seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        seq = Drive(seq.expression[:max_frames], seq.jaw[:max_frames], seq.eyes[:max_frames],
-                    None if seq.pose6 is None else seq.pose6[:max_frames], seq.fps, seq.tracking)
+        seq = seq.head(max_frames)
     if seq.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
                           f"head {avatar.head!r} has {head.n_expr}; track the source with the same head")
     if camera is None:
-        camera = "source" if seq.pose6 is not None else "orbit" if drive is None else "fixed"
+        camera = "source" if seq.pose6 is not None or seq.head_pose is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
     corrections = None
