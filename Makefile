@@ -6,7 +6,7 @@ STAMP := $(VENV)/.dejavu-installed
 VIDEO ?=
 OUT ?= demo_out
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean test-oracles
 
 install: $(STAMP)
 
@@ -20,8 +20,18 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/dejavu demo -o $(OUT) $(if $(VIDEO),--video $(VIDEO),)
 
-test: $(STAMP)
+test: $(STAMP) test-oracles
 	$(PY) -m pytest -q tests
+
+# Test-only independent readers of exported splat files (npm: @playcanvas/splat-transform, pinned by the
+# lockfile). Without npm the round-trip tests that need them skip and say so.
+ORACLES := tests/oracles/node_modules/.bin/splat-transform
+test-oracles: $(ORACLES)
+
+$(ORACLES): tests/oracles/package.json tests/oracles/package-lock.json
+	@if ! command -v npm >/dev/null; then echo "npm not found: splat-transform round-trip tests will skip"; \
+	elif npm ci --prefix tests/oracles --no-audit --no-fund --ignore-scripts; then touch $@; \
+	else echo "npm ci failed: splat-transform round-trip tests will skip"; fi
 
 bench: $(STAMP)
 	$(VENV)/bin/dejavu bench render
