@@ -52,6 +52,8 @@ IGNORED_COLUMNS = ("_neutral", "blendshapecount")
 TIME_COLUMNS = ("time", "timestamp", "time_s", "seconds", "t")
 #: Timecode frame rates Live Link Face writes; the file's is the smallest above its largest frame number.
 TIMECODE_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
+#: Timecode rate assumed for a Live Link take shorter than a second (its frame numbers never wrap).
+LIVE_LINK_DEFAULT_RATE = 60.0
 #: Frame rate of a blendshape CSV or JSON that states none.
 DEFAULT_FPS = 30.0
 
@@ -145,7 +147,8 @@ def read_live_link_csv(path: str | Path, text: str | None = None) -> ArkitSequen
     """A Live Link Face CSV (``Timecode,BlendShapeCount,EyeBlinkLeft,...,HeadYaw,...``) -> :class:`ArkitSequence`.
 
     Timecodes ``HH:MM:SS:FF.fff`` count frames at the file's timecode rate (the smallest of
-    :data:`TIMECODE_RATES` above its largest frame number), with a sub-frame fraction; frames are
+    :data:`TIMECODE_RATES` above its largest frame number; :data:`LIVE_LINK_DEFAULT_RATE` for a take
+    shorter than a second), with a sub-frame fraction; frames are
     resampled onto a uniform grid at the capture rate (1 / median frame step), so dropped or repeated
     frames do not change the timing.
     """
@@ -160,7 +163,11 @@ def read_live_link_csv(path: str | Path, text: str | None = None) -> ArkitSequen
     expanded = names[:tc] + ["tc_h", "tc_m", "tc_s", "tc_f"] + names[tc + 1:]
     data = _numeric_body(body.replace(":", ","), len(expanded), where)
     frames = data[:, tc + 3]
-    rate = next((r for r in TIMECODE_RATES if r > np.floor(frames.max())), None)
+    # The frame number wraps at the rate; a take within one second never wraps, so its rate is unknown:
+    # assume Live Link Face's default 60 then.
+    wraps = np.any(np.diff(data[:, tc + 2]) != 0) or np.any(np.diff(data[:, tc + 1]) != 0)
+    floor = np.floor(frames.max()) if wraps else max(np.floor(frames.max()), LIVE_LINK_DEFAULT_RATE - 1)
+    rate = next((r for r in TIMECODE_RATES if r > floor), None)
     if rate is None:
         raise DejavuError(f"{where}: timecode frame numbers up to {int(frames.max())}: not a known timecode rate")
     times = data[:, tc] * 3600 + data[:, tc + 1] * 60 + data[:, tc + 2] + frames / rate

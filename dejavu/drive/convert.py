@@ -4,7 +4,9 @@
   a FLAME head through the fitted map (:mod:`dejavu.drive.retarget`).
 - FLAME sequences drive a FLAME head directly (fewer coefficients than the head has are zero-padded)
   and the built-in head through the reverse map, which needs the user's FLAME model (``flame``).
-- Live Link Face head angles become ``Drive.head_pose``; eye angles become the eye joints' axis-angles.
+- Live Link Face head angles become ``Drive.head_pose``; its eye angles turn a FLAME head's eye joints
+  (axis-angles), while on the built-in head the ``eyeLook*`` units already turn the eyeballs (5.7 mm
+  at the front of the eye for ``eyeLookOutLeft``), so the angles are not applied twice.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ def drive_from_arkit(seq: ArkitSequence, head, builtin_head=None) -> Drive:
     """ARKit weights -> a Drive for ``head`` (ARKit-named units by name, FLAME by the retargeting map)."""
     T = len(seq)
     head_pose = None if seq.head_pose is None else torch.from_numpy(np.ascontiguousarray(seq.head_pose))
-    eyes = _eyes(seq.eye_angles, T)
     index = arkit_names_index(head)
     if index is not None:
+        # The eyeLook* units already turn this head's eyeballs: eye angles on top would double the gaze.
         expr = torch.from_numpy(np.ascontiguousarray(seq.weights[:, index]))
-        return Drive(expression=expr, jaw=torch.zeros(T, 3), eyes=eyes, fps=seq.fps, head_pose=head_pose)
+        return Drive(expression=expr, jaw=torch.zeros(T, 3), eyes=torch.zeros(T, 6), fps=seq.fps, head_pose=head_pose)
+    eyes = _eyes(seq.eye_angles, T)
     if _is_flame(head):
         from dejavu.drive.retarget import retarget_maps
 
