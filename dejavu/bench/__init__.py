@@ -22,6 +22,7 @@ TARGETS: dict[str, str] = {
     "animate": "dejavu.bench.animate",
     "reconstruct": "dejavu.bench.reconstruct",
     "quality": "dejavu.bench.quality",
+    "drive": "dejavu.bench.drive",
 }
 
 

@@ -274,3 +274,20 @@ def _load_json(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise DejavuError(f"{path}: expected a JSON object at the top level")
     return obj
+
+
+def read_live_link_csv_rowwise(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Slow reference twin of the Live Link parse (``csv`` module, one Python step per row), for tests and
+    ``dejavu bench drive``: (times (T,) s at the given timecode rate 60, values (T, C) float, column names)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    names = [c.strip().lower() for c in rows[0]]
+    tc = names.index("timecode")
+    times, values = [], []
+    for row in rows[1:]:
+        h, m, s, f = row[tc].split(":")
+        times.append(int(h) * 3600 + int(m) * 60 + int(s) + float(f) / LIVE_LINK_DEFAULT_RATE)
+        values.append([float(x) for i, x in enumerate(row) if i != tc])
+    return np.array(times), np.array(values), [n for i, n in enumerate(names) if i != tc]

@@ -125,3 +125,18 @@ def test_resample_matches_np_interp(rng):
     grid = times[0] + np.arange(len(out)) / 60.0
     for c in range(3):
         np.testing.assert_allclose(out[:, c], np.interp(grid, times, values[:, c]), atol=1e-12)
+
+
+def test_vectorised_parse_matches_the_rowwise_reference(tmp_path):
+    from dejavu.bench.drive import write_live_link_take
+    from dejavu.drive.arkit import HEAD_COLUMNS, read_live_link_csv_rowwise
+
+    T = write_live_link_take(tmp_path / "take.csv", seconds=2.5, fps=60)
+    seq = read_live_link_csv(tmp_path / "take.csv")
+    times, values, names = read_live_link_csv_rowwise(tmp_path / "take.csv")
+    assert len(seq) == T == len(values) and seq.fps == 60
+    np.testing.assert_allclose(np.diff(times), 1 / 60, atol=1e-9)
+    for i, name in enumerate(ARKIT_NAMES):
+        np.testing.assert_allclose(seq.weights[:, i], values[:, names.index(name.lower())], atol=1e-6)
+    for i, name in enumerate(HEAD_COLUMNS):
+        np.testing.assert_allclose(seq.head_pose[:, i], values[:, names.index(name)], atol=1e-6)
