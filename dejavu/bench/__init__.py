@@ -23,6 +23,7 @@ TARGETS: dict[str, str] = {
     "reconstruct": "dejavu.bench.reconstruct",
     "quality": "dejavu.bench.quality",
     "drive": "dejavu.bench.drive",
+    "retarget": "dejavu.bench.retarget",
 }
 
 

@@ -92,3 +92,35 @@ def test_no_landmark_embedding_is_refused(arkit_head, fake_flame_dir):
     with pytest.raises(DejavuError, match="mediapipe_landmark_embedding.npz"):
         fit_arkit_to_flame(arkit_head, head)
     load_head_assets.cache_clear()
+
+
+def test_bench_retarget_reports_accuracy(fake_flame_dir, capsys, monkeypatch):
+    """`dejavu bench retarget` on the fake FLAME (the built-in head replaced by the stand-in for speed)."""
+    import argparse
+
+    from dejavu.bench import retarget as bench
+
+    monkeypatch.setattr("dejavu.head.load_head", _loader(fake_flame_dir))
+    res = bench.run(argparse.Namespace(flame=str(fake_flame_dir)))
+    assert res["arkit_to_flame"]["units"] > 0 and len(res["worst_arkit_units_mm"]) == 5
+    assert "median landmark error" in capsys.readouterr().out
+
+
+def _loader(fake_flame_dir):
+    from dejavu.head import load_head as real
+
+    def load(spec, device="cpu"):
+        return _standin() if spec == "builtin" else real(spec, device)
+    return load
+
+
+def _standin():
+    import dataclasses
+
+    from dejavu.drive.arkit import ARKIT_NAMES
+    from dejavu.head import HeadModel, load_head_assets
+
+    base = load_head_assets("procedural")
+    rng = np.random.default_rng(1)
+    dirs = rng.normal(scale=1e-3, size=(len(base.v_template), 3, 52)).astype(np.float32)
+    return HeadModel(dataclasses.replace(base, name="arkit-standin", exprdirs=dirs, expr_names=list(ARKIT_NAMES)))
