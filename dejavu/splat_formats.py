@@ -9,20 +9,21 @@ OpenCV convention that most 3DGS scenes use and that SuperSplat, antimatter15's 
 viewer assume, so the head opens upright there. ``.spz`` always stores Niantic's own frame (RUB:
 +X right, +Y up, +Z back, which is the head frame), as its specification says; readers convert from it.
 
-**Formats and their quantisation** (what a round trip through an independent reader keeps):
+**Formats and their quantisation** (what a round trip through an independent reader keeps; measured
+figures on a 48k-Gaussian photo avatar in docs/INTERCHANGE.md):
 
 - ``.splat`` (antimatter15/splat): 32 bytes a splat, float32 position and linear scale (exact), RGBA
-  uint8 (colour and opacity to 1/255), quaternion w, x, y, z as uint8 ``round(q * 128 + 128)``
-  (components to 1/128: rotations within ~1.5 degrees). Sorted by size x opacity, largest first,
-  as antimatter15's converter does. No spherical harmonics.
+  uint8 (colour clamped to [0, 1], then to 1/255; opacity to 1/255), quaternion w, x, y, z as uint8
+  ``round(q * 128 + 128)`` (components to 1/128: covariances within ~2 %). Sorted by size x opacity,
+  largest first, as antimatter15's converter does. No spherical harmonics.
 - ``.spz`` (Niantic, via ``gsply``, v3 gzip container): positions 24-bit fixed point with 12
-  fractional bits (1/4096 m = 0.24 mm steps), log-scales to 1/16 (scales within 3.2 %), colours to
-  1/(0.15 * 255) in SH units (RGB within 0.004), opacity to 1/255, quaternions smallest-three with
-  9-bit components (within ~0.5 degrees).
+  fractional bits (1/4096 m = 0.24 mm steps), log-scales to 1/16 (scales within 3.2 %) and clamped to
+  [e^-10, e^6] m (Gaussians thinner than 0.045 mm get 0.045 mm), colours to 1/(0.15 * 255) in SH units
+  (RGB within 0.004), opacity to 1/255, quaternions smallest-three with 9-bit components.
 - ``.compressed.ply`` (PlayCanvas, via ``gsply``): chunks of 256 splats, each quantised within its
   chunk's bounds: positions 11/10/11 bits, log-scales 11/10/11 bits, colours and opacity 8 bits,
   quaternions smallest-three 2+10+10+10 bits; the tolerance scales with each chunk's extent
-  (``compressed_ply_tolerance`` in the tests).
+  (0.1 mm on a head).
 """
 
 from __future__ import annotations
