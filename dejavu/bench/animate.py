@@ -17,27 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
-    import torch
-
     from dejavu.animate import Drive, cameras, expression_sweep, head_center, render_sequence
     from dejavu.avatar import Avatar
     from dejavu.bench import machine_info
     from dejavu.device import resolve_device
-    from dejavu.gaussians import channels as ch
 
     dev = resolve_device(args.device)
     if args.avatar:
         avatar = Avatar.load(args.avatar)
     else:
-        from dejavu.gaussians.uvmap import UVGaussianMap
-        from dejavu.head import load_head
+        from dejavu.bench import flat_builtin_avatar
 
-        head = load_head("builtin")
-        S = 64
-        off = torch.zeros(ch.N_CHANNELS, S, S)
-        off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
-        avatar = Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape),
-                        mean_offsets=off * UVGaussianMap(head, S).mask.float())
+        avatar = flat_builtin_avatar(64)
     head, uvmap = avatar.build(dev)
     drive = expression_sweep(head, args.frames)
     w2c, K = cameras("orbit", len(drive), args.resolution, head_center(head, avatar.identity()))

@@ -48,16 +48,11 @@ def run(args: argparse.Namespace) -> dict:
     import time
     from pathlib import Path
 
-    import torch
-
     from dejavu.animate import cameras, expression_sweep, head_center, render_sequence
-    from dejavu.avatar import Avatar
-    from dejavu.bench import machine_info
+    from dejavu.bench import flat_builtin_avatar, machine_info
     from dejavu.device import resolve_device
     from dejavu.drive import drive_from_file
     from dejavu.drive.arkit import read_live_link_csv, read_live_link_csv_rowwise
-    from dejavu.gaussians import channels as ch
-    from dejavu.gaussians.uvmap import UVGaussianMap
     from dejavu.head import load_head
 
     dev = resolve_device(args.device)
@@ -75,11 +70,7 @@ def run(args: argparse.Namespace) -> dict:
                 fn()
                 best = min(best, time.perf_counter() - t0)
             timings[name] = best
-    S = 64
-    off = torch.zeros(ch.N_CHANNELS, S, S)
-    off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
-    avatar = Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape),
-                    mean_offsets=off * UVGaussianMap(head, S).mask.float())
+    avatar = flat_builtin_avatar(64)
     head, uvmap = avatar.build(dev)
     n = args.render_frames
     sweep = expression_sweep(head, n)

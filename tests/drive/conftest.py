@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dejavu.drive.arkit import ARKIT_NAMES
+from tests.head.test_flame import chumpy_stub  # noqa: F401,F811  (a fixture: FLAME pickles name chumpy.ch.Ch)
 
 EYE_NAMES = ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
 
@@ -66,29 +67,13 @@ def arkit_head():
 
 
 @pytest.fixture
-def fake_flame_dir(tmp_path, monkeypatch):
+def fake_flame_dir(tmp_path, monkeypatch, chumpy_stub):  # noqa: F811
     """A fake FLAME folder (tests/head's pickle format) with a 478-point MediaPipe embedding on random faces."""
-    import sys
-    import types
-
     from tests.head.test_flame import _fake_mesh, _write
 
-    ch_mod = types.ModuleType("chumpy.ch")
-
-    class Ch:
-        def __init__(self, x):
-            self.x = np.asarray(x, dtype=np.float64)
-            self._dirty_vars = set()
-
-    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
-    ch_mod.Ch = Ch
-    pkg = types.ModuleType("chumpy")
-    pkg.ch = ch_mod
-    monkeypatch.setitem(sys.modules, "chumpy", pkg)
-    monkeypatch.setitem(sys.modules, "chumpy.ch", ch_mod)
     folder = tmp_path / "flame"
     folder.mkdir()
-    _write(folder, Ch)
+    _write(folder, chumpy_stub)
     n_faces = len(_fake_mesh()[3])
     rng = np.random.default_rng(2)
     bary = rng.dirichlet(np.ones(3), size=478)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dejavu.drive.arkit import (ARKIT_NAMES, read_blendshape_csv, read_blendshape_json, read_live_link_csv,
+
                                 resample_uniform)
 from dejavu.errors import DejavuError
 from tests.drive.conftest import blendshape_json, live_link_csv

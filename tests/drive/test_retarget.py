@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dejavu.drive.retarget import (RetargetConfig, fit_arkit_to_flame, fit_flame_to_arkit, landmark_basis,
+
                                    retarget_maps, similarity)
 from dejavu.errors import DejavuError
 
