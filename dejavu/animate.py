@@ -43,20 +43,21 @@ from dejavu.drive.sequence import Drive, drive_from_params, drive_from_tracking 
 
 
 def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: bool = True,
-               flame: str | None = None) -> Drive:
+               flame: str | None = None, option: str = "--drive") -> Drive:
     """Read or track the driving source ``src`` for a ``head_spec`` avatar.
 
     A tracking directory or a video (or image folder) is tracked (cached under the cache dir); any other
     file goes to :func:`dejavu.drive.drive_from_file`, which tells its format by content (Live Link Face
     CSV, blendshape CSV/JSON, FLAME .npz, parameter .json/.npz). ``flame``: a FLAME model for FLAME
-    sequences driving a built-in-head avatar (default ``$DEJAVU_FLAME``).
+    sequences driving a built-in-head avatar (default ``$DEJAVU_FLAME``). ``option``: the command-line
+    option named in error messages.
     """
     from dejavu.drive import drive_from_file
     from dejavu.io import cache_dir, is_video
     from dejavu.track.result import is_tracking_dir
 
     src = Path(src)
-    where = f"--drive {src}"
+    where = f"{option} {src}"
     if not src.exists():
         raise DejavuError(f"{where}: no such file or directory")
     if is_tracking_dir(src):
@@ -73,7 +74,7 @@ def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: b
         return drive_from_file(src, head_spec, flame=flame)
     except DejavuError as exc:
         msg = str(exc)
-        raise DejavuError(msg if msg.startswith("--") else f"--drive {msg}") from None
+        raise DejavuError(msg if msg.startswith("--") else f"{option} {msg}") from None
 
 
 def expression_sweep(head, n_frames: int = 150) -> Drive:

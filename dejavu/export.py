@@ -230,7 +230,7 @@ def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | 
     if params is None:
         expr, jaw, eyes = torch.zeros(1, head.n_expr), torch.zeros(1, 3), torch.zeros(1, 6)
     else:
-        drive = load_drive(params, avatar.head, str(dev), flame=flame)
+        drive = load_drive(params, avatar.head, str(dev), flame=flame, option="--params")
         if not 0 <= frame < len(drive):
             raise DejavuError(f"--frame {frame}: out of range for {len(drive)} frame(s) in {params}")
         expr, jaw, eyes = (t[frame:frame + 1] for t in (drive.expression, drive.jaw, drive.eyes))

@@ -88,3 +88,10 @@ def test_bad_drive_file_is_one_line(avatar_dir, tmp_path, capsys):
     assert main(["animate", str(avatar_dir), "--drive", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.mp4")]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.csv: no frames" in err and len(err.splitlines()) == 1
+
+
+def test_export_params_errors_name_the_option(avatar_dir, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"names": ["jawOpen"], "frames": []}')
+    assert main(["export", str(avatar_dir), "--params", str(tmp_path / "bad.json"), "-o", str(tmp_path / "a.ply")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("--params") == 1 and "bad.json: no frames" in err and not (tmp_path / "a.ply").exists()
