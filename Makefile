@@ -8,7 +8,7 @@ OUT ?= demo_out
 
 WEB_BUNDLE := dejavu/web/static/player.js
 
-.PHONY: demo test install bench clean web
+.PHONY: demo test install bench clean web test-oracles
 
 install: $(STAMP)
 
@@ -33,9 +33,19 @@ $(WEB_BUNDLE): package.json package-lock.json web/build.mjs web/index.html $(wil
 demo: $(STAMP) $(WEB_BUNDLE)
 	$(VENV)/bin/dejavu demo -o $(OUT) $(if $(VIDEO),--video $(VIDEO),)
 
-test: $(STAMP) $(WEB_BUNDLE)
+test: $(STAMP) $(WEB_BUNDLE) test-oracles
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
+
+# Test-only independent readers of exported splat files (npm: @playcanvas/splat-transform, pinned by the
+# lockfile). Without npm the round-trip tests that need them skip and say so.
+ORACLES := tests/oracles/node_modules/.bin/splat-transform
+test-oracles: $(ORACLES)
+
+$(ORACLES): tests/oracles/package.json tests/oracles/package-lock.json
+	@if ! command -v npm >/dev/null; then echo "npm not found: splat-transform round-trip tests will skip"; \
+	elif npm ci --prefix tests/oracles --no-audit --no-fund --ignore-scripts; then touch $@; \
+	else echo "npm ci failed: splat-transform round-trip tests will skip"; fi
 
 bench: $(STAMP)
 	$(VENV)/bin/dejavu bench render

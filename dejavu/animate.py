@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from dejavu.avatar import Avatar
 from dejavu.device import resolve_device
-from dejavu.drive.sequence import Drive, expression_sweep, load_drive
+from dejavu.drive.sequence import Drive
+from dejavu.drive.sources import expression_sweep, load_drive
 from dejavu.errors import DejavuError
 from dejavu.io import write_video
 from dejavu.model.avatar_model import AvatarModel
@@ -37,11 +38,23 @@ from dejavu.model.rigid import apply_rigid, correction_summary
 from dejavu.personalize.frames import frames_from_tracking, resize_images
 from dejavu.personalize.pose import refine_poses
 from dejavu.personalize.train import batch_gaussians
-from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
+from dejavu.render.camera import _FLIP, euler_to_matrix, intrinsics, orbit_pose6, pose6_to_world_to_cam
 
 log = logging.getLogger(__name__)
 
 CAMERAS = ("fixed", "orbit", "source")
+
+
+def head_pose_cameras(head_pose: torch.Tensor, center: tuple[float, float, float],
+                      distance: float = 1.0) -> torch.Tensor:
+    """(T, 6) cameras showing the head turned by ``head_pose`` (T, 3) ``[yaw, pitch, roll]`` radians, seen from
+    ``distance`` m straight ahead, with the head-frame point ``center`` kept at the image centre."""
+    pose = torch.zeros(head_pose.shape[0], 6)
+    pose[:, :3] = head_pose.float()
+    R = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
+    pose[:, 3:6] = -_FLIP * (R @ torch.tensor(center, dtype=torch.float32))
+    pose[:, 5] += distance
+    return pose
 
 
 def cameras(kind: str, T: int, resolution: int, center: tuple[float, float, float], drive: Drive | None = None,
@@ -51,9 +64,11 @@ def cameras(kind: str, T: int, resolution: int, center: tuple[float, float, floa
         raise DejavuError(f"--camera {kind!r}: expected one of {', '.join(CAMERAS)}")
     K = intrinsics(resolution, resolution, batch=T)
     if kind == "source":
-        if drive is None or drive.pose6 is None:
-            raise DejavuError("--camera source: the driving source has no cameras (pose6); use fixed or orbit")
-        return pose6_to_world_to_cam(drive.pose6), K
+        if drive is not None and drive.pose6 is not None:
+            return pose6_to_world_to_cam(drive.pose6), K
+        if drive is not None and drive.head_pose is not None:
+            return pose6_to_world_to_cam(head_pose_cameras(drive.head_pose, center)), K
+        raise DejavuError("--camera source: the driving source has no cameras or head pose; use fixed or orbit")
     if kind == "fixed":
         yaw = torch.zeros(T)
     else:
@@ -120,12 +135,14 @@ def refine_drive_poses(model: AvatarModel, drive: Drive, resolution: int,
 
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
-            sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False) -> dict:
+            sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False,
+            flame: str | None = None) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 
     ``camera`` None picks ``source`` when the driving sequence has cameras, else ``orbit`` for the sweep
     and ``fixed`` for parameter files. ``refine_pose``: fit each frame's head pose to the driving video
-    first (the avatar's own person only; :func:`refine_drive_poses`). Returns a small record: frames,
+    first (the avatar's own person only; :func:`refine_drive_poses`). ``flame``: FLAME model for FLAME
+    sequences driving a built-in-head avatar (:func:`load_drive`). Returns a small record: frames,
     seconds, fps, output path (and the mean pose correction with ``refine_pose``).
     """
     t0 = time.time()
@@ -139,15 +156,14 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
         if camera == "source":
             raise DejavuError("--camera source needs --drive; the expression sweep has no cameras")
     else:
-        seq = load_drive(drive, avatar.head, str(dev), progress)
+        seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        seq = Drive(seq.expression[:max_frames], seq.jaw[:max_frames], seq.eyes[:max_frames],
-                    None if seq.pose6 is None else seq.pose6[:max_frames], seq.fps, seq.tracking)
+        seq = seq.head(max_frames)
     if seq.expression.shape[1] != model.n_expr:
         raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
                           f"head {avatar.head!r} has {model.n_expr}; track the source with the same head")
     if camera is None:
-        camera = "source" if seq.pose6 is not None else "orbit" if drive is None else "fixed"
+        camera = "source" if seq.pose6 is not None or seq.head_pose is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
     corrections = None

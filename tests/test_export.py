@@ -26,7 +26,7 @@ def _gaussians(B: int = 2, N: int = 50):
 
 def test_round_trip(tmp_path):
     g = _gaussians()
-    path = write_ply(tmp_path / "a.ply", g, index=1)
+    path = write_ply(tmp_path / "a.ply", g, index=1, up="y")
     props = read_ply(path)
     assert list(props) == list(PLY_PROPERTIES)
     act = ply_to_activated(props)

@@ -24,7 +24,25 @@ TARGETS: dict[str, str] = {
     "quality": "dejavu.bench.quality",
     "dataprep": "dejavu.bench.dataprep",
     "web": "dejavu.bench.web",
+    "drive": "dejavu.bench.drive",
+    "retarget": "dejavu.bench.retarget",
 }
+
+
+def flat_builtin_avatar(uv_size: int = 64):
+    """A network-free avatar on the built-in head: uniform grey, opaque, texel-sized Gaussians (timing only)."""
+    import torch
+
+    from dejavu.avatar import Avatar
+    from dejavu.gaussians import channels as ch
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.head import load_head
+
+    head = load_head("builtin")
+    off = torch.zeros(ch.N_CHANNELS, uv_size, uv_size)
+    off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
+    return Avatar(head="builtin", uv_size=uv_size, shape=torch.zeros(head.n_shape),
+                  mean_offsets=off * UVGaussianMap(head, uv_size).mask.float())
 
 
 def register_target(name: str, module: str) -> None:

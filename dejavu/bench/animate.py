@@ -17,28 +17,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import time
 
-    import torch
-
     from dejavu.animate import cameras, render_sequence
-    from dejavu.drive.sequence import Drive, expression_sweep
     from dejavu.avatar import Avatar
     from dejavu.bench import machine_info
     from dejavu.device import resolve_device
-    from dejavu.gaussians import channels as ch
+    from dejavu.drive.sequence import Drive
+    from dejavu.drive.sources import expression_sweep
 
     dev = resolve_device(args.device)
     if args.avatar:
         avatar = Avatar.load(args.avatar)
     else:
-        from dejavu.gaussians.uvmap import UVGaussianMap
-        from dejavu.head import load_head
+        from dejavu.bench import flat_builtin_avatar
 
-        head = load_head("builtin")
-        S = 64
-        off = torch.zeros(ch.N_CHANNELS, S, S)
-        off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
-        avatar = Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape),
-                        mean_offsets=off * UVGaussianMap(head, S).mask.float())
+        avatar = flat_builtin_avatar(64)
     model = avatar.model(dev)
     uvmap = model.uvmap
     drive = expression_sweep(model.head, args.frames)

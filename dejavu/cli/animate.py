@@ -8,12 +8,15 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "animate", help="animate an avatar from a video, tracking or parameter file, or an expression sweep",
-        description="Render the avatar driven by --drive (a video, tracked on the fly; a tracking directory; or a "
-                    ".json/.npz file with expression (T, Ne) and optional jaw (T, 3), eyes (T, 6), pose6 (T, 6), fps), "
-                    "or with --expressions a built-in tour of expressions. No network runs.")
+        description="Render the avatar driven by --drive (a video, tracked on the fly; a tracking directory; a "
+                    "Live Link Face CSV; an ARKit/MediaPipe blendshape CSV or JSON; a FLAME .npz with exp and jaw; "
+                    "or a .json/.npz file with expression (T, Ne) and optional jaw (T, 3), eyes (T, 6), pose6 "
+                    "(T, 6), fps; files are told apart by content), or with --expressions a built-in tour of "
+                    "expressions. No network runs.")
     parser.add_argument("avatar", help="avatar directory")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--drive", default=None, help="driving video, tracking directory, or .json/.npz parameters")
+    src.add_argument("--drive", default=None, help="driving video, tracking directory, Live Link Face CSV, "
+                     "blendshape CSV/JSON, FLAME .npz, or .json/.npz parameters")
     src.add_argument("--expressions", action="store_true", help="built-in sweep through expressions (no --drive)")
     parser.add_argument("-o", "--output", required=True, help="output .mp4")
     parser.add_argument("--camera", choices=("fixed", "orbit", "source"), default=None,
@@ -26,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="re-rendering the avatar's own person: fit each frame's head pose to the driving "
                              "video first (needs a video or tracking directory and --camera source; ~2 s a "
                              "frame at 256 on a 2-core CPU)")
+    parser.add_argument("--flame", default=None, help="FLAME model (file or folder) a FLAME --drive sequence was "
+                        "made with, to drive a built-in-head avatar (default: $DEJAVU_FLAME)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.set_defaults(func=_run)
 
@@ -40,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         raise DejavuError(f"--frames {args.frames}: expected a positive count")
     rec = animate(args.avatar, args.output, drive=args.drive, camera=args.camera, side_by_side=args.side_by_side,
                   resolution=args.resolution, device=args.device, max_frames=args.frames,
-                  sweep_frames=args.frames or 150, refine_pose=args.refine_pose)
+                  sweep_frames=args.frames or 150, refine_pose=args.refine_pose, flame=args.flame)
     if "refined_pose" in rec:
         r = rec["refined_pose"]
         print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "

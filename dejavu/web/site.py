@@ -103,9 +103,9 @@ def build_site(avatar_dir: str | Path, out: str | Path, drives: list[str | Path]
         avatar_dir: an avatar directory (``dejavu reconstruct`` / ``dejavu personalize``).
         out: the site folder; an existing site there is replaced only with ``force``.
         drives: driving sources for playback, anything ``dejavu animate --drive`` accepts
-            (tracking directory, .json/.npz parameter file, video), via :func:`dejavu.animate.load_drive`.
+            (tracking directory, .json/.npz parameter file, video), via :func:`dejavu.drive.sources.load_drive`.
     """
-    from dejavu.drive.sequence import expression_sweep, load_drive
+    from dejavu.drive.sources import expression_sweep, load_drive
     from dejavu.avatar import Avatar
     from dejavu.io import write_json
     from dejavu.render.camera import DEFAULT_DISTANCE_M, DEFAULT_FOV_DEG

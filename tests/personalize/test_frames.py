@@ -48,7 +48,7 @@ def test_resize_images_constant_stays_constant():
 def test_expression_sweep_for_arkit_and_pca_heads(procedural_head):
     from types import SimpleNamespace
 
-    from dejavu.drive.sequence import expression_sweep
+    from dejavu.drive.sources import expression_sweep
 
     seq = expression_sweep(procedural_head, 40)
     assert seq.expression.shape == (40, procedural_head.n_expr) and seq.expression.abs().max() > 1.0

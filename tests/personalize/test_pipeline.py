@@ -138,7 +138,7 @@ def test_animate_refine_pose(avatar_dir, tracked, tmp_path, capsys):
     """Re-rendering the tracked video with each frame's pose fitted to its crop: as close to the crops as
     the tracked poses or closer, and clear errors where there is no image or no source camera."""
     from dejavu.animate import refine_drive_poses, render_sequence
-    from dejavu.drive.sequence import load_drive
+    from dejavu.drive.sources import load_drive
     from dejavu.avatar import Avatar
     from dejavu.personalize.frames import frames_from_tracking
 

@@ -1,4 +1,4 @@
-"""`dejavu web`: the site folder, its sequences (through dejavu.animate.load_drive), errors and the server."""
+"""`dejavu web`: the site folder, its sequences (through dejavu.drive.sources.load_drive), errors and the server."""
 
 from __future__ import annotations
 

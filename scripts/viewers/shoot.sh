@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Screenshots of an avatar exported with --up -y and --up y in the SuperSplat viewer (the HTML viewer
+# PlayCanvas's splat-transform writes) and in Spark (three.js), headless Chromium on SwiftShader.
+#   scripts/viewers/shoot.sh AVATAR_DIR OUT_DIR     (needs chromium, node/npm, `make test-oracles`)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+avatar="$1"; out="$(mkdir -p "$2" && cd "$2" && pwd)"
+st="$repo/tests/oracles/node_modules/.bin/splat-transform"
+(cd "$here" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+cat > "$out/settings.json" <<'JSON'
+{"version":2,"tonemapping":"none","highPrecisionRendering":false,"background":{"color":[1,1,1]},
+ "postEffectSettings":{"sharpness":{"enabled":false,"amount":0},"bloom":{"enabled":false,"intensity":1,"blurLevel":2},
+ "grading":{"enabled":false,"brightness":0,"contrast":1,"saturation":1,"tint":[1,1,1]},
+ "vignette":{"enabled":false,"intensity":0.5,"inner":0.3,"outer":0.75,"curvature":1},"fringing":{"enabled":false,"intensity":0.5}},
+ "animTracks":[],"cameras":[{"initial":{"position":[0,0,0.9],"target":[0,0,0],"fov":30}}],"annotations":[],"startMode":"default"}
+JSON
+for up in -y y; do
+  python -m dejavu export "$avatar" -o "$out/avatar_up$up.ply" --up="$up"
+  "$st" -q -w -E "$out/settings.json" "$out/avatar_up$up.ply" "$out/supersplat_up$up.html"
+  node "$here/shot.js" "file://$out/supersplat_up$up.html?noui&webgl" "$out/supersplat_up$up.png" 40000
+  cp "$out/avatar_up$up.ply" "$here/"
+done
+(cd "$here" && python -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > "$out/http.pid")
+trap 'kill "$(cat "$out/http.pid")"; rm -f "$here"/avatar_up*.ply' EXIT
+sleep 1
+for up in -y y; do
+  node "$here/shot.js" "http://127.0.0.1:8765/spark.html?file=avatar_up$up.ply" "$out/spark_up$up.png" 20000 drawn
+done
+echo "screenshots in $out"
