@@ -67,6 +67,8 @@ def _tensor(value, name: str, where: str, cols: int | None, T: int | None = None
     if t.ndim != 2 or (cols is not None and t.shape[1] != cols) or (T is not None and t.shape[0] != T):
         want = f"({T if T is not None else 'T'}, {cols if cols is not None else 'Ne'})"
         raise DejavuError(f"{where}: {name!r} has shape {tuple(t.shape)}, expected {want}")
+    if not bool(torch.isfinite(t).all()):
+        raise DejavuError(f"{where}: {name!r} holds NaN or infinite values")
     return t
 
 
@@ -78,7 +80,13 @@ def drive_from_params(params: dict, where: str, fps: float = 25.0) -> Drive:
     T = expr.shape[0]
     get = lambda k, c: _tensor(params[k], k, where, c, T) if k in params else torch.zeros(T, c)  # noqa: E731
     pose6 = _tensor(params["pose6"], "pose6", where, 6, T) if "pose6" in params else None
-    fps = float(np.asarray(params.get("fps", fps))) if "fps" in params else fps
+    if "fps" in params:
+        try:
+            fps = float(np.asarray(params["fps"]))
+        except (TypeError, ValueError):
+            fps = float("nan")
+        if not 0 < fps < 1000:
+            raise DejavuError(f"{where}: 'fps' is {params['fps']!r}, expected a frame rate between 0 and 1000")
     return Drive(expression=expr, jaw=get("jaw", 3), eyes=get("eyes", 6), pose6=pose6, fps=fps)
 
 

@@ -48,13 +48,15 @@ def fov_value(text: str | None) -> float | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dejavu.cli.values import check_positive
     from dejavu.errors import DejavuError
+    from dejavu.outputs import check_output_dir
     from dejavu.track import track
 
     if args.crop_size < 64 or args.crop_size > 2048 or args.crop_size % 2:
         raise DejavuError(f"--crop-size {args.crop_size}: expected an even size between 64 and 2048 pixels")
-    if args.fps is not None and args.fps <= 0:
-        raise DejavuError(f"--fps {args.fps}: expected a positive frame rate")
+    check_positive("--fps", args.fps, "a positive frame rate")
+    check_output_dir(args.output, need_bytes=16 << 20)
     if args.max_frames is not None and args.max_frames <= 0:
         raise DejavuError(f"--max-frames {args.max_frames}: expected a positive count")
     from dejavu.track.fit import FitConfig

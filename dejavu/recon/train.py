@@ -288,12 +288,17 @@ class Trainer:
         path = self.checkpoint_path()
         if not path.is_file():
             raise DejavuError(f"--resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.net.load_state_dict(state["net"])
-        self.optim.load_state_dict(state["optim"])
-        self.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        try:  # weights_only: a checkpoint holds tensors, numbers and plain containers; never code
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.net.load_state_dict(state["net"])
+            self.optim.load_state_dict(state["optim"])
+            self.step = int(state["step"])
+            self.rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"].cpu())
+        except Exception as exc:  # noqa: BLE001 - refused pickle, wrong network, missing keys: one line
+            raise DejavuError(f"{path}: not a usable checkpoint of this run ({exc.__class__.__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); delete it or "
+                              "leave out --resume to start over") from None
         log.info("resumed %s at step %d", path, self.step)
 
     # -- steps ---------------------------------------------------------------------------------

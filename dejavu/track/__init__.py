@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.io import PART_SUFFIX, clean_stale_parts, output_mode, part_prefix
 from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, is_tracking_dir, load_tracking, save_tracking
 
 __all__ = ["track", "load_tracking", "is_tracking_dir", "TrackResult", "cache_key"]
@@ -105,7 +106,10 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     if prefetch is not None:
         pre = prefetch.take(input, crop_size) if info.kind == "image" else None
         prefetch.close()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=_parent(out_dir)))
+    parent = _parent(out_dir)
+    clean_stale_parts(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=part_prefix(out_dir.name), suffix=PART_SUFFIX, dir=parent))
+    tmp.chmod(output_mode(directory=True))  # mkdtemp makes 0700; the folder keeps the user's umask
     try:
         result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress, pre)
         _replace_dir(tmp, out_dir)
@@ -134,7 +138,7 @@ def _check_out_dir(out_dir: Path) -> None:
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     old = None
     if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
+        old = out_dir.with_name(f"{part_prefix(out_dir.name)}old-{time.time_ns()}")
         out_dir.rename(old)
     tmp.rename(out_dir)
     if old is not None:
