@@ -97,9 +97,10 @@ def new_part(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
-def clean_stale_parts(directory: str | os.PathLike) -> list[Path]:
+def clean_stale_parts(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove the temporary files and folders (``.*.part``, ``.*.old-*``) that killed processes left in
-    ``directory``; those of running processes are kept. Returns what was removed."""
+    ``directory`` (only those of the output ``name``, e.g. ``"x"`` for ``x.ply``, when given); those of
+    running processes are kept. Returns what was removed."""
     directory = Path(directory)
     removed: list[Path] = []
     if not directory.is_dir():
@@ -109,10 +110,11 @@ def clean_stale_parts(directory: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        name = entry.name
-        if not name.startswith(".") or not (name.endswith(PART_SUFFIX) or ".old-" in name):
+        entry_name = entry.name
+        if not entry_name.startswith(f".{name}." if name else ".") or not (
+                entry_name.endswith(PART_SUFFIX) or ".old-" in entry_name):
             continue
-        pid = _writer_pid(name)
+        pid = _writer_pid(entry_name)
         if pid is not None and _alive(pid):
             continue
         try:

@@ -29,7 +29,7 @@ AVATAR_PARTS = frozenset({AVATAR_JSON, AVATAR_TENSORS, "tracking", "train", "vie
 #: Pseudo file systems: nothing a command writes belongs there.
 SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 #: Free space kept on top of a run's own estimate (logs, caches, the file system's own needs).
-SPARE_BYTES = 16 << 20
+SPARE_BYTES = 8 << 20
 
 
 def is_avatar_dir(path: str | os.PathLike) -> bool:
@@ -59,6 +59,9 @@ def check_output_file(path: str | os.PathLike, *, what: str = "-o", suffixes: tu
     _check_not_in_avatar(path, label)
     _check_writable_parent(path, label)
     check_free_space(path, need_bytes, what)
+    from dejavu.io import clean_stale_parts
+
+    clean_stale_parts(path.parent, path.stem)  # a killed earlier run's temporary file for this output
     return path
 
 

@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     from dejavu.export import export_avatar
     from dejavu.outputs import check_output_file
 
-    check_output_file(args.output, need_bytes=64 << 20)  # a .ply of 256^2 texels is ~4 MB; 320^2 ~7 MB
+    check_output_file(args.output, need_bytes=8 << 20)  # a .ply of 256^2 texels is ~4 MB; 320^2 ~7 MB
     path, n = export_avatar(args.avatar, args.output, params=args.params, frame=args.frame, device=args.device)
     print(f"{n} Gaussians written to {path}")
     return 0

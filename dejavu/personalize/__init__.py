@@ -41,7 +41,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     from dejavu.gaussians.uvmap import UVGaussianMap
     from dejavu.head import load_head
     from dejavu.io import write_image
-    from dejavu.outputs import check_output_dir
+    from dejavu.io import clean_stale_parts
+    from dejavu.outputs import check_free_space, check_output_dir
     from dejavu.personalize.blendmaps import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
     from dejavu.personalize.config import PersonalizeConfig
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
@@ -62,7 +63,12 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     uv_size = init_avatar.uv_size if init_avatar else cfg.uv_size
     deadline = t_start + 60.0 * cfg.minutes if cfg.minutes else None
     result = load_tracking(video) if is_tracking_dir(video) else None
-    check_run_memory(cfg, planned_frames(video, cfg, result))
+    n_planned = planned_frames(video, cfg, result)
+    check_run_memory(cfg, n_planned)
+    if result is None:  # crops, masks and overlay of every frame (~2 bytes a crop pixel as PNG)
+        check_free_space(out_dir, n_planned * cfg.crop_size ** 2 * 2)
+    for folder in (work_dir, work_dir / "previews"):  # checkpoints and previews of killed runs
+        clean_stale_parts(folder)
     run_record = {"input": str(video.resolve()), "input_sha256": input_sha256(video),
                   "settings": {k: cfg.to_dict()[k] for k in RUN_SETTINGS} | {"head": head_spec, "uv_size": uv_size}}
     state = load_checkpoint(work_dir, uv_size) if resume else None

@@ -20,9 +20,10 @@ from dejavu.limits import UV_SIZE_RANGE
 #: Bytes per pixel of a frame kept in memory (uint8 target RGB, head, face, feature and seen masks).
 FRAME_BYTES_PER_PIXEL = 7
 #: Peak bytes per rendered pixel of each batch frame in a training step (renderer buffers, losses, LPIPS
-#: features, gradients); from peak RSS of single-photo runs at 128 / 256 / 512 (docs/PERSONALIZATION.md).
-TRAIN_BYTES_PER_PIXEL = 4096
-#: The process before any frame: torch, the head model, the reconstruction and LPIPS networks.
+#: features, gradients), by LPIPS backbone: a photo at 512 peaked 120 MB above one at 256 with AlexNet
+#: (~630 B a pixel; docs/experiments/2026-12-07-hardening.md), taken with 60% room; VGG's features are ~3x.
+TRAIN_BYTES_PER_PIXEL = {"alex": 1024, "vgg": 3072}
+#: The process before any frame: torch, the head model, the reconstruction and LPIPS networks (~0.7 GB).
 BASE_BYTES = 1 << 30
 
 
@@ -179,7 +180,7 @@ class PersonalizeConfig:
         with their gradients and Adam moments, and the process itself (torch, head model, networks)."""
         R2 = (self.resolution if resolution is None else resolution) ** 2
         frames = n_frames * R2 * FRAME_BYTES_PER_PIXEL
-        batch = self.batch_size * R2 * TRAIN_BYTES_PER_PIXEL
+        batch = self.batch_size * R2 * TRAIN_BYTES_PER_PIXEL.get(self.lpips_net, max(TRAIN_BYTES_PER_PIXEL.values()))
         maps = self.uv_size ** 2 * 13 * 4 * (self.n_blendmaps + 2) * 4
         return int(frames + batch + maps + BASE_BYTES)
 
