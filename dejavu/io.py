@@ -111,10 +111,12 @@ def clean_stale_parts(directory: str | os.PathLike, name: str | None = None) -> 
         return removed
     for entry in entries:
         entry_name = entry.name
-        if not entry_name.startswith(f".{name}." if name else ".") or not (
-                entry_name.endswith(PART_SUFFIX) or ".old-" in entry_name):
-            continue
         pid = _writer_pid(entry_name)
+        # ours: .part files and .old- folders (older runs' names have no pid), or any name with the pid
+        # marker (write_video's ffmpeg file, named without .part for ffmpeg to pick the container)
+        if not entry_name.startswith(f".{name}." if name else ".") or not (
+                entry_name.endswith(PART_SUFFIX) or ".old-" in entry_name or pid is not None):
+            continue
         if pid is not None and _alive(pid):
             continue
         try:

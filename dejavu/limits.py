@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from dejavu.errors import DejavuError
 
@@ -18,8 +18,10 @@ USABLE_SHARE = 0.85
 #: UV map sides that make an avatar: below 8 texels a head is a few dozen blurry Gaussians (7 gave 39);
 #: above 2048 the maps alone outgrow any machine here (13 channels x S^2 per map, several maps).
 UV_SIZE_RANGE = (8, 2048)
-#: Peak bytes per texel of a UV map while an avatar is made (offset maps, texel tables, Gaussians).
-UV_BYTES_PER_TEXEL = 2048
+#: Peak bytes per texel of a UV map while an avatar is made (offset maps, texel tables, Gaussians, their
+#: renders): `dejavu reconstruct` peaked 722 MB higher at --uv-size 1024 than at 256 (~735 B a texel;
+#: docs/experiments/2026-12-07-hardening.md), taken with 40% room.
+UV_BYTES_PER_TEXEL = 1024
 
 
 def check_uv_size(size: int, what: str = "--uv-size") -> int:
@@ -27,9 +29,15 @@ def check_uv_size(size: int, what: str = "--uv-size") -> int:
     lo, hi = UV_SIZE_RANGE
     if not lo <= size <= hi:
         raise DejavuError(f"{what} {size}: expected a side between {lo} and {hi} texels")
-    budget = lambda b: (f"at most --uv-size {largest_fitting(lambda s: s * s * UV_BYTES_PER_TEXEL, b, lo, hi)} "  # noqa: E731
-                        "fits")
-    check_memory(size * size * UV_BYTES_PER_TEXEL, f"{what} {size}", budget)
+
+    def need(side: int) -> int:
+        return side * side * UV_BYTES_PER_TEXEL
+
+    def advice(budget: int) -> str:
+        fits = largest_fitting(need, budget, lo, hi)
+        return f"at most {what} {fits} fits" if fits else "not even the smallest UV map fits"
+
+    check_memory(need(size), f"{what} {size}", advice)
     return size
 
 

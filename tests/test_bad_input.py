@@ -19,13 +19,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
-from dejavu.avatar import JSON_NAME, PREVIOUS_NAME, TENSORS_NAME, Avatar
+from dejavu.avatar import JSON_NAME, TENSORS_NAME, Avatar
 from dejavu.cli import main
 from dejavu.errors import DejavuError
 
@@ -341,7 +341,7 @@ def test_avatar_save_killed_at_each_step_leaves_old_or_new(tmp_path, monkeypatch
         old.save(folder)
         calls = [0]
 
-        def step(fn):
+        def step(fn, calls=calls, kill_at=kill_at):
             def wrapped(*a, **k):
                 calls[0] += 1
                 if calls[0] > kill_at:
@@ -440,13 +440,16 @@ def test_stale_parts_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
 
     dead = tmp_path / ".avatar.pid999999999.abc.safetensors.part"
     dead_dir = tmp_path / ".tracking.pid999999999.xyz.part"
+    dead_video = tmp_path / ".turntable.pid999999999.q1.mp4"  # write_video's ffmpeg file (no .part)
     live = tmp_path / f"{part_prefix('avatar')}def.json.part"
     old = tmp_path / ".tracking.old-123"  # an older run's name, without a pid
-    for f in (dead, live, old):
+    foreign = tmp_path / ".config"
+    for f in (dead, dead_video, live, old, foreign):
         f.write_text("x")
     dead_dir.mkdir()
+    assert clean_stale_parts(tmp_path, "turntable") == [dead_video]
     removed = clean_stale_parts(tmp_path)
-    assert sorted(removed) == sorted([dead, dead_dir, old]) and live.exists()
+    assert sorted(removed) == sorted([dead, dead_dir, old]) and live.exists() and foreign.exists()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])

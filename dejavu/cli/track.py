@@ -52,13 +52,19 @@ def _run(args: argparse.Namespace) -> int:
     from dejavu.errors import DejavuError
     from dejavu.outputs import check_output_dir
     from dejavu.track import track
+    from dejavu.track.video import probe
 
     if args.crop_size < 64 or args.crop_size > 2048 or args.crop_size % 2:
         raise DejavuError(f"--crop-size {args.crop_size}: expected an even size between 64 and 2048 pixels")
     check_positive("--fps", args.fps, "a positive frame rate")
-    check_output_dir(args.output, need_bytes=16 << 20)
     if args.max_frames is not None and args.max_frames <= 0:
         raise DejavuError(f"--max-frames {args.max_frames}: expected a positive count")
+    info = probe(args.input)
+    n = min(info.n_frames, args.max_frames or info.n_frames)
+    if args.fps and info.fps > args.fps:
+        n = min(n, int(info.n_frames * args.fps / info.fps) + 1)
+    # crops and masks as PNG: ~2 bytes a crop pixel a frame, plus the overlay video
+    check_output_dir(args.output, need_bytes=max(1, n) * args.crop_size ** 2 * 2)
     from dejavu.track.fit import FitConfig
 
     result = track(args.input, args.output, head=args.head, fps=args.fps, max_frames=args.max_frames,

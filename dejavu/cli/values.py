@@ -7,7 +7,7 @@ import math
 from dejavu.errors import DejavuError
 
 
-def check_positive(flag: str, value: float | int | None, what: str = "a positive number") -> None:
+def check_positive(flag: str, value: float | None, what: str = "a positive number") -> None:
     """Refuse a value given for ``flag`` (e.g. "--fps") that is not finite and above 0; None (not given) passes."""
     if value is None:
         return
