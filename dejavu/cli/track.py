@@ -59,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     check_positive("--fps", args.fps, "a positive frame rate")
     if args.max_frames is not None and args.max_frames <= 0:
         raise DejavuError(f"--max-frames {args.max_frames}: expected a positive count")
+    fov = fov_value(args.fov)
     info = probe(args.input)
     n = min(info.n_frames, args.max_frames or info.n_frames)
     if args.fps and info.fps > args.fps:
@@ -69,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
     result = track(args.input, args.output, head=args.head, fps=args.fps, max_frames=args.max_frames,
                    crop_size=args.crop_size, device=args.device, overlay=not args.no_overlay, force=args.force,
-                   config=FitConfig(fov_deg=fov_value(args.fov)))
+                   config=FitConfig(fov_deg=fov))
     err = result.error_px
     print(f"{len(result)} frames tracked, landmark RMSE {float((err ** 2).mean() ** 0.5):.2f} px, "
           f"FOV {result.fov_deg:.1f} deg"
