@@ -31,7 +31,7 @@ $(WEB_BUNDLE): package.json package-lock.json web/build.mjs web/index.html $(wil
 	fi
 
 demo: $(STAMP) $(WEB_BUNDLE)
-	$(VENV)/bin/dejavu demo -o $(OUT) $(if $(VIDEO),--video $(VIDEO),)
+	$(VENV)/bin/dejavu demo -o $(OUT) $(if $(VIDEO),--video $(VIDEO),) $(if $(FORCE),--force,)
 
 test: $(STAMP) $(WEB_BUNDLE) test-oracles
 	$(VENV)/bin/lint-imports --no-cache

@@ -19,9 +19,10 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +34,19 @@ from dejavu.gaussians.channels import N_CHANNELS
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
 from dejavu.head.base import HeadModel
-from dejavu.io import atomic_path, write_json
+from dejavu.io import new_part, output_mode, sha256_file
 from dejavu.model.avatar_model import AvatarModel, check_identity
 from dejavu.model.blend import BlendScheme
+from dejavu.outputs import AVATAR_JSON as JSON_NAME
+from dejavu.outputs import AVATAR_PREVIOUS as PREVIOUS_NAME
+from dejavu.outputs import AVATAR_TENSORS as TENSORS_NAME
+from dejavu.outputs import is_avatar_dir  # noqa: F401  (re-exported: where callers have always found it)
+from dejavu.outputs import keep_previous_tensors, recover
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "dejavu-avatar"
 FORMAT_VERSION = 2  # 2: optional pose_model (older readers would ignore it and render it wrong)
-JSON_NAME = "avatar.json"
-TENSORS_NAME = "avatar.safetensors"
 
 
 @dataclass
@@ -138,33 +142,52 @@ class Avatar:
         return out
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``avatar.safetensors`` then ``avatar.json`` into ``directory``, each atomically."""
+        """Write ``avatar.safetensors`` and ``avatar.json`` into ``directory`` so that a kill at any instant
+        leaves the old avatar or the new one readable.
+
+        Both files are written in full under temporary names first. The old tensor file is kept (hard
+        link) as :data:`PREVIOUS_NAME` until the new JSON, which records the new tensors' hash, is in
+        place; :meth:`load` reads it while the JSON still names it, and :func:`recover` (run by the next
+        save or output check) puts it back or removes it.
+        """
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / TENSORS_NAME) as tmp:
-            save_file(self.tensors(), str(tmp), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)})
-            digest = _sha256(tmp)
-        meta = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "head": self.head,
-            "uv_size": self.uv_size,
-            "n_shape": int(self.shape.shape[0]),
-            "stage": self.stage,
-            "blend": self.blend.meta(),
-            "settings": self.settings,
-            "training": self.training,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "tensors_sha256": digest,
-        }
-        write_json(directory / JSON_NAME, meta)
+        recover(directory)
+        tensor_path, json_path, previous = directory / TENSORS_NAME, directory / JSON_NAME, directory / PREVIOUS_NAME
+        tmp_tensors, tmp_json = new_part(tensor_path), new_part(json_path)
+        try:
+            save_file(self.tensors(), str(tmp_tensors), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)})
+            meta = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "head": self.head,
+                "uv_size": self.uv_size,
+                "n_shape": int(self.shape.shape[0]),
+                "stage": self.stage,
+                "blend": self.blend.meta(),
+                "settings": self.settings,
+                "training": self.training,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "tensors_sha256": _sha256(tmp_tensors),
+            }
+            tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
+            for tmp in (tmp_tensors, tmp_json):  # safetensors makes its file anew (0600 from the temp name)
+                os.chmod(tmp, output_mode())
+            if json_path.is_file() and tensor_path.is_file():
+                keep_previous_tensors(tensor_path, previous)
+            os.replace(tmp_tensors, tensor_path)
+            os.replace(tmp_json, json_path)  # the commit: from here on the new avatar is the one read
+            previous.unlink(missing_ok=True)
+        finally:
+            for tmp in (tmp_tensors, tmp_json):
+                tmp.unlink(missing_ok=True)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> "Avatar":
-        """Read an avatar directory; DejavuError on anything missing, corrupt or incompatible."""
+        """Read an avatar directory; DejavuError on anything missing, corrupt, non-finite or incompatible."""
         directory = Path(directory)
         json_path, tensor_path = directory / JSON_NAME, directory / TENSORS_NAME
         if not directory.is_dir():
@@ -178,20 +201,35 @@ class Avatar:
             raise DejavuError(f"{json_path}: not valid JSON ({exc.__class__.__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise DejavuError(f"{json_path}: not a dejavu avatar (format field is {meta.get('format') if isinstance(meta, dict) else None!r})")
-        if int(meta.get("version", -1)) > FORMAT_VERSION:
-            raise DejavuError(f"{json_path}: avatar format version {meta.get('version')} is newer than this "
+        version = _int_field(meta, "version", json_path, default=1)
+        if version > FORMAT_VERSION:
+            raise DejavuError(f"{json_path}: avatar format version {version} is newer than this "
                               f"dejavu understands ({FORMAT_VERSION}); upgrade dejavu")
+        uv_size = _int_field(meta, "uv_size", json_path)
+        if uv_size < 1:
+            raise DejavuError(f"{json_path}: field 'uv_size' is {uv_size}, expected a positive size")
+        for name in ("settings", "training", "blend"):
+            if meta.get(name) is not None and not isinstance(meta[name], dict):
+                raise DejavuError(f"{json_path}: field {name!r} is not an object")
         digest = meta.get("tensors_sha256")
         if digest and digest != _sha256(tensor_path):
-            raise DejavuError(f"{tensor_path}: contents do not match {JSON_NAME} (interrupted write or edited file)")
+            previous = directory / PREVIOUS_NAME
+            if previous.is_file() and digest == _sha256(previous):  # a save was killed between its renames
+                log.info("%s: reading the avatar from %s (a save was interrupted)", directory, previous.name)
+                tensor_path = previous
+            else:
+                raise DejavuError(f"{tensor_path}: contents do not match {JSON_NAME} (interrupted write or edited file)")
         tensors = _read_tensors(tensor_path)
         for name in ("shape", "mean_offsets"):
             if name not in tensors:
                 raise DejavuError(f"{tensor_path}: tensor {name!r} is missing")
+        for name, value in tensors.items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise DejavuError(f"{tensor_path}: tensor {name!r} holds NaN or infinite values")
         try:
             blend = BlendScheme.from_storage(meta.get("blend") or {"kind": "softmax_first_k", "k": 10}, tensors)
             avatar = cls(
-                head=str(meta["head"]), uv_size=int(meta["uv_size"]), shape=tensors["shape"],
+                head=str(meta["head"]), uv_size=uv_size, shape=tensors["shape"],
                 mean_offsets=tensors["mean_offsets"], global_delta=tensors.get("global_delta"),
                 blendmaps=tensors.get("blendmaps"), blend=blend, settings=meta.get("settings") or {},
                 training=meta.get("training") or {}, vertex_offsets=tensors.get("vertex_offsets"),
@@ -201,20 +239,28 @@ class Avatar:
             raise DejavuError(f"{json_path}: field {exc.args[0]!r} is missing") from None
         except DejavuError as exc:
             raise DejavuError(f"{directory}: {str(exc).removeprefix('avatar: ')}") from None
+        except (TypeError, ValueError) as exc:
+            raise DejavuError(f"{json_path}: malformed avatar ({exc})") from None
         return avatar
 
 
-def is_avatar_dir(path: str | Path) -> bool:
-    """True when ``path`` holds an ``avatar.json``."""
-    return (Path(path) / JSON_NAME).is_file()
+def _int_field(meta: dict, name: str, json_path: Path, default: int | None = None) -> int:
+    value = meta.get(name, default)
+    if value is None:
+        raise DejavuError(f"{json_path}: field {name!r} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DejavuError(f"{json_path}: field {name!r} is {value!r}, expected a whole number")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not math.isfinite(number) or number != int(number):
+        raise DejavuError(f"{json_path}: field {name!r} is {value!r}, expected a whole number")
+    return int(number)
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -223,5 +269,5 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise DejavuError(f"{path}: not a readable safetensors file ({exc})") from None

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.gaussians.uvmap import UVGaussianMap
     from dejavu.head import load_head
     from dejavu.io import cache_dir
-    from dejavu.personalize.pipeline import flat_mean_offsets
     from dejavu.model.blend import fit_pca_basis
+    from dejavu.personalize.pipeline import check_run_memory, flat_mean_offsets
     from dejavu.personalize.config import preset
     from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
     from dejavu.personalize.train import Trainer
@@ -42,14 +42,15 @@ def run(args: argparse.Namespace) -> dict:
         result = load_tracking(src)
     else:
         result = track(src, cache_dir() / "bench" / f"track-{src.stem}", max_frames=args.max_frames, progress=False)
-    head = load_head(result.head_spec, dev)
-    uvmap = UVGaussianMap(head, args.uv_size).to(dev)
-    frames = add_feature_masks(frames_from_tracking(result, args.resolution), head)
     cfg = dataclasses.replace(preset("cpu"), uv_size=args.uv_size, resolution=args.resolution, batch_size=args.batch,
                               steps=2 * args.steps + 2, stage1_fraction=0.5, lpips_start=0,
                               w_lpips=0.0 if args.lpips_net == "none" else 0.05,
                               lpips_net="alex" if args.lpips_net == "none" else args.lpips_net,
-                              checkpoint_every=0, preview_every=0)
+                              checkpoint_every=0, preview_every=0, crop_size=int(result.crop_size)).validate("settings")
+    check_run_memory(cfg, len(result))  # before the frames are loaded at --resolution
+    head = load_head(result.head_spec, dev)
+    uvmap = UVGaussianMap(head, args.uv_size).to(dev)
+    frames = add_feature_masks(frames_from_tracking(result, args.resolution), head)
     blend = fit_pca_basis(frames.expression, k=cfg.n_blendmaps)
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-personalize-") as tmp:
         trainer = Trainer(head, uvmap, frames, flat_mean_offsets(frames, head, uvmap), blend, cfg, tmp, dev,

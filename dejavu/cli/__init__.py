@@ -11,7 +11,9 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
+import threading
 
 from dejavu import __version__
 from dejavu.errors import DejavuError
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks remove temporary outputs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,14 +54,36 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    previous = _install_sigterm()
     try:
         return int(args.func(args) or 0)
     except DejavuError as exc:
         print(f"dejavu {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"dejavu {args.command}: interrupted (finished outputs and checkpoints are kept)", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a disk that filled up or went read-only during the run: the path and the reason
+        from dejavu.outputs import os_error_line
+
+        print(f"dejavu {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"dejavu {args.command}: error: out of memory; use smaller sizes (--resolution, --uv-size, "
+              "--max-frames)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        # on a line of its own: an interrupted run usually stops in the middle of a progress bar
+        print(f"\ndejavu {args.command}: {what} (finished outputs and checkpoints are kept)", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm():
+    """Route SIGTERM through :class:`Terminated` (main thread only; returns the handler to restore)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def run() -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+#: Largest output side: a 4K square; beyond it a frame's render buffers outgrow a laptop.
+MAX_RESOLUTION = 4096
+#: Peak bytes per output pixel while a frame renders (rasterizer tiles, depth, alpha, the encoded frame).
+RENDER_BYTES_PER_PIXEL = 256
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -39,10 +44,17 @@ def _run(args: argparse.Namespace) -> int:
     from dejavu.animate import animate
     from dejavu.errors import DejavuError
 
-    if args.resolution <= 0 or args.resolution % 2:
-        raise DejavuError(f"--resolution {args.resolution}: expected a positive even number of pixels")
+    if not 16 <= args.resolution <= MAX_RESOLUTION or args.resolution % 2:
+        raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels between 16 and "
+                          f"{MAX_RESOLUTION}")
     if args.frames is not None and args.frames <= 0:
         raise DejavuError(f"--frames {args.frames}: expected a positive count")
+    from dejavu.limits import check_memory
+    from dejavu.outputs import check_output_file
+
+    side = args.resolution * (2 if args.side_by_side else 1)
+    check_memory(args.resolution * side * RENDER_BYTES_PER_PIXEL, f"--resolution {args.resolution}")
+    check_output_file(args.output, suffixes=(".mp4",), need_bytes=(args.frames or 150) * args.resolution * side // 4)
     rec = animate(args.avatar, args.output, drive=args.drive, camera=args.camera, side_by_side=args.side_by_side,
                   resolution=args.resolution, device=args.device, max_frames=args.frames,
                   sweep_frames=args.frames or 150, refine_pose=args.refine_pose, flame=args.flame)

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     targets = parser.add_subparsers(dest="target", metavar="TARGET")
     for name, module in TARGETS.items():
         mod = importlib.import_module(module)
-        sub = targets.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
+        # argparse %-formats help texts: a docstring's "10%" would break --help
+        sub = targets.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0].replace("%", "%%"))
         mod.add_arguments(sub)
         sub.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
         sub.set_defaults(func=_run, bench_module=module)
@@ -23,7 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from dejavu.bench import finish
+    from dejavu.outputs import check_output_dir, check_output_file
 
+    if args.json:
+        check_output_file(args.json, what="--json", need_bytes=1 << 20)
+    for flag in ("output", "out"):  # the targets' output folders (quality -o, reconstruct --out)
+        if getattr(args, flag, None):
+            check_output_dir(getattr(args, flag), what=f"--{flag}")
     result = importlib.import_module(args.bench_module).run(args)
     finish(result, args.json)
     return 0

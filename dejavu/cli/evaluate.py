@@ -30,7 +30,11 @@ def _run(args: argparse.Namespace) -> int:
     import json
 
     from dejavu.errors import DejavuError
+    from dejavu.outputs import check_output_dir, check_output_file
 
+    check_output_file(args.json, what="--json", need_bytes=1 << 20)
+    if args.frames is not None:
+        check_output_dir(args.frames, what="--frames", need_bytes=64 << 20)
     if args.video is not None:
         from dejavu.personalize.evaluate import evaluate_video
 

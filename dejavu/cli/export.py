@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from dejavu.errors import DejavuError
     from dejavu.export import export_avatar, export_sequence
+    from dejavu.outputs import check_output_file
 
     if args.drive is not None:
         if args.params is not None:
@@ -52,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{rec['frames']} frames of {rec['gaussians']} Gaussians written to {args.output} "
               f"(index: {rec['index']}, {rec['fps']:g} fps)")
         return 0
+    check_output_file(args.output, need_bytes=8 << 20)  # a .ply of 256^2 texels is ~4 MB; 320^2 ~7 MB
     path, n = export_avatar(args.avatar, args.output, params=args.params, frame=args.frame, device=args.device,
                             up=args.up, sh_degree=args.sh_degree, flame=args.flame)
     print(f"{n} Gaussians written to {path}")

@@ -32,8 +32,11 @@ def _info(args: argparse.Namespace) -> int:
     from dejavu.head.pictures import mesh_views, uv_layout_image
     from dejavu.io import write_image
 
-    if args.uv_size < 8 or args.uv_size > 2048:
-        raise DejavuError(f"--uv-size {args.uv_size}: expected a side between 8 and 2048 texels")
+    from dejavu.limits import check_uv_size
+    from dejavu.outputs import check_output_dir
+
+    check_uv_size(args.uv_size)
+    check_output_dir(args.output, need_bytes=4 << 20)
     head = load_head(args.head)
     a = head.assets
     print(f"head {head.name}")

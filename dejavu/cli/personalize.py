@@ -31,14 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="learn per-frame head-pose corrections of the training frames and an expression -> pose "
                              "model stored in the avatar (off by default; see docs/PERSONALIZATION.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--resume", action="store_true", help="continue from AVATAR_DIR/train/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from AVATAR_DIR/train/checkpoint.pt (same input and settings only)")
+    parser.add_argument("--force", action="store_true", help="replace a finished avatar in AVATAR_DIR")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from dejavu.cli.values import check_positive
     from dejavu.errors import DejavuError
+    from dejavu.limits import check_uv_size
     from dejavu.personalize.pipeline import VIEWS_FILE, heldout_summary, personalize
     from dejavu.personalize.config import preset
     from dejavu.personalize.pose import REFINE_POSE_LR
@@ -47,13 +51,16 @@ def _run(args: argparse.Namespace) -> int:
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
                "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net}
     for name, value in changes.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise DejavuError(f"--{name.replace('_', '-')} {value}: expected a positive number")
-    if args.uv_size is not None and args.uv_size < 8:
-        raise DejavuError(f"--uv-size {args.uv_size}: expected at least 8")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_positive(f"--{name.replace('_', '-')}", value)
+    if args.uv_size is not None:
+        check_uv_size(args.uv_size)
     if args.resolution is not None and args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    if args.resume and args.force:
+        raise DejavuError("--resume and --force: give one of them (--force starts over, --resume continues)")
+    cfg.validate("settings")
     from dejavu.track.result import is_tracking_dir
 
     if args.fov is not None and is_tracking_dir(args.video):
@@ -62,7 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, fov_deg=fov_value(args.fov))
     if args.refine_pose:
         cfg = dataclasses.replace(cfg, lr_pose=REFINE_POSE_LR)
-    avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume)
+    avatar = personalize(args.video, args.output, cfg, init=args.init, device=args.device, resume=args.resume,
+                         force=args.force)
     t = avatar.training
     print(f"avatar written to {args.output} ({t['steps']} steps, {t['seconds']:.0f} s; "
           f"{heldout_summary(t['metrics'])})")

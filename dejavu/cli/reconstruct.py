@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+#: What a reconstruction writes at the default sizes (avatar, tracking crop and masks, turntable, .ply), with room.
+OUTPUT_BYTES = 64 << 20
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,10 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the network's colours instead of reading the visible ones off the photo")
     parser.add_argument("--no-turntable", action="store_true", help="skip turntable.mp4")
     parser.add_argument("--no-ply", action="store_true", help="skip avatar.ply")
+    parser.add_argument("--force", action="store_true", help="replace a finished avatar in AVATAR_DIR")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dejavu.limits import check_uv_size
+    from dejavu.outputs import check_output_dir
+
+    if args.uv_size is not None:
+        check_uv_size(args.uv_size)
+    check_output_dir(args.output, kind="avatar", force=args.force, need_bytes=OUTPUT_BYTES)
     # MediaPipe works on the photo in a child process while this one imports torch (saves ~1 s).
     from dejavu.track.prefetch import MediaPipePrefetch
 
@@ -35,8 +45,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         rec = reconstruct(args.image, args.output, head=args.head, device=args.device, weights=args.weights,
-                          turntable=not args.no_turntable, ply=not args.no_ply, uv_size=args.uv_size or DEFAULT_UV_SIZE,
-                          photo_iterations=None if args.network_colors else DEFAULT_PHOTO_ITERATIONS, prefetch=prefetch)
+                          turntable=not args.no_turntable, ply=not args.no_ply,
+                          uv_size=DEFAULT_UV_SIZE if args.uv_size is None else args.uv_size,
+                          photo_iterations=None if args.network_colors else DEFAULT_PHOTO_ITERATIONS, prefetch=prefetch,
+                          force=args.force)
     finally:
         prefetch.close()
     s = rec.seconds

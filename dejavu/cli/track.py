@@ -48,20 +48,29 @@ def fov_value(text: str | None) -> float | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dejavu.cli.values import check_positive
     from dejavu.errors import DejavuError
+    from dejavu.outputs import check_output_dir
     from dejavu.track import track
+    from dejavu.track.video import probe
 
     if args.crop_size < 64 or args.crop_size > 2048 or args.crop_size % 2:
         raise DejavuError(f"--crop-size {args.crop_size}: expected an even size between 64 and 2048 pixels")
-    if args.fps is not None and args.fps <= 0:
-        raise DejavuError(f"--fps {args.fps}: expected a positive frame rate")
+    check_positive("--fps", args.fps, "a positive frame rate")
     if args.max_frames is not None and args.max_frames <= 0:
         raise DejavuError(f"--max-frames {args.max_frames}: expected a positive count")
+    fov = fov_value(args.fov)
+    info = probe(args.input)
+    n = min(info.n_frames, args.max_frames or info.n_frames)
+    if args.fps and info.fps > args.fps:
+        n = min(n, int(info.n_frames * args.fps / info.fps) + 1)
+    # crops and masks as PNG: ~2 bytes a crop pixel a frame, plus the overlay video
+    check_output_dir(args.output, need_bytes=max(1, n) * args.crop_size ** 2 * 2)
     from dejavu.track.fit import FitConfig
 
     result = track(args.input, args.output, head=args.head, fps=args.fps, max_frames=args.max_frames,
                    crop_size=args.crop_size, device=args.device, overlay=not args.no_overlay, force=args.force,
-                   config=FitConfig(fov_deg=fov_value(args.fov)))
+                   config=FitConfig(fov_deg=fov))
     err = result.error_px
     print(f"{len(result)} frames tracked, landmark RMSE {float((err ** 2).mean() ** 0.5):.2f} px, "
           f"FOV {result.fov_deg:.1f} deg"

@@ -36,6 +36,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.steps <= 0:
             raise DejavuError(f"--steps {args.steps}: expected a positive number")
         cfg.optim.steps = args.steps
+    from dejavu.outputs import check_output_dir
+
+    check_output_dir(cfg.log.run_dir, what="--run-dir", need_bytes=64 << 20)
     path = train(cfg, device=args.device, resume=args.resume)
     print(f"weights written to {path}; run folder {cfg.log.run_dir}")
     return 0

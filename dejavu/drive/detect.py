@@ -85,8 +85,11 @@ def read_drive_file(path: str | Path) -> tuple[str, ArkitSequence | FlameSequenc
         return fmt, read_live_link_csv(path)
     if fmt == "blendshape_csv":
         return fmt, read_blendshape_csv(path)
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    try:  # allow_pickle=False: an object array (a planted pickle) is refused, never unpickled
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise DejavuError(f"{path}: not a readable .npz file ({exc.__class__.__name__})") from None
     if fmt == "flame_npz":
         return fmt, flame_sequence_from_arrays(arrays, str(path))
     return fmt, arrays

@@ -71,7 +71,13 @@ def drive_from_params(params: dict, where: str, fps: float = 25.0) -> Drive:
         raise DejavuError(f"{where}: 'expression' has no frames")
     get = lambda k, c: as_tensor(params[k], k, where, c, T) if k in params else torch.zeros(T, c)  # noqa: E731
     pose6 = as_tensor(params["pose6"], "pose6", where, 6, T) if "pose6" in params else None
-    fps = float(np.asarray(params["fps"])) if "fps" in params else fps
+    if "fps" in params:
+        try:
+            fps = float(np.asarray(params["fps"]))
+        except (TypeError, ValueError):
+            fps = float("nan")
+        if not 0 < fps < 1000:
+            raise DejavuError(f"{where}: 'fps' is {params['fps']!r}, expected a frame rate between 0 and 1000")
     return Drive(expression=expr, jaw=get("jaw", 3), eyes=get("eyes", 6), pose6=pose6, fps=fps)
 
 

@@ -8,12 +8,24 @@ method notes (paper section 3.4 and the authors' code); departures are noted on 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from dejavu.config import apply_overrides
 from dejavu.errors import DejavuError
+from dejavu.limits import UV_SIZE_RANGE
 from dejavu.model.blend import SCHEMES
+
+
+#: Bytes per pixel of a frame kept in memory (uint8 target RGB, head, face, feature and seen masks).
+FRAME_BYTES_PER_PIXEL = 7
+#: Peak bytes per rendered pixel of each batch frame in a training step (renderer buffers, losses, LPIPS
+#: features, gradients), by LPIPS backbone: a photo at 512 peaked 120 MB above one at 256 with AlexNet
+#: (~630 B a pixel; docs/experiments/2026-12-07-hardening.md), taken with 60% room; VGG's features are ~3x.
+TRAIN_BYTES_PER_PIXEL = {"alex": 1024, "vgg": 3072}
+#: The process before any frame: torch, the head model, the reconstruction and LPIPS networks (~0.7 GB).
+BASE_BYTES = 1 << 30
 
 
 @dataclass
@@ -143,8 +155,15 @@ class PersonalizeConfig:
             ("stage1_fraction", 0 <= self.stage1_fraction <= 1, "in [0, 1]"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("steps", self.minutes is not None or self.steps >= 1, "at least 1"),
-            ("minutes", self.minutes is None or self.minutes > 0, "a positive number"),
-            ("lr", self.lr > 0, "a positive number"),
+            ("minutes", self.minutes is None or 0 < self.minutes < math.inf, "a positive number"),
+            ("uv_size", UV_SIZE_RANGE[0] <= self.uv_size <= UV_SIZE_RANGE[1],
+             f"a side between {UV_SIZE_RANGE[0]} and {UV_SIZE_RANGE[1]} texels"),
+            ("crop_size", 64 <= self.crop_size <= 2048, "between 64 and 2048 pixels"),
+            ("resolution", 16 <= self.resolution <= self.crop_size and self.resolution % 2 == 0,
+             f"an even size between 16 and the crop size {self.crop_size} (the targets are the crops resized: "
+             "a larger render adds no detail)"),
+            ("fps", self.fps is None or 0 < self.fps < math.inf, "a positive frame rate"),
+            ("lr", 0 < self.lr < math.inf, "a positive number"),
             ("lr_pose", self.lr_pose >= 0, "0 or more"),
             ("w_position", self.w_position is None or self.w_position >= 0, "0 or more"),
             ("w_needle", self.w_needle >= 0, "0 or more"),
@@ -154,6 +173,16 @@ class PersonalizeConfig:
             if not ok:
                 raise DejavuError(f"{where}: {name} {getattr(self, name)!r}: expected {expected}")
         return self
+
+    def memory_bytes(self, n_frames: int, resolution: int | None = None) -> int:
+        """Rough peak host memory of a run on ``n_frames`` frames at ``resolution`` (default :attr:`resolution`),
+        bytes: the frames held in memory, the batch's render and loss buffers, the UV maps being trained
+        with their gradients and Adam moments, and the process itself (torch, head model, networks)."""
+        R2 = (self.resolution if resolution is None else resolution) ** 2
+        frames = n_frames * R2 * FRAME_BYTES_PER_PIXEL
+        batch = self.batch_size * R2 * TRAIN_BYTES_PER_PIXEL.get(self.lpips_net, max(TRAIN_BYTES_PER_PIXEL.values()))
+        maps = self.uv_size ** 2 * 13 * 4 * (self.n_blendmaps + 2) * 4
+        return int(frames + batch + maps + BASE_BYTES)
 
     def position_weight(self, n_train_frames: int) -> float:
         """The position-regulariser weight for ``n_train_frames``: :attr:`w_position` when set, else 0.5

@@ -20,21 +20,25 @@ from dejavu.gaussians import channels as ch
 from dejavu.gaussians.resample import resample_offsets
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
-from dejavu.io import write_image
+from dejavu.io import clean_stale_parts, sha256_file, write_image
+from dejavu.limits import check_memory, largest_fitting
 from dejavu.losses import fill_unseen
 from dejavu.metrics.image import psnr
 from dejavu.model.avatar_model import AvatarModel
 from dejavu.model.blend import BlendScheme, default_scheme_kind, default_temperature, fit_pca_basis
 from dejavu.model.views import views_image
+from dejavu.outputs import check_free_space, check_output_dir
 from dejavu.personalize.config import PersonalizeConfig
 from dejavu.personalize.frames import FrameSet, add_feature_masks, frames_from_tracking
 from dejavu.personalize.pose import fit_training_poses
-from dejavu.personalize.train import Trainer, load_checkpoint, render_avatar
+from dejavu.personalize.train import CHECKPOINT_NAME, Trainer, load_checkpoint, render_avatar
 from dejavu.recon.photo_texture import best_view_weight, photo_texture
 from dejavu.recon.predict import default_weights, predict_offsets
 from dejavu.recon.train import load_weights
 from dejavu.track import is_tracking_dir, load_tracking, track
 from dejavu.track.fit import FitConfig
+from dejavu.track.result import TRACKING_FILE
+from dejavu.track.video import list_images, probe
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ VIEWS_FILE = "views.png"
 
 
 def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Path | None = None,
-                device: str = "auto", resume: bool = False, progress: bool = True):
+                device: str = "auto", resume: bool = False, progress: bool = True, force: bool = False):
     """Personalize an avatar to ``video`` and save it in ``out_dir``. Returns the :class:`~dejavu.avatar.Avatar`.
 
     Args:
@@ -53,23 +57,36 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         out_dir: the avatar directory; also holds ``tracking/`` (cache) and ``train/`` (checkpoints, previews).
         cfg: a :class:`~dejavu.personalize.config.PersonalizeConfig` (default: the cpu preset).
         init: an avatar directory whose mean offsets (and head, UV size) start the run instead of the network.
-        device: ``--device``. resume: continue from ``train/checkpoint.pt``.
+        device: ``--device``. resume: continue from ``train/checkpoint.pt`` (refused when it was made from
+            another input or with other settings: :func:`check_same_run`).
+        force: replace a finished avatar in ``out_dir`` (refused otherwise, unless ``resume``).
     """
     t_start = time.time()
     cfg = (cfg or PersonalizeConfig()).validate()
+    out_dir, video = Path(out_dir), Path(video)
+    check_output_dir(out_dir, kind="avatar", force=force, resume=resume,
+                     need_bytes=cfg.uv_size ** 2 * 13 * 4 * (cfg.n_blendmaps + 2) * 4 + (64 << 20))
     dev = resolve_device(device)
-    out_dir = Path(out_dir)
     work_dir = out_dir / "train"
     init_avatar = Avatar.load(init) if init else None
     head_spec = init_avatar.head if init_avatar else cfg.head
     uv_size = init_avatar.uv_size if init_avatar else cfg.uv_size
     deadline = t_start + 60.0 * cfg.minutes if cfg.minutes else None
+    result = load_tracking(video) if is_tracking_dir(video) else None
+    n_planned = planned_frames(video, cfg, result)
+    check_run_memory(cfg, n_planned)
+    if result is None:  # crops, masks and overlay of every frame (~2 bytes a crop pixel as PNG)
+        check_free_space(out_dir, n_planned * cfg.crop_size ** 2 * 2)
+    for folder in (work_dir, work_dir / "previews"):  # checkpoints and previews of killed runs
+        clean_stale_parts(folder)
+    run_record = {"input": str(video.resolve()), "input_sha256": input_sha256(video),
+                  "settings": {k: cfg.to_dict()[k] for k in RUN_SETTINGS} | {"head": head_spec, "uv_size": uv_size}}
+    state = load_checkpoint(work_dir, uv_size) if resume else None
+    if state is not None:
+        check_same_run(state, run_record, work_dir)
 
     # 1. tracking (cached by the tracker) and frames
-    video = Path(video)
-    if is_tracking_dir(video):
-        result = load_tracking(video)
-    else:
+    if result is None:
         result = track(video, out_dir / "tracking", head=head_spec, fps=cfg.fps,
                        max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress,
                        config=FitConfig(fov_deg=cfg.fov_deg))
@@ -79,8 +96,11 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     frames = add_feature_masks(frames_from_tracking(result, cfg.resolution, progress=progress), head)
     train, held = frames.split(cfg.train_fraction)
 
+    run_record["train_frames"] = len(train)
+    if state is not None:
+        check_same_run(state, run_record, work_dir)
+
     # 2. mean offsets and the blend scheme
-    state = load_checkpoint(work_dir, uv_size) if resume else None
     if state is not None and state.mean_offsets is not None:
         mean, mean_source = state.mean_offsets, "checkpoint"
     elif init_avatar is not None:
@@ -102,6 +122,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     seen = training_view_seen(train, head, uvmap, mean, dev, cfg.render_backend) if cfg.w_unseen_color > 0 else None
     trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress,
                       seen=seen)
+    trainer.run_record = run_record
     if state is not None:
         log.info("personalize: resuming from %s at step %d (stage %d)", work_dir, state.step, state.stage)
     state = trainer.run(state)
@@ -134,6 +155,76 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); %s", state.step, seconds, t_tracked - t_start,
              heldout_summary(metrics))
     return avatar
+
+
+#: Settings a resumed run must share with the checkpoint it continues (besides the input, head and UV size).
+RUN_SETTINGS = ("resolution", "crop_size", "fps", "max_frames", "fov_deg", "train_fraction", "n_blendmaps",
+                "blend_scheme")
+
+
+def input_sha256(video: Path) -> str:
+    """Content hash of a personalization input: the video or photo file, a tracking directory's
+    ``tracking.npz``, or every image of a folder (names and bytes)."""
+    import hashlib
+
+
+    if is_tracking_dir(video):
+        return sha256_file(video / TRACKING_FILE)
+    if video.is_dir():
+        h = hashlib.sha256()
+        for p in list_images(video):
+            h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
+        return h.hexdigest()
+    return sha256_file(video)
+
+
+def check_same_run(state, record: dict, work_dir: Path) -> None:
+    """Refuse (DejavuError) to resume ``state`` (a checkpoint) with another input, other settings or another
+    number of training frames than ``record`` (:attr:`Trainer.run_record` of this run) names."""
+
+    path = work_dir / CHECKPOINT_NAME
+    old = state.run
+    if not old:
+        log.warning("personalize: %s predates input checks; resuming it as it is", path)
+        return
+    if old.get("input_sha256") != record["input_sha256"]:
+        raise DejavuError(f"--resume: {path} continues a run on {old.get('input')}, whose content differs from "
+                          f"{record['input']}; give that input, or leave out --resume to start over")
+    for name, value in record["settings"].items():
+        if name in old.get("settings", {}) and old["settings"][name] != value:
+            raise DejavuError(f"--resume: {path} was made with {name} {old['settings'][name]!r}, not {value!r}; "
+                              "resume with the same settings, or leave out --resume to start over")
+    if "train_frames" in record and old.get("train_frames") not in (None, record["train_frames"]):
+        raise DejavuError(f"--resume: {path} was trained on {old['train_frames']} frames, this input gives "
+                          f"{record['train_frames']}; resume with the same input and settings, or leave out --resume")
+
+
+def planned_frames(video: Path, cfg, result=None) -> int:
+    """How many frames the run will hold: the tracking's (``result``), else the video's after --fps and
+    --max-frames (from its header: an estimate)."""
+    import math
+
+
+    if result is not None:
+        n = len(result)
+    else:
+        info = probe(video)
+        n = info.n_frames
+        if cfg.fps and info.fps > cfg.fps:
+            n = math.ceil(n * cfg.fps / info.fps)
+    return max(1, min(n, cfg.max_frames) if cfg.max_frames else n)
+
+
+def check_run_memory(cfg, n_frames: int) -> None:
+    """Refuse a run whose frames and training buffers (:meth:`PersonalizeConfig.memory_bytes`) would not fit in
+    memory, naming the largest --resolution that would."""
+
+    def advice(budget: int) -> str:
+        r = largest_fitting(lambda r: cfg.memory_bytes(n_frames, r), budget, 16, cfg.resolution, 2)
+        more = "fewer frames (--max-frames) or a smaller --uv-size"
+        return f"--resolution {r} fits, or use {more}" if r else f"use {more}"
+
+    check_memory(cfg.memory_bytes(n_frames), f"--resolution {cfg.resolution} on {n_frames} frames", advice)
 
 
 def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:

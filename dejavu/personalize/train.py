@@ -57,6 +57,7 @@ class TrainState:
     optim: dict | None = None  # {"optim": ..., "sched": ...} state dicts to restore (resume only)
     mean_offsets: torch.Tensor | None = None  # (13, S, S) the mean the deltas were trained on
     pose: torch.Tensor | None = None  # (T, 6) per-frame pose corrections (dejavu.personalize.pose), if learnt
+    run: dict | None = None  # what the run is made from: input hash, settings (Trainer.run_record); None if older
 
 
 class Trainer:
@@ -91,6 +92,8 @@ class Trainer:
 
             self.lpips = get_lpips(cfg.lpips_net, device)
         self._step_times: list[float] = []
+        #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)
+        self.run_record: dict = {}
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
 
@@ -297,7 +300,7 @@ class Trainer:
             "delta": state.delta, "blendmaps": state.blendmaps, "elapsed": state.elapsed + seconds,
             "history": state.history, "optim": None if opt is None else opt.state_dict(),
             "sched": None if sched is None else sched.state_dict(), "mean_offsets": self.mean[0].detach().cpu(),
-            "uv_size": self.uvmap.size, "n_frames": len(self.frames), "pose": state.pose,
+            "uv_size": self.uvmap.size, "n_frames": len(self.frames), "pose": state.pose, "run": self.run_record,
         }
         path = self.work_dir / CHECKPOINT_NAME
         with atomic_path(path) as tmp:
@@ -326,12 +329,20 @@ def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise DejavuError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}); delete it to start over") from None
+    missing = [k for k in ("stage", "step", "stage1_steps", "delta", "blendmaps", "elapsed", "history", "optim")
+               if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DejavuError(f"{path}: not a personalization checkpoint ({missing[0]!r} is missing); delete it to start over")
     if data.get("uv_size") != uv_size:
         raise DejavuError(f"{path}: checkpoint is for UV size {data.get('uv_size')}, not {uv_size}; use the same settings")
+    for name in ("delta", "blendmaps", "mean_offsets", "pose"):
+        value = data.get(name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise DejavuError(f"{path}: {name} holds NaN or infinite values; delete it to start over")
     return TrainState(stage=data["stage"], step=data["step"], stage1_steps=data["stage1_steps"], delta=data["delta"],
                       blendmaps=data["blendmaps"], elapsed=data["elapsed"], history=list(data["history"]),
                       optim=None if data["optim"] is None else {"optim": data["optim"], "sched": data["sched"]},
-                      mean_offsets=data.get("mean_offsets"), pose=data.get("pose"))
+                      mean_offsets=data.get("mean_offsets"), pose=data.get("pose"), run=data.get("run") or None)
 
 
 @torch.no_grad()

@@ -132,13 +132,15 @@ class MultiViewSet:
             raise DejavuError(f"{folder}: no shard_*.npz files (generate data first)")
         sets = []
         for path in paths:
-            with np.load(path, allow_pickle=False) as data:
-                try:
+            try:
+                with np.load(path, allow_pickle=False) as data:
                     meta = json.loads(bytes(data["__meta__"]).decode())
                     arrays = [data[a] for a in ARRAYS]
                     seen = data["seen"] if "seen" in data.files else None
-                except KeyError as exc:
-                    raise DejavuError(f"{path}: not a dejavu recon data shard (missing {exc})") from None
+            except KeyError as exc:
+                raise DejavuError(f"{path}: not a dejavu recon data shard (missing {exc})") from None
+            except (OSError, ValueError) as exc:  # also object arrays: refused, never unpickled
+                raise DejavuError(f"{path}: not a readable recon data shard ({exc.__class__.__name__})") from None
             if meta.get("format") != FORMAT_NAME:
                 raise DejavuError(f"{path}: format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
             sets.append(MultiViewSet(*arrays, head=meta["head"], size=int(meta["size"]), seen=seen))

@@ -27,6 +27,8 @@ from dejavu.export import write_ply
 from dejavu.gaussians.resample import resample_offsets
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.io import write_image, write_video
+from dejavu.limits import check_uv_size
+from dejavu.outputs import check_output_dir
 from dejavu.recon.photo_texture import photo_texture
 from dejavu.recon.train import load_weights
 from dejavu.render import render
@@ -116,7 +118,8 @@ def warm_kernels() -> None:
 def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None, device: str = "auto",
                 weights: str | Path | None = None, turntable: bool = True, ply: bool = True,
                 turntable_size: int = 256, crop_size: int = 512, backend: str = "auto", uv_size: int | None = DEFAULT_UV_SIZE,
-                photo_iterations: int | None = DEFAULT_PHOTO_ITERATIONS, prefetch=None) -> Reconstruction:
+                photo_iterations: int | None = DEFAULT_PHOTO_ITERATIONS, prefetch=None,
+                force: bool = False) -> Reconstruction:
     """Reconstruct an avatar from one photo (see the module docstring for what is written).
 
     Args:
@@ -127,9 +130,13 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         uv_size: the avatar's UV side (None: the network's own); the network's offsets are resampled to it.
         photo_iterations: back-projection steps of the photo colours (None: keep the network's colours).
         prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started for ``image`` before torch loaded.
+        force: replace a finished avatar in ``out_dir`` (refused otherwise, before any work).
     """
 
     t0 = time.perf_counter()
+    check_output_dir(out_dir, kind="avatar", force=force)
+    if uv_size is not None:
+        check_uv_size(uv_size)
     dev = resolve_device(device)
     if dev.type == "cpu":
         import threading

@@ -305,9 +305,14 @@ class Trainer:
             raise DejavuError(f"--resume: no checkpoint at {path}"
                               + (" (every rank reads it: put run_dir on storage all nodes share)" if self.world > 1 else ""))
         state = read_checkpoint(path, self.device)
-        self.model.net.load_state_dict(state["net"])
-        self.optim.load_state_dict(state["optim"])
-        self.step = int(state["step"])
+        try:  # another network or a foreign dict: one line, not a traceback
+            self.model.net.load_state_dict(state["net"])
+            self.optim.load_state_dict(state["optim"])
+            self.step = int(state["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise DejavuError(f"{path}: not a checkpoint of this run ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); delete it or "
+                              "leave out --resume to start over") from None
         o = self.cfg.optim
         # checkpoints from before the sampler kept no positions: continue as if one process had trained
         self.positions = {k: int(v) for k, v in state.get("positions", {

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,8 +26,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dejavu.errors import DejavuError
+from dejavu.io import PART_SUFFIX, clean_stale_parts, output_mode, part_prefix
 from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, is_tracking_dir, load_tracking, save_tracking
 
 __all__ = ["track", "load_tracking", "is_tracking_dir", "TrackResult", "cache_key"]
@@ -105,9 +108,16 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     if prefetch is not None:
         pre = prefetch.take(input, crop_size) if info.kind == "image" else None
         prefetch.close()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=_parent(out_dir)))
+    parent = _parent(out_dir)
+    clean_stale_parts(parent, out_dir.name)
+    tmp = Path(tempfile.mkdtemp(prefix=part_prefix(out_dir.name), suffix=PART_SUFFIX, dir=parent))
+    tmp.chmod(output_mode(directory=True))  # mkdtemp makes 0700; the folder keeps the user's umask
     try:
-        result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress, pre)
+        # log lines (several faces, frames without a face, a truncated video) on lines of their own, above
+        # the progress bars, not glued to a bar that the next redraw wipes
+        with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+            result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress,
+                          pre)
         _replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -134,7 +144,7 @@ def _check_out_dir(out_dir: Path) -> None:
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     old = None
     if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
+        old = out_dir.with_name(f"{part_prefix(out_dir.name)}old-{time.time_ns()}")
         out_dir.rename(old)
     tmp.rename(out_dir)
     if old is not None:

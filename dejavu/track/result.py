@@ -172,6 +172,17 @@ def load_tracking(directory: str | Path) -> TrackResult:
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
     except (OSError, ValueError, KeyError) as exc:
         raise DejavuError(f"{path}: not a readable tracking file ({exc.__class__.__name__})") from None
-    if meta.pop("format_version", None) != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.pop("format_version", None) != FORMAT_VERSION:
         raise DejavuError(f"{path}: tracking format version differs from this dejavu's; re-run `dejavu track`")
-    return TrackResult(**arrays, **meta, directory=str(path.parent))
+    for name in FINITE_ARRAYS:
+        value = arrays.get(name)
+        if value is not None and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise DejavuError(f"{path}: {name!r} holds NaN or infinite values; re-run `dejavu track`")
+    try:
+        return TrackResult(**arrays, **meta, directory=str(path.parent))
+    except TypeError as exc:
+        raise DejavuError(f"{path}: not a tracking file of this dejavu ({exc})") from None
+
+
+#: Per-frame parameters and cameras: a NaN in any of them would render nothing without a word.
+FINITE_ARRAYS = ("shape", "expression", "jaw", "eyes", "pose6", "world_to_cam", "K", "vertex_offsets", "crop_affine")

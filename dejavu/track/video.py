@@ -118,11 +118,12 @@ def _iter_video(path: Path, info: SourceInfo, fps: float | None, limit: int | No
     if fps and fps > info.fps:
         log.info("%s: --fps %.2f is above the video's %.2f fps; keeping every frame", path, fps, info.fps)
     width, height = info.size
-    next_pick, emitted = 0.0, 0
+    next_pick, emitted, decoded, stopped = 0.0, 0, 0, False
     gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     try:
         next(gen)  # metadata
         for src, raw in enumerate(gen):
+            decoded = src + 1
             if src + 0.5 < next_pick:
                 continue
             image = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
@@ -130,6 +131,7 @@ def _iter_video(path: Path, info: SourceInfo, fps: float | None, limit: int | No
             emitted += 1
             next_pick += step
             if limit is not None and emitted >= limit:
+                stopped = True
                 break
     except RuntimeError as exc:
         raise DejavuError(f"{path}: video decoding failed ({_short(exc)})") from None
@@ -137,3 +139,16 @@ def _iter_video(path: Path, info: SourceInfo, fps: float | None, limit: int | No
         gen.close()
     if emitted == 0:
         raise DejavuError(f"{path}: the video holds no decodable frames")
+    if not stopped and truncated(decoded, info.n_frames) and str(path) not in _WARNED_TRUNCATED:
+        _WARNED_TRUNCATED.add(str(path))  # the tracker decodes a video twice: say it once
+        log.warning("%s: only %d of the %d frames its header declares could be decoded; the file looks truncated "
+                    "or damaged (using the %d)", path, decoded, info.n_frames, decoded)
+
+
+_WARNED_TRUNCATED: set[str] = set()
+
+
+def truncated(decoded: int, declared: int) -> bool:
+    """True when a video decoded to its end gave clearly fewer frames than its header declares (the
+    declared count is duration x fps, rounded: a frame or two either way is normal)."""
+    return declared - decoded > max(2, 0.02 * declared)
