@@ -136,3 +136,12 @@ def test_training_reads_prepared_real_shards_without_tracking_again(tiny_shards,
     terms, batch, _ = trainer.train_step(trainer.real, 1e-4, real=True)
     assert batch["input"].shape == (2, 3, 32, 32) and (batch["target_seen"][:, :4] == 0).all()
     assert np.isfinite(terms["total"]) and trainer.positions["real"] == 2
+
+
+def test_cpu_workers_render_gpu_configs_on_the_cpu(tmp_path):
+    from dejavu.recon.config import preset
+    from dejavu.recon.dataprep import render_backend
+
+    gpu = preset("gpu-paper")
+    assert (render_backend(gpu, "cpu"), render_backend(gpu, "cuda:1")) == ("auto", "cuda")
+    assert render_backend(_cfg(tmp_path), "cpu") == "reference"
