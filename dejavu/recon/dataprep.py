@@ -2,7 +2,7 @@
 
 Both sources become shard folders (``dejavu.recon.shards``): ``data.synthetic_dir`` and
 ``data.real_cache``. The work is cut into units of ``data.shard_identities`` identities (synthetic:
-identities ``[u n, (u + 1) n)`` rendered from the seed sequence ``(seed, u)``; real: the u-th group of
+identities ``[u n, (u + 1) n)`` rendered from the seed sequence ``(data.synthetic_seed, u)``; real: the u-th group of
 ``n`` person folders of the sorted, thinned list, then one unit per video). Worker w of W does the units
 w, w + W, ... and skips finished ones, so
 
@@ -55,7 +55,7 @@ def synthetic_recipe(cfg: ReconConfig) -> dict:
     """Everything that decides the synthetic shards' contents (a shard records it)."""
     d = cfg.data
     return {"source": "synthetic", "head": cfg.model.head, "identities": d.synthetic_identities,
-            "views": d.synthetic_views, "size": d.render_size, "uv_size": d.synthetic_uv_size, "seed": cfg.seed,
+            "views": d.synthetic_views, "size": d.render_size, "uv_size": d.synthetic_uv_size, "seed": d.synthetic_seed,
             "max_yaw_deg": d.max_yaw_deg, "max_pitch_deg": d.max_pitch_deg, "per_shard": d.shard_identities}
 
 
@@ -118,7 +118,7 @@ def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, devic
             continue
         n = min(per, d.synthetic_identities - u * per)
         data = generate_synthetic(cfg.model.head, n, d.synthetic_views, d.render_size, d.synthetic_uv_size,
-                                  seed=(cfg.seed, u), max_yaw_deg=d.max_yaw_deg, max_pitch_deg=d.max_pitch_deg,
+                                  seed=(d.synthetic_seed, u), max_yaw_deg=d.max_yaw_deg, max_pitch_deg=d.max_pitch_deg,
                                   backend=render_backend(cfg, device), device=device, progress=False)
         write_shard(folder, u, units, recipe, data)
         items, n_units = items + n, n_units + 1

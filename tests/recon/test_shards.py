@@ -65,7 +65,9 @@ def test_incomplete_or_mixed_folders_are_refused(tmp_path):
     with pytest.raises(DejavuError, match="1 of 3 shards missing"):
         ShardedSet(tmp_path)
     other = _cfg(tmp_path, identities=5)
-    other.seed = 7
+    other.seed = 7  # the training seed is not the data's: nothing to redo
+    assert prepare_synthetic(other, worker=0, workers=2).units == 0
+    other.data.synthetic_seed = 7
     with pytest.raises(DejavuError, match="a shard of other data"):
         prepare_synthetic(other)
     with pytest.raises(DejavuError, match="a shard of other data"):
