@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--processes", type=int, default=1, help="worker processes on this machine (default 1)")
     parser.add_argument("--nodes", type=int, default=1, help="machines sharing the work (default 1)")
     parser.add_argument("--node", type=int, default=0, help="which of them this is, 0..nodes-1 (default 0)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, or cuda: render synthetic identities on this machine's GPUs, one per process "
+                             "in turn (tracking stays on the CPU; default cpu)")
     parser.set_defaults(func=_run)
 
 
@@ -32,7 +35,10 @@ def _run(args: argparse.Namespace) -> int:
         raise DejavuError("--config and --preset: give one of them")
     cfg = load_config(args.config) if args.config else preset(args.preset or "cpu-small")
     sources = (args.only,) if args.only else SOURCES
-    reports = prepare_parallel(cfg, sources, args.processes, args.node, args.nodes)
+    from dejavu.device import resolve_device
+
+    device = resolve_device(args.device).type  # a clear error when cuda is asked for without a GPU
+    reports = prepare_parallel(cfg, sources, args.processes, args.node, args.nodes, device=device)
     for source in sources:
         done = [r for r in reports if r.source == source]
         if done:

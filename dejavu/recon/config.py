@@ -39,6 +39,9 @@ class DataConfig:
     """Identities to generate when ``synthetic_dir`` has no shards."""
     synthetic_views: int = 4
     """Views rendered per synthetic identity."""
+    synthetic_seed: int = 0
+    """Seed of the synthetic identities (unit u renders from (synthetic_seed, u)); separate from ``seed``
+    (initialisation and batch order) so that training with another seed reuses the same data."""
     synthetic_uv_size: int = 128
     """UV side of the Gaussian heads that render the synthetic ground truth."""
     render_size: int = 128

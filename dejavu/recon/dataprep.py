@@ -2,7 +2,7 @@
 
 Both sources become shard folders (``dejavu.recon.shards``): ``data.synthetic_dir`` and
 ``data.real_cache``. The work is cut into units of ``data.shard_identities`` identities (synthetic:
-identities ``[u n, (u + 1) n)`` rendered from the seed sequence ``(seed, u)``; real: the u-th group of
+identities ``[u n, (u + 1) n)`` rendered from the seed sequence ``(data.synthetic_seed, u)``; real: the u-th group of
 ``n`` person folders of the sorted, thinned list, then one unit per video). Worker w of W does the units
 w, w + W, ... and skips finished ones, so
 
@@ -55,7 +55,7 @@ def synthetic_recipe(cfg: ReconConfig) -> dict:
     """Everything that decides the synthetic shards' contents (a shard records it)."""
     d = cfg.data
     return {"source": "synthetic", "head": cfg.model.head, "identities": d.synthetic_identities,
-            "views": d.synthetic_views, "size": d.render_size, "uv_size": d.synthetic_uv_size, "seed": cfg.seed,
+            "views": d.synthetic_views, "size": d.render_size, "uv_size": d.synthetic_uv_size, "seed": d.synthetic_seed,
             "max_yaw_deg": d.max_yaw_deg, "max_pitch_deg": d.max_pitch_deg, "per_shard": d.shard_identities}
 
 
@@ -72,6 +72,15 @@ def real_recipe(cfg: ReconConfig, groups: list[Path]) -> dict:
     return {"source": "real", "head": cfg.model.head, "size": d.render_size, "views": d.video_frames_per_identity,
             "people": [str(g) for g in groups], "videos": list(d.video_paths), "per_shard": d.shard_identities,
             "fov_deg": DATA_FOV_DEG}
+
+
+def render_backend(cfg: ReconConfig, device: str) -> str:
+    """The config's renderer where it fits the worker's device: gpu-paper says cuda, which a CPU worker
+    cannot run, so CPU workers take the CPU backend instead ("auto"). GPU and CPU rasterizers differ in
+    the last bits, so keep one kind of worker per folder when the shards must not depend on who rendered."""
+    if not device.startswith("cuda") and cfg.render_backend == "cuda":
+        return "auto"
+    return cfg.render_backend
 
 
 def _n_units(n: int, per: int) -> int:
@@ -109,8 +118,8 @@ def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, devic
             continue
         n = min(per, d.synthetic_identities - u * per)
         data = generate_synthetic(cfg.model.head, n, d.synthetic_views, d.render_size, d.synthetic_uv_size,
-                                  seed=(cfg.seed, u), max_yaw_deg=d.max_yaw_deg, max_pitch_deg=d.max_pitch_deg,
-                                  backend=cfg.render_backend, device=device, progress=False)
+                                  seed=(d.synthetic_seed, u), max_yaw_deg=d.max_yaw_deg, max_pitch_deg=d.max_pitch_deg,
+                                  backend=render_backend(cfg, device), device=device, progress=False)
         write_shard(folder, u, units, recipe, data)
         items, n_units = items + n, n_units + 1
     return WorkerReport("synthetic", worker, n_units, items, time.perf_counter() - t0, time.process_time() - c0)
@@ -156,14 +165,15 @@ def prepare(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, worker: int = 
     return reports
 
 
-def _worker_main(cfg_dict: dict, sources: tuple[str, ...], worker: int, workers: int) -> list[WorkerReport]:
+def _worker_main(cfg_dict: dict, sources: tuple[str, ...], worker: int, workers: int,
+                 device: str = "cpu") -> list[WorkerReport]:
     """Entry point of a spawned worker process: one thread each (processes are the parallelism)."""
     from dejavu.recon.distributed import set_cpu_threads
 
     logging.basicConfig(level=logging.WARNING)
     cfg = config_from_dict(cfg_dict)
     set_cpu_threads(max(1, cfg.cpu_threads))
-    return prepare(cfg, sources, worker, workers)
+    return prepare(cfg, sources, worker, workers, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +186,12 @@ def _shard_count(cfg: ReconConfig, sources: tuple[str, ...]) -> int:
 
 
 def prepare_parallel(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, processes: int = 1, node: int = 0,
-                     nodes: int = 1, progress: bool = True) -> list[WorkerReport]:
+                     nodes: int = 1, progress: bool = True, device: str = "cpu") -> list[WorkerReport]:
     """This machine's share (``node`` of ``nodes``) of the data, in ``processes`` spawned worker processes.
 
-    Progress counts the shards in the output folders (every worker's, including other machines' on a
-    shared folder). Returns each worker's report.
+    ``device`` "cuda": worker p renders the synthetic identities on GPU p mod (GPUs on this machine);
+    tracking stays on the CPU. Progress counts the shards in the output folders (every worker's,
+    including other machines' on a shared folder). Returns each worker's report.
     """
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -195,8 +206,9 @@ def prepare_parallel(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, proce
     bar = tqdm(desc="data shards written", unit="shard", disable=not progress)
     ctx = multiprocessing.get_context("spawn")  # no fork: torch / numba threads do not survive it
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        futures = [pool.submit(_worker_main, cfg.to_dict(), tuple(sources), node * processes + p, workers)
-                   for p in range(processes)]
+        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        futures = [pool.submit(_worker_main, cfg.to_dict(), tuple(sources), node * processes + p, workers,
+                               f"cuda:{p % gpus}" if gpus else "cpu") for p in range(processes)]
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)

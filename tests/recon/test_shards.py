@@ -65,7 +65,9 @@ def test_incomplete_or_mixed_folders_are_refused(tmp_path):
     with pytest.raises(DejavuError, match="1 of 3 shards missing"):
         ShardedSet(tmp_path)
     other = _cfg(tmp_path, identities=5)
-    other.seed = 7
+    other.seed = 7  # the training seed is not the data's: nothing to redo
+    assert prepare_synthetic(other, worker=0, workers=2).units == 0
+    other.data.synthetic_seed = 7
     with pytest.raises(DejavuError, match="a shard of other data"):
         prepare_synthetic(other)
     with pytest.raises(DejavuError, match="a shard of other data"):
@@ -105,3 +107,43 @@ def test_prepare_command_with_two_processes(tmp_path, capsys):
     assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--nodes", "2", "--node", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dejavu prepare: error: --processes 1 --node 2 --nodes 2") and "\n" not in err
+
+
+def test_training_reads_prepared_real_shards_without_tracking_again(tiny_shards, tmp_path):
+    """Real units already in the cache (as another worker or machine left them) are used as they are."""
+    from dataclasses import replace
+
+    from dejavu.io import write_image
+    from dejavu.recon.dataprep import real_groups, real_recipe
+    from dejavu.recon.train import Trainer
+
+    syn_dir, data = tiny_shards
+    for person in ("ann", "bob", "cid"):  # photo folders: never opened, their shards exist
+        for i in range(2):
+            write_image(tmp_path / "people" / person / f"{person}_{i}.png", np.full((8, 8, 3), 0.5))
+    d = tiny_config(syn_dir, tmp_path / "run", real_batch_size=2)
+    d["data"].update(real_dirs=[str(tmp_path / "people")], real_cache=str(tmp_path / "real"), shard_identities=2,
+                     video_frames_per_identity=2)
+    cfg = config_from_dict(d)
+    groups = real_groups(cfg)
+    assert [g.name for g in groups] == ["ann", "bob", "cid"]
+    seen = np.full(data.masks.shape, 255, np.uint8)
+    seen[..., :4, :] = 0
+    real = replace(data, seen=seen)
+    write_shard(tmp_path / "real", 0, 2, real_recipe(cfg, groups), real.subset(slice(0, 2)))
+    write_shard(tmp_path / "real", 1, 2, real_recipe(cfg, groups), real.subset(slice(2, 3)))
+    trainer = Trainer(cfg, torch.device("cpu"), progress=False)
+    assert isinstance(trainer.real, ShardedSet) and len(trainer.real) == 3
+    assert not (tmp_path / "real" / "tracks").exists()
+    terms, batch, _ = trainer.train_step(trainer.real, 1e-4, real=True)
+    assert batch["input"].shape == (2, 3, 32, 32) and (batch["target_seen"][:, :4] == 0).all()
+    assert np.isfinite(terms["total"]) and trainer.positions["real"] == 2
+
+
+def test_cpu_workers_render_gpu_configs_on_the_cpu(tmp_path):
+    from dejavu.recon.config import preset
+    from dejavu.recon.dataprep import render_backend
+
+    gpu = preset("gpu-paper")
+    assert (render_backend(gpu, "cpu"), render_backend(gpu, "cuda:1")) == ("auto", "cuda")
+    assert render_backend(_cfg(tmp_path), "cpu") == "reference"
