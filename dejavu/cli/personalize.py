@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "personalize", help="personalize an avatar to a short video of one person",
         description="Track the video (cached), average the reconstruction network's offsets over ~50 frames "
                     "(or start from --init), then train a global delta (stage 1) and K expression blendmaps "
-                    "(stage 2) on the first 90%% of the frames. See docs/PERSONALIZATION.md.")
+                    "(stage 2) on the first 90%% of the frames (--holdout yaw: all but the most turned 10%%). "
+                    "See docs/PERSONALIZATION.md.")
     parser.add_argument("video", help="video file (or a tracking directory from `dejavu track`)")
     parser.add_argument("-o", "--output", required=True, help="avatar directory to write")
     parser.add_argument("--init", default=None, help="start from this avatar's mean offsets (e.g. from `dejavu reconstruct`)")
@@ -25,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
     parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
+    parser.add_argument("--holdout", choices=("last", "yaw"), default=None,
+                        help="frames held out of training for evaluation: last (default, the paper's: the last 10%%) "
+                             "or yaw (the 10%% turned farthest from the median yaw, and 5 frames around each)")
     add_fov_argument(parser)
     parser.add_argument("--lpips-net", choices=("alex", "vgg"), default=None, help="LPIPS backbone in training")
     parser.add_argument("--refine-pose", action="store_true",
@@ -49,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = preset(args.preset)
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
-               "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net}
+               "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net, "holdout": args.holdout}
     for name, value in changes.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             check_positive(f"--{name.replace('_', '-')}", value)

@@ -55,12 +55,19 @@ def apply_rigid(g: Gaussians, corrections: torch.Tensor) -> Gaussians:
         :class:`Gaussians` with means ``R (x - c) + c + t`` (c: the frame's centroid, held constant) and
         quaternions ``q_R * q``; scales, opacities and colours unchanged.
     """
-    rot, trans = corrections[:, :3], corrections[:, 3:] * TRANS_UNIT_M
-    R = batch_rodrigues(rot)  # (B, 3, 3)
-    c = g.means.detach().mean(1, keepdim=True)  # (B, 1, 3)
-    means = (g.means - c) @ R.transpose(1, 2) + c + trans[:, None]
-    quats = quat_multiply(axis_angle_to_quat(rot)[:, None].expand_as(g.quats), g.quats)
+    means = apply_rigid_points(g.means, corrections, g.means.detach().mean(1, keepdim=True))
+    quats = quat_multiply(axis_angle_to_quat(corrections[:, :3])[:, None].expand_as(g.quats), g.quats)
     return replace(g, means=means, quats=quats)
+
+
+def apply_rigid_points(points: torch.Tensor, corrections: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Points (B, P, 3) metres moved by corrections (B, 6) about ``centre`` (B, 1, 3) metres: ``R (x - c) + c + t``.
+
+    :func:`apply_rigid` moves Gaussians about their centroid; pass that centroid to move anything
+    attached to the same head (mesh vertices, landmarks) with them.
+    """
+    R = batch_rodrigues(corrections[:, :3])  # (B, 3, 3)
+    return (points - centre) @ R.transpose(1, 2) + centre + corrections[:, None, 3:] * TRANS_UNIT_M
 
 
 def correction_summary(corrections: torch.Tensor) -> dict:

@@ -51,7 +51,13 @@ class PersonalizeConfig:
     batch_size: int = 8
     """Frames per step (paper 8)."""
     train_fraction: float = 0.9
-    """First this share of frames trains; the rest is held out for evaluation (paper 90%)."""
+    """This share of frames trains; the rest is held out for evaluation (paper 90%)."""
+    holdout: str = "last"
+    """Which frames are held out (``dejavu.personalize.frames.holdout_split``): "last" (the paper's: the
+    last ``1 - train_fraction`` of the video, seen from the training camera) or "yaw" (the frames whose
+    head is turned farthest from the median yaw: real images of unseen angles)."""
+    holdout_margin: int = 5
+    """With ``holdout`` "yaw": frames on either side of each held-out frame also kept out of training."""
     mean_frames: int = 50
     """Frames sampled (evenly) to average the reconstruction network's offsets (paper ~50)."""
     photo_frames: int = 16
@@ -152,6 +158,8 @@ class PersonalizeConfig:
             ("blend_temperature", self.blend_temperature is None or self.blend_temperature > 0, "a positive number"),
             ("blend_scheme", self.blend_scheme in ("auto", *SCHEMES), f"one of {['auto', *SCHEMES]}"),
             ("train_fraction", 0 < self.train_fraction <= 1, "in (0, 1]"),
+            ("holdout", self.holdout in ("last", "yaw"), "last or yaw"),
+            ("holdout_margin", self.holdout_margin >= 0, "0 or more"),
             ("stage1_fraction", 0 <= self.stage1_fraction <= 1, "in [0, 1]"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("steps", self.minutes is not None or self.steps >= 1, "at least 1"),

@@ -1,7 +1,8 @@
 """Self-reenactment evaluation of a personalized avatar (paper Table 4).
 
 The avatar is driven by the tracked parameters and cameras of the video's held-out frames (the last
-``1 - train_fraction`` of them, never seen in training) and compared with the real frames at the
+``1 - train_fraction`` of them, never seen in training, or with ``holdout="yaw"`` the most turned ones:
+:func:`dejavu.personalize.frames.holdout_split`) and compared with the real frames at the
 avatar's training resolution: L1, PSNR, SSIM, LPIPS-alex and LPIPS-vgg over the face region (the
 fitted mesh's face region) and the whole head (the tracker's head mask; both images are white
 outside it). Each stage is scored: ``full`` (blendmaps) and ``global`` (stage 1 only), which shows
@@ -30,7 +31,8 @@ from dejavu.io import write_image, write_json
 from dejavu.losses import fill_unseen
 from dejavu.metrics.image import evaluate_predictions, psnr
 from dejavu.model.rigid import correction_summary
-from dejavu.personalize.frames import frames_from_tracking
+from dejavu.personalize.config import PersonalizeConfig
+from dejavu.personalize.frames import frames_from_tracking, holdout_split
 from dejavu.personalize.pose import refine_poses
 from dejavu.personalize.train import batch_gaussians, render_avatar
 from dejavu.render.camera import DEFAULT_FOV_DEG
@@ -43,8 +45,12 @@ log = logging.getLogger(__name__)
 def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | Path | None = None,
                    frames_dir: str | Path | None = None, device: str = "auto", stages: tuple[str, ...] = ("full", "global"),
                    chunk: int = 8, progress: bool = True, refine_pose: bool = False,
-                   refine_steps: int = 100) -> dict:
+                   refine_steps: int = 100, holdout: str | None = None, resolution: int | None = None) -> dict:
     """Score ``avatar_dir`` on the held-out frames of ``video``; write ``json_path`` (and images in ``frames_dir``).
+
+    ``holdout``: the held-out protocol (:func:`dejavu.personalize.frames.holdout_split`); None: the one the
+    avatar was trained with. Scored frames that the avatar trained on (another protocol than its own)
+    are counted in ``"trained_on"`` and logged. ``resolution``: render and target side (None: the avatar's).
 
     Returns ``{"stages": {stage: {region: {metric: value}}}, "frames": n, "training": {...}}`` (and
     ``"refined_pose"``: the mean correction, with ``refine_pose``).
@@ -54,22 +60,33 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     model = avatar.model(dev)
     head = model.head
     cfg = avatar.settings.get("config", {})
-    resolution = int(avatar.settings.get("resolution", cfg.get("resolution", 256)))
+    if resolution is not None and not 32 <= resolution <= 2048:
+        raise DejavuError(f"--resolution {resolution}: expected a side between 32 and 2048 pixels")
+    resolution = resolution or int(avatar.settings.get("resolution", cfg.get("resolution", 256)))
     train_fraction = float(cfg.get("train_fraction", 0.9))
+    trained_with = (str(cfg.get("holdout", "last")), int(cfg.get("holdout_margin", 0)))
+    holdout = holdout or trained_with[0]
     result = _tracking(video, Path(avatar_dir), avatar.head, cfg, str(dev), progress)
     if result.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--video {video}: tracked with a head of {result.expression.shape[1]} expressions; "
                           f"the avatar's head {avatar.head!r} has {head.n_expr}")
     frames = frames_from_tracking(result, resolution)
     frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
-    _, held = frames.split(train_fraction)
+    margin = trained_with[1] if holdout == trained_with[0] else PersonalizeConfig.holdout_margin
+    _, held = frames.split(train_fraction, holdout, margin)
     if len(held) == 0:
         raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")
+    trained, _ = holdout_split(frames.world_to_cam, train_fraction, *trained_with)
+    trained_on = int(torch.isin(held.index, frames.index[trained]).sum())
+    if trained_on:
+        log.warning("evaluate: %d of the %d held-out frames (--holdout %s) trained the avatar (it was trained with "
+                    "--holdout %s): those scores are not held-out", trained_on, len(held), holdout, trained_with[0])
     target = held.pixels("images")
     masks = {"face": held.pixels("face_masks"), "head": held.pixels("masks"),
              # whole frame, both images white outside the head: the protocol of the papers we compare with
              "image": None}
-    out: dict = {"video": str(video), "avatar": str(avatar_dir), "frames": len(held),
+    out: dict = {"video": str(video), "avatar": str(avatar_dir), "frames": len(held), "holdout": holdout,
+                 "trained_on": trained_on,
                  "frame_index": [int(i) for i in held.index], "resolution": resolution,
                  "training": {k: avatar.training.get(k) for k in ("seconds", "steps", "device", "seconds_training",
                                                                   "seconds_tracking")},
@@ -125,17 +142,17 @@ def overview(preds: dict, target: torch.Tensor, per_frame: dict, rows: int = 6) 
     first = "full" if "full" in preds else next(iter(preds))
     out = []
     for i in picks:
-        cells = [_label(to_u8(target[i]), "target")]
+        cells = [label_image(to_u8(target[i]), "target")]
         for stage, pred in preds.items():
-            cells.append(_label(to_u8(pred[i]), f"{stage} {per_frame[stage]['image'][i]:.1f} dB"))
+            cells.append(label_image(to_u8(pred[i]), f"{stage} {per_frame[stage]['image'][i]:.1f} dB"))
         err = (preds[first][i] - target[i]).abs().mean(0).mul(4).clamp(0, 1).numpy()
         heat = cv2.applyColorMap((err * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
-        cells.append(_label(np.ascontiguousarray(heat), f"|{first} - target| x4"))
+        cells.append(label_image(np.ascontiguousarray(heat), f"|{first} - target| x4"))
         out.append(np.concatenate(cells, axis=1))
     return np.concatenate(out, axis=0)
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
+def label_image(image: np.ndarray, text: str) -> np.ndarray:
     """``image`` (H, W, 3) uint8 with ``text`` in its top-left corner (dark on a light box)."""
     import cv2
 

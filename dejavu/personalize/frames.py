@@ -78,11 +78,10 @@ class FrameSet:
             out[f.name] = value if value is None or f.name in self.SHARED else value[idx]
         return replace(self, **out)
 
-    def split(self, train_fraction: float) -> tuple["FrameSet", "FrameSet"]:
-        """(first ``train_fraction`` of frames, the rest): the paper's train / held-out split."""
-        n = len(self)
-        n_train = min(n, max(1, int(round(n * train_fraction))))
-        return self.subset(slice(0, n_train)), self.subset(slice(n_train, n))
+    def split(self, train_fraction: float, holdout: str = "last", margin: int = 0) -> tuple["FrameSet", "FrameSet"]:
+        """(training frames, held-out frames) by :func:`holdout_split` of the frames' cameras."""
+        train, held = holdout_split(self.world_to_cam, train_fraction, holdout, margin)
+        return self.subset(train), self.subset(held)
 
     def identity(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
         """Head-model keyword arguments of the person: shape (Ns,), vertex_offsets (V, 3) or None."""
@@ -104,6 +103,45 @@ class FrameSet:
         return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
                 "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression),
                 "jaw": move(self.jaw), "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+
+
+#: Held-out protocols of :func:`holdout_split`.
+HOLDOUTS = ("last", "yaw")
+
+
+def holdout_split(world_to_cam: torch.Tensor, train_fraction: float, holdout: str = "last",
+                  margin: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (in frame order) of the training and held-out frames of T frames with cameras (T, 4, 4).
+
+    ``last`` (the paper's): the first ``train_fraction`` of the frames train, the rest is held out; the
+    held-out frames are seen from the training camera. ``yaw``: the ``1 - train_fraction`` share of frames
+    whose head yaw is farthest from the median yaw is held out, and the ``margin`` frames on either side
+    of each held-out frame are kept out of training too (neighbouring frames show the same view); those
+    are real images of angles the avatar never trained on. ``last`` takes no margin: it keeps the
+    paper's split. At least one frame always trains.
+    """
+    from dejavu.errors import DejavuError
+    from dejavu.render.camera import world_to_cam_yaw
+
+    if holdout not in HOLDOUTS:
+        raise DejavuError(f"--holdout {holdout!r}: expected one of {', '.join(HOLDOUTS)}")
+    T = world_to_cam.shape[0]
+    n_train = min(T, max(1, int(round(T * train_fraction))))
+    order = torch.arange(T)
+    if holdout == "last" or n_train == T:
+        return order[:n_train], order[n_train:]
+    yaw = world_to_cam_yaw(world_to_cam.double())
+    far = (yaw - yaw.median()).abs()
+    held = torch.zeros(T, dtype=torch.bool)
+    held[torch.argsort(far, descending=True, stable=True)[:T - n_train]] = True
+    out = held.clone()  # held-out frames and their margins
+    for shift in range(1, max(0, int(margin)) + 1):
+        out[shift:] |= held[:-shift]
+        out[:-shift] |= held[shift:]
+    if bool(out.all()):  # the margins swallowed every frame: train on the least turned one
+        least = torch.argmin(far.masked_fill(held, float("inf")))
+        out[least] = False
+    return order[~out], order[held]
 
 
 def _as_float(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -2,7 +2,8 @@
 
 :func:`personalize` runs the whole thing: track the video (cached), build the frames, average the
 reconstruction network's offsets over ~50 frames (or take them from an ``init`` avatar), then the
-two stages of :mod:`dejavu.personalize.train` on the first 90% of the frames, and save the avatar.
+two stages of :mod:`dejavu.personalize.train` on the training frames (the first 90%, or all but the most
+turned 10% with ``holdout="yaw"``), and save the avatar.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     head = load_head(head_spec, dev)
     uvmap = UVGaussianMap(head, uv_size).to(dev)
     frames = add_feature_masks(frames_from_tracking(result, cfg.resolution, progress=progress), head)
-    train, held = frames.split(cfg.train_fraction)
+    train, held = frames.split(cfg.train_fraction, cfg.holdout, cfg.holdout_margin)
 
     run_record["train_frames"] = len(train)
     if state is not None:

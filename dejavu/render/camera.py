@@ -92,6 +92,16 @@ def orbit_pose6(yaw_deg: torch.Tensor | list[float], pitch_deg: float | torch.Te
     return pose
 
 
+def world_to_cam_yaw(world_to_cam: torch.Tensor) -> torch.Tensor:
+    """The yaw (B,) radians of world-to-camera matrices (B, 4, 4) made as :func:`pose6_to_world_to_cam` makes them.
+
+    With R = Rz(roll) @ Rx(pitch) @ Ry(yaw), R's last row is (-cos(pitch) sin(yaw), sin(pitch),
+    cos(pitch) cos(yaw)); the flip to OpenCV negates it. Exact for any pitch below 90 degrees.
+    """
+    row = world_to_cam[:, 2, :3]
+    return torch.atan2(row[:, 0], -row[:, 2])
+
+
 def to_camera(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(B, P, 3) world points -> (B, P, 3) OpenCV camera coordinates (z = depth in front of the camera)."""
     return torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]

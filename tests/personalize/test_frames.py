@@ -69,3 +69,40 @@ def test_cli_rejects_bad_numbers(tmp_path, capsys):
     assert "even" in capsys.readouterr().err
     assert main(["animate", str(tmp_path), "--expressions", "-o", str(tmp_path / "x.mp4"), "--resolution", "31"]) == 2
     assert "even" in capsys.readouterr().err
+
+
+def test_world_to_cam_yaw_inverts_the_pose():
+    from dejavu.render.camera import pose6_to_world_to_cam, world_to_cam_yaw
+
+    pose = torch.tensor([[0.4, 0.2, -0.1, 0.01, 0.0, 1.0], [-0.7, -0.3, 0.2, 0.0, 0.02, 0.9], [0.0, 0.5, 0.0, 0, 0, 1]])
+    torch.testing.assert_close(world_to_cam_yaw(pose6_to_world_to_cam(pose)), pose[:, 0])
+
+
+def test_yaw_holdout_takes_the_most_turned_frames_and_a_margin():
+    from dejavu.personalize.frames import holdout_split
+    from dejavu.render.camera import pose6_to_world_to_cam
+
+    T = 40
+    yaw = torch.zeros(T)
+    yaw[10], yaw[30], yaw[31], yaw[5] = 0.5, -0.6, -0.55, 0.1  # the 4 most turned frames: 30, 31, 10, 5
+    pose = torch.zeros(T, 6)
+    pose[:, 0], pose[:, 5] = yaw, 1.0
+    w2c = pose6_to_world_to_cam(pose)
+    train, held = holdout_split(w2c, 0.9, "yaw", margin=2)
+    assert held.tolist() == [5, 10, 30, 31]  # 10% of 40, in frame order
+    kept_out = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 28, 29, 30, 31, 32, 33}
+    assert set(train.tolist()) == set(range(T)) - kept_out
+    train, held = holdout_split(w2c, 0.9, "last", margin=2)  # the paper's split ignores the margin
+    assert train.tolist() == list(range(36)) and held.tolist() == [36, 37, 38, 39]
+    train, held = holdout_split(w2c[:3], 0.5, "yaw", margin=5)  # margins swallow everything: one frame trains
+    assert len(train) == 1 and len(held) >= 1 and not set(train.tolist()) & set(held.tolist())
+
+
+def test_holdout_names_are_checked():
+    import pytest
+
+    from dejavu.errors import DejavuError
+    from dejavu.personalize.frames import holdout_split
+
+    with pytest.raises(DejavuError, match="--holdout 'side'"):
+        holdout_split(torch.eye(4)[None].repeat(4, 1, 1), 0.9, "side")

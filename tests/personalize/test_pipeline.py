@@ -85,6 +85,40 @@ def test_evaluate_video(avatar_dir, tracked, tmp_path):
     assert imageio.imread(tmp_path / "f" / "overview.png").shape[:2] == (target.shape[0], 5 * target.shape[1])
 
 
+def test_evaluate_other_holdout_and_resolution(avatar_dir, tracked, tmp_path, caplog):
+    """--holdout yaw on an avatar trained with the last-10% split: the most turned frame is scored, and the
+    frames the avatar trained on are counted and logged; --resolution renders at another side."""
+    out = tmp_path / "m.json"
+    with caplog.at_level(logging.WARNING):
+        assert main(["evaluate", str(avatar_dir), "--video", str(tracked), "--json", str(out), "--holdout", "yaw",
+                     "--resolution", str(2 * R), "--device", "cpu"]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["holdout"] == "yaw" and metrics["resolution"] == 2 * R and metrics["frames"] == 1
+    assert metrics["trained_on"] == (0 if metrics["frame_index"] == [9] else 1)
+    assert ("trained the avatar" in caplog.text) == bool(metrics["trained_on"])
+
+
+def test_evaluate_argument_errors(avatar_dir, tracked, tmp_path, capsys):
+    for args, message in ((["--video", str(tracked)], "--json FILE: required with --video and --image"),
+                          (["--novel-views", "--holdout", "yaw"], "--holdout: only with --video"),
+                          (["--video", str(tracked), "--json", "x.json", "--stage", "mean"], "--stage: only with"),
+                          (["--novel-views", "--resolution", "0"], "--resolution 0: expected a positive")):
+        assert main(["evaluate", str(avatar_dir), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_novel_views_cli(avatar_dir, tmp_path, capsys):
+    """A procedural head barely looks like a face to MediaPipe: views without one are reported as such."""
+    out = tmp_path / "nv.json"
+    assert main(["evaluate", str(avatar_dir), "--novel-views", "--json", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert len(record["views"]) == 33 and record["summary"]["faces_found"] < 33 and record["resolution"] == R
+    assert "no face" in printed and "yaw +-30/+-45" in printed and f"renders in {out.with_suffix('.png')}" in printed
+    assert imageio.imread(out.with_suffix(".png")).shape[:2] == (3 * 192, 11 * 192)
+
+
 def test_evaluate_takes_no_error_outside_the_source_frame(avatar_dir, tracked, tmp_path):
     """A tracking whose crops ran past the bottom of the source frame: the prediction is scored as equal to the
     target there (those target pixels are repeated border pixels, not the person), except under the jaw line,
@@ -261,11 +295,15 @@ def test_bench_quality_scores_against_the_targets_and_resumes(avatar_dir, tracke
     args = ["bench", "quality", str(tracked), "--steps", "4", "-o", str(out), "--device", "cpu", "--json", str(record)]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert f"| {tracked.name} | 4 |" in printed and f"avatars and evaluations in {out}" in printed
-    row = json.loads(record.read_text())["rows"][0]
+    assert f"| {tracked.name} | last 1 | 4 |" in printed and f"avatars and evaluations in {out}" in printed
+    assert f"| {tracked.name}_yaw | yaw 1 | 4 |" in printed  # both held-out protocols, one avatar each
+    row, yaw_row = json.loads(record.read_text())["rows"]
     assert row["steps"] == 4 and row["frames"] == 1 and set(row["image"]) >= {"PSNR", "SSIM", "LPIPS-alex"}
     assert set(row["checks"]) == {"PSNR >= 24", "SSIM >= 0.88", "LPIPS-alex <= 0.12", "stage 2 > stage 1",
-                                  "<= 15 min"}
+                                  "<= 15 min"}  # the procedural head has no face MediaPipe finds: no novel-view ratio
+    assert row["novel_views"]["ratio_to_network"] is None and "checks" not in yaw_row
+    yaw_avatar = json.loads((out / f"{tracked.name}_yaw" / "avatar.json").read_text())
+    assert yaw_avatar["settings"]["config"]["holdout"] == "yaw" and yaw_avatar["settings"]["train_frames"] < 9
     mtime = (out / tracked.name / "avatar.safetensors").stat().st_mtime
     assert main(args) == 0
     assert (out / tracked.name / "avatar.safetensors").stat().st_mtime == mtime

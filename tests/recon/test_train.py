@@ -46,13 +46,13 @@ def test_run_checkpoint_and_resume(tiny_shards, tmp_path):
     resumed = Trainer(cfg, torch.device("cpu"), resume=True, progress=False)
     assert resumed.step == 2
     first = Trainer(cfg, torch.device("cpu"), progress=False)
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     for k, v in resumed.model.net.state_dict().items():
         assert torch.equal(v, state["net"][k])
     assert not all(torch.equal(v, state["net"][k]) for k, v in first.model.net.state_dict().items())
     resumed.run(steps=3)
     assert resumed.step == 3
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_shards, tmp_path):
