@@ -377,6 +377,7 @@ def test_avatar_save_killed_at_each_step_leaves_old_or_new(tmp_path, monkeypatch
     assert finished, "the save never got to the end"
 
 
+@pytest.mark.slow
 def test_avatar_save_killed_by_sigkill_keeps_a_readable_avatar(tmp_path):
     """A real process, killed with SIGKILL while it saves avatars over and over."""
     folder = tmp_path / "av"
