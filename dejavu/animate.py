@@ -289,7 +289,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
     else:
         seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        seq = seq.head(max_frames)
+        seq = seq.first_frames(max_frames)
     if seq.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
                           f"head {avatar.head!r} has {head.n_expr}; track the source with the same head")

@@ -274,7 +274,7 @@ def export_sequence(avatar_dir: str | Path, drive_src: str | Path, out_dir: str 
     head, uvmap = avatar.build(dev)
     drive = load_drive(drive_src, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        drive = drive.head(max_frames)
+        drive = drive.first_frames(max_frames)
     if drive.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive {drive_src}: {drive.expression.shape[1]} expression components, the avatar's "
                           f"head has {head.n_expr}")
