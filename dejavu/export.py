@@ -123,7 +123,8 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], up: str = DEFA
     if sh_degree not in SH_DEGREES:
         raise DejavuError(f"--sh-degree {sh_degree}: expected 0 or 3")
     if sh_degree and suffix != ".ply":
-        raise DejavuError(f"--sh-degree {sh_degree}: only .ply files carry zero higher-order coefficients, not {suffix}")
+        raise DejavuError(f"--sh-degree {sh_degree}: only .ply files carry zero higher-order coefficients, "
+                          f"not {suffix}")
     if suffix == ".spz":
         # SPZ's specification fixes its frame (RUB, the head frame); --up does not apply.
         with atomic_path(path) as tmp:
