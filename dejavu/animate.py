@@ -289,13 +289,12 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
     else:
         seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        seq = seq.first_frames(max_frames)
+        seq = seq.head(max_frames)
     if seq.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
                           f"head {avatar.head!r} has {head.n_expr}; track the source with the same head")
     if camera is None:
-        has_pose = seq.pose6 is not None or seq.head_pose is not None
-        camera = "source" if has_pose else "orbit" if drive is None else "fixed"
+        camera = "source" if seq.pose6 is not None or seq.head_pose is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:
         raise DejavuError("--side-by-side needs a video or tracking directory as --drive")
     corrections = None

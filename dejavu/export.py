@@ -123,8 +123,7 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], up: str = DEFA
     if sh_degree not in SH_DEGREES:
         raise DejavuError(f"--sh-degree {sh_degree}: expected 0 or 3")
     if sh_degree and suffix != ".ply":
-        raise DejavuError(f"--sh-degree {sh_degree}: only .ply files carry zero higher-order coefficients, "
-                          f"not {suffix}")
+        raise DejavuError(f"--sh-degree {sh_degree}: only .ply files carry zero higher-order coefficients, not {suffix}")
     if suffix == ".spz":
         # SPZ's specification fixes its frame (RUB, the head frame); --up does not apply.
         with atomic_path(path) as tmp:
@@ -275,7 +274,7 @@ def export_sequence(avatar_dir: str | Path, drive_src: str | Path, out_dir: str 
     head, uvmap = avatar.build(dev)
     drive = load_drive(drive_src, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        drive = drive.first_frames(max_frames)
+        drive = drive.head(max_frames)
     if drive.expression.shape[1] != head.n_expr:
         raise DejavuError(f"--drive {drive_src}: {drive.expression.shape[1]} expression components, the avatar's "
                           f"head has {head.n_expr}")

@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     n = args.render_frames
     sweep = expression_sweep(head, n)
     w2c, K = cameras("fixed", n, args.resolution, head_center(head, avatar.identity()))
-    warm = sweep.first_frames(8)
-    list(render_sequence(avatar, head, uvmap, warm, w2c[:8], K[:8], args.resolution, dev, progress=False))
+    list(render_sequence(avatar, head, uvmap, sweep.head(8), w2c[:8], K[:8], args.resolution, dev, progress=False))
     t0 = time.perf_counter()
     list(render_sequence(avatar, head, uvmap, sweep, w2c, K, args.resolution, dev, progress=False))
     render_per_frame = (time.perf_counter() - t0) / n

@@ -139,10 +139,7 @@ def _assemble(names: list[str], data: np.ndarray, where: str) -> tuple[np.ndarra
     weights = np.zeros((len(data), len(ARKIT_NAMES)), dtype=np.float32)
     weights[:, dst] = data[:, src]
     missing = [ARKIT_NAMES[i] for i in sorted(set(range(len(ARKIT_NAMES))) - set(dst.tolist()))]
-
-    def pick(group: tuple[str, ...]) -> np.ndarray | None:
-        return data[:, [cols[c] for c in group]].astype(np.float32) if all(c in cols for c in group) else None
-
+    pick = lambda group: data[:, [cols[c] for c in group]].astype(np.float32) if all(c in cols for c in group) else None  # noqa: E731
     return np.clip(weights, 0.0, 1.0), missing, pick(HEAD_COLUMNS), pick(EYE_COLUMNS)
 
 
@@ -223,7 +220,7 @@ def read_blendshape_json(path: str | Path, obj: dict | None = None) -> ArkitSequ
     path = Path(path)
     where = str(path)
     if obj is None:
-        obj = load_json_object(path)
+        obj = _load_json(path)
     names, frames = obj.get("names"), obj.get("frames")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise DejavuError(f"{where}: 'names' must be a list of blendshape names")
@@ -267,8 +264,7 @@ def read_blendshape_json(path: str | Path, obj: dict | None = None) -> ArkitSequ
     return _sequence(lower, data, times, fps, where)
 
 
-def load_json_object(path: Path) -> dict:
-    """The JSON object in ``path``, or a one-line DejavuError (invalid JSON, not text, not an object)."""
+def _load_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

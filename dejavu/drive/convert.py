@@ -47,8 +47,7 @@ def arkit_names_index(head) -> np.ndarray | None:
 def _eyes(seq_eyes: np.ndarray | None, T: int) -> torch.Tensor:
     if seq_eyes is None:
         return torch.zeros(T, 6)
-    left, right = euler_to_axis_angle(seq_eyes[:, :3]), euler_to_axis_angle(seq_eyes[:, 3:])
-    return torch.from_numpy(np.concatenate([left, right], 1))
+    return torch.from_numpy(np.concatenate([euler_to_axis_angle(seq_eyes[:, :3]), euler_to_axis_angle(seq_eyes[:, 3:])], 1))
 
 
 def _is_flame(head) -> bool:

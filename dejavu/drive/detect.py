@@ -13,21 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dejavu.drive.arkit import (ArkitSequence, load_json_object, read_blendshape_csv, read_blendshape_json,
-                                read_live_link_csv)
+from dejavu.drive.arkit import ArkitSequence, _load_json, read_blendshape_csv, read_blendshape_json, read_live_link_csv
 from dejavu.drive.flame_seq import FlameSequence, flame_sequence_from_arrays
 from dejavu.errors import DejavuError
 
-#: What :func:`read_drive_file` answers; :func:`detect_drive_format` answers "json" for any JSON object
-#: (blendshape or parameter file: told apart once it is parsed).
+#: What :func:`detect_drive_format` answers.
 FORMATS = ("live_link_csv", "blendshape_csv", "blendshape_json", "flame_npz", "params_json", "params_npz")
 EXPECTED = ("expected a Live Link Face CSV, a blendshape CSV or JSON with named ARKit units, a FLAME .npz "
             "(exp, jaw) or a parameter .json/.npz (expression, jaw, eyes)")
 
 
 def detect_drive_format(path: str | Path) -> str:
-    """``"json"`` or one of :data:`FORMATS` for the file at ``path``, from its first bytes (and an .npz's
-    keys), or a DejavuError naming the file and what it holds."""
+    """One of :data:`FORMATS` for the file at ``path``, or a DejavuError naming the file and what it holds."""
     path = Path(path)
     if not path.is_file():
         raise DejavuError(f"{path}: no such file")
@@ -78,7 +75,7 @@ def read_drive_file(path: str | Path) -> tuple[str, ArkitSequence | FlameSequenc
     path = Path(path)
     fmt = detect_drive_format(path)
     if fmt == "json":
-        obj = load_json_object(path)
+        obj = _load_json(path)
         if "names" in obj and "frames" in obj:
             return "blendshape_json", read_blendshape_json(path, obj)
         if "expression" in obj or {"jaw", "eyes", "pose6"} & set(obj):

@@ -182,8 +182,7 @@ def fit_arkit_to_flame(arkit_head, flame_head, config: RetargetConfig | None = N
     return M, err, motion
 
 
-def fit_flame_to_arkit(flame_head, arkit_head, config: RetargetConfig | None = None,
-                       skip: tuple[str, ...] = ("jawOpen",)):
+def fit_flame_to_arkit(flame_head, arkit_head, config: RetargetConfig | None = None, skip: tuple[str, ...] = ("jawOpen",)):
     """(P (Nf, Na), N (Nf, Na), error_mm (Nf, 2), motion_mm (Nf, 2)): non-negative ``arkit_head`` weights per unit
     of a positive (P) and negative (N) ``flame_head`` coefficient; units named in ``skip`` stay unused."""
     from scipy.optimize import nnls

@@ -36,7 +36,7 @@ class Drive:
     def __len__(self) -> int:
         return self.expression.shape[0]
 
-    def first_frames(self, n: int) -> "Drive":
+    def head(self, n: int) -> "Drive":
         """The first ``n`` frames (the tracking result, if any, is kept whole)."""
         cut = lambda t: None if t is None else t[:n]  # noqa: E731
         return replace(self, expression=self.expression[:n], jaw=self.jaw[:n], eyes=self.eyes[:n],
