@@ -21,8 +21,9 @@ for up in -y y; do
   node "$here/shot.js" "file://$out/supersplat_up$up.html?noui&noanim&webgl" "$out/supersplat_up$up.png" 40000
   cp "$out/avatar_up$up.ply" "$here/"
 done
-(cd "$here" && python -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > "$out/http.pid")
-trap 'kill "$(cat "$out/http.pid")"; rm -f "$here"/avatar_up*.ply' EXIT
+python -m http.server 8765 --bind 127.0.0.1 --directory "$here" >/dev/null 2>&1 &
+server=$!
+trap 'kill "$server"; rm -f "$here"/avatar_up*.ply' EXIT
 sleep 1
 for up in -y y; do
   node "$here/shot.js" "http://127.0.0.1:8765/spark.html?file=avatar_up$up.ply" "$out/spark_up$up.png" 20000 drawn
