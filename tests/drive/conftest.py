@@ -17,7 +17,8 @@ EYE_NAMES = ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw", "RightE
 def live_link_csv(path, weights: np.ndarray, fps: int = 60, head: np.ndarray | None = None,
                   eyes: np.ndarray | None = None, order: list[str] | None = None, extra: bool = False,
                   start: str = "15:03:19", tc_rate: int | None = None) -> None:
-    """A Live Link Face CSV captured at ``fps``: Timecode HH:MM:SS:FF.fff at ``tc_rate`` (default ``fps``), BlendShapeCount, named columns in ``order``."""
+    """A Live Link Face CSV captured at ``fps``: Timecode HH:MM:SS:FF.fff at ``tc_rate`` (default ``fps``),
+    BlendShapeCount, then named columns in ``order``."""
     T = len(weights)
     cols = {("".join([n[0].upper(), n[1:]])): weights[:, i] for i, n in enumerate(ARKIT_NAMES)}
     T0 = sum(int(x) * m for x, m in zip(start.split(":"), (3600, 60, 1)))

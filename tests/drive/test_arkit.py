@@ -79,7 +79,8 @@ def test_mediapipe_csv_with_neutral_and_time(tmp_path, rng):
     (tmp_path / "mp.csv").write_text(text)
     seq = read_blendshape_csv(tmp_path / "mp.csv")
     assert seq.fps == 25 and seq.missing == ["tongueOut"]
-    np.testing.assert_allclose(seq.weights[:, ARKIT_NAMES.index("browDownLeft")], w[:, mp.index("browDownLeft")], atol=1e-5)
+    got = seq.weights[:, ARKIT_NAMES.index("browDownLeft")]
+    np.testing.assert_allclose(got, w[:, mp.index("browDownLeft")], atol=1e-5)
 
 
 def test_lam_json(tmp_path, rng):
