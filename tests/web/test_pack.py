@@ -14,12 +14,9 @@ from dejavu.errors import DejavuError
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.web.browser import REPO
 from dejavu.web.pack import pack_arrays, quantized_avatar, read_pack, write_pack
-from tests.web.conftest import (
-    flame_like_head,
-    full_avatar,
-    parameter_vectors,
-    python_gaussians,
-)
+from tests.head.test_flame import _write as _write_fake_flame
+from tests.head.test_flame import chumpy_stub  # noqa: F401 - the fixture, found by name
+from tests.web.conftest import flame_like_head, full_avatar, parameter_vectors, python_gaussians
 
 
 def test_round_trip_and_layout(tmp_path):
@@ -64,14 +61,10 @@ def test_bad_manifest_is_one_line_error(tmp_path):
         read_pack(tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="no node found")
-def test_runtime_matches_python_under_node(tmp_path):
-    """web/src/runtime.js (the same file the page bundles) against Avatar.gaussians, every stage."""
-    head = flame_like_head()
-    uvmap = UVGaussianMap(head, 24)
-    avatar = full_avatar(head, "procedural", 24, kind="softmax_first_k")
+def _node_matches_python(tmp_path, head, avatar, params):
+    """Evaluate web/src/runtime.js (the file the page bundles) under Node; compare with Avatar.gaussians."""
+    uvmap = UVGaussianMap(head, avatar.uv_size)
     write_pack(tmp_path, *pack_arrays(avatar, head, uvmap))
-    params = parameter_vectors(head, 3, lo=-2, hi=2)
     (tmp_path / "params.json").write_text(json.dumps(params))
     script = f"""
 import {{ readFileSync }} from "node:fs";
@@ -86,11 +79,34 @@ console.log(JSON.stringify(out));
     (tmp_path / "run.mjs").write_text(script)
     res = subprocess.run(["node", str(tmp_path / "run.mjs")], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
     ref_avatar = quantized_avatar(avatar)
-    for p, js in zip(params, got):
+    for p, js in zip(params, json.loads(res.stdout)):
         ref = python_gaussians(ref_avatar, head, uvmap, p)
         for name, want in ref.items():
             have = np.asarray(js[name], dtype=np.float32).reshape(want.shape)
             np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6 * np.abs(want).max(),
                                        err_msg=f"{name} at stage {p['stage']}")
+
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="no node found")
+
+
+@needs_node
+def test_runtime_matches_python_under_node(tmp_path):
+    """FLAME-like procedural head (pose correctives), softmax over the first K, every stage."""
+    head = flame_like_head()
+    _node_matches_python(tmp_path, head, full_avatar(head, "procedural", 24, kind="softmax_first_k"),
+                         parameter_vectors(head, 3, lo=-2, hi=2))
+
+
+@needs_node
+def test_runtime_matches_python_on_fake_flame(tmp_path, chumpy_stub):
+    """A FLAME head from the loader itself (fake files in FLAME's exact format: 300 identity and 100
+    expression components, neck/jaw/eye joints, pose correctives, the appended mouth patch)."""
+    from dejavu.head import HeadModel
+    from dejavu.head.flame import load_flame_assets
+
+    head = HeadModel(load_flame_assets(_write_fake_flame(tmp_path, chumpy_stub)))
+    train = torch.randn(30, head.n_expr)
+    _node_matches_python(tmp_path, head, full_avatar(head, "flame", 24, kind="softmax_first_k", training=train),
+                         parameter_vectors(head, 3, lo=-2, hi=2))

@@ -65,9 +65,10 @@ export function buildControls(root, rt, state, site, onChange) {
   refreshers.push(slider(rig, "eyes left/right", -35 * deg, 35 * deg, () => state.eyes[1],
     (v) => { state.eyes[1] = state.eyes[4] = v; onChange(); }));
   // Head pose turns the whole avatar (as a tracked camera does); axis-angle components.
-  refreshers.push(slider(rig, "head nod (x)", -40 * deg, 40 * deg, () => state.head[0], (v) => { state.head[0] = v; onChange(); }));
-  refreshers.push(slider(rig, "head turn (y)", -60 * deg, 60 * deg, () => state.head[1], (v) => { state.head[1] = v; onChange(); }));
-  refreshers.push(slider(rig, "head tilt (z)", -40 * deg, 40 * deg, () => state.head[2], (v) => { state.head[2] = v; onChange(); }));
+  // (an object transform applied every frame: no re-evaluation, so no onChange)
+  refreshers.push(slider(rig, "head nod (x)", -40 * deg, 40 * deg, () => state.head[0], (v) => { state.head[0] = v; }));
+  refreshers.push(slider(rig, "head turn (y)", -60 * deg, 60 * deg, () => state.head[1], (v) => { state.head[1] = v; }));
+  refreshers.push(slider(rig, "head tilt (z)", -40 * deg, 40 * deg, () => state.head[2], (v) => { state.head[2] = v; }));
   const reset = document.createElement("button");
   reset.textContent = "neutral";
   reset.onclick = () => {

@@ -67,6 +67,13 @@ async function main() {
   await mesh.initialized;
 
   let evalMs = 0, evalCount = 0;
+  function placeHead() {
+    // Head pose turns the whole splat object about the head origin, as a tracked camera does in Python.
+    const [hx, hy, hz] = state.head, angle = Math.hypot(hx, hy, hz);
+    if (angle > 0) mesh.quaternion.setFromAxisAngle(new THREE.Vector3(hx / angle, hy / angle, hz / angle), angle);
+    else mesh.quaternion.identity();
+  }
+
   function update() {
     const t0 = performance.now();
     const g = rt.evaluate({ expression: state.expression, jaw: state.jaw, eyes: state.eyes, pose: state.pose, stage: state.stage });
@@ -78,10 +85,6 @@ async function main() {
       setPackedSplat(packed, i, m[3 * i], m[3 * i + 1], m[3 * i + 2], sc[3 * i], sc[3 * i + 1], sc[3 * i + 2],
         q[4 * i + 1], q[4 * i + 2], q[4 * i + 3], q[4 * i], o[i], col[3 * i], col[3 * i + 1], col[3 * i + 2]);
     }
-    // Head pose turns the whole splat object about the head origin, as a tracked camera does in Python.
-    const [hx, hy, hz] = state.head, angle = Math.hypot(hx, hy, hz);
-    if (angle > 0) mesh.quaternion.setFromAxisAngle(new THREE.Vector3(hx / angle, hy / angle, hz / angle), angle);
-    else mesh.quaternion.identity();
     mesh.packedSplats.needsUpdate = true;
     mesh.updateVersion();
     state.dirty = false;
@@ -167,6 +170,7 @@ async function main() {
       if (f >= player.seq.expression.length) player.t0 = now;
     }
     if (state.dirty) update();
+    placeHead(); // cheap: an object transform, no re-evaluation
     controls.update();
     renderer.render(scene, camera);
     drawn++;

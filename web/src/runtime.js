@@ -200,6 +200,10 @@ export class AvatarRuntime {
 
   /** Per-Gaussian offsets (N * 13, network units) = mean [+ global delta | + sum_k w_k blendmap_k]. */
   offsetsFor(expression, stage) {
+    // The offsets depend on the expression and stage only: jaw, eye and pose changes reuse them.
+    const key = stage + ":" + Array.prototype.join.call(expression, ",");
+    if (key === this.offsetsKey) return this.offsets;
+    this.offsetsKey = key;
     const a = this.arrays, o = this.offsets, n = this.N * C;
     if (stage === "full" && a.blendmaps) {
       this.compose(o, a.mean_offsets, a.blendmaps, this.blendWeights(expression), n);
