@@ -120,7 +120,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     blend = blend.with_training_range(train.expression)
 
     # 3. the two stages
-    seen = training_view_seen(train, head, uvmap, mean, dev, cfg.render_backend) if cfg.w_unseen_color > 0 else None
+    needs_seen = cfg.w_unseen_color > 0 or cfg.unseen_scale_weight(len(train)) > 0
+    seen = training_view_seen(train, head, uvmap, mean, dev, cfg.render_backend) if needs_seen else None
     trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress,
                       seen=seen)
     trainer.run_record = run_record
@@ -139,7 +140,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     model = avatar.model(dev, head=head, uvmap=uvmap)
     metrics = quick_heldout_psnr(model, held, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
-    avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position, "mean_offsets": mean_source,
+    avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position,
+                       "w_unseen_scale": trainer.w_unseen_scale, "mean_offsets": mean_source,
                        "crop_size": int(result.crop_size), "fov_deg": round(result.fov_deg, 2),
                        "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}

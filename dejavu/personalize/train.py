@@ -96,6 +96,7 @@ class Trainer:
         self.run_record: dict = {}
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
+        self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
 
     @torch.no_grad()
     def _precompute_bases(self, chunk: int = 32, max_bytes: float = 1.5e9) -> torch.Tensor | None:
@@ -162,6 +163,9 @@ class Trainer:
                 (self.mean + delta)[:, ch.LOG_SCALE], self.scale_weight, cfg.needle_ratio)
         if cfg.w_unseen_color > 0 and self.unseen_weight is not None:
             terms["unseen_color"] = cfg.w_unseen_color * losses.color_regularizer(delta[:, ch.COLOR],
+                                                                                  self.unseen_weight)
+        if self.w_unseen_scale > 0 and self.unseen_weight is not None:
+            terms["unseen_scale"] = self.w_unseen_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE],
                                                                                   self.unseen_weight)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
             terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,

@@ -259,6 +259,35 @@ def test_unseen_colour_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_
     assert "unseen_color" not in no_seen.loss(1, 0, 0, pred, batch, delta)[1]
 
 
+def test_unseen_scale_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_path):
+    """The scale regulariser on badly seen texels (on for single photos): a texel's log-scale delta is pulled
+    to 0 in proportion to how badly the views see it; fully seen texels and other channels are free."""
+    head, uvmap, true = tiny
+    S = uvmap.size
+    seen = torch.zeros(S, S)
+    seen[: S // 2] = 1.0
+    cfg = tiny_config(w_unseen_color=0.0, w_unseen_scale=0.5, w_scale=0.0, w_needle=0.0)
+    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    batch = tiny_frames.batch(torch.arange(2), "cpu")
+    delta = torch.randn(1, ch.N_CHANNELS, S, S, requires_grad=True)
+    trainer = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "a", torch.device("cpu"),
+                      progress=False, seen=seen)
+    loss, terms = trainer.loss(1, 0, 0, batch["images"].clone(), batch, delta)
+    norms = torch.linalg.vector_norm(delta.detach()[0, ch.LOG_SCALE], dim=0)
+    assert abs(terms["unseen_scale"] - float(0.5 * (norms * uvmap.mask * (1 - seen)).sum() / S ** 2)) < 1e-5
+    loss.backward()
+    grad = delta.grad[0]
+    unseen = uvmap.mask & (seen == 0)
+    assert grad[ch.LOG_SCALE][:, : S // 2].abs().max() == 0
+    assert (grad[ch.LOG_SCALE][:, unseen] * delta.detach()[0, ch.LOG_SCALE][:, unseen] > 0).all()
+    assert grad[ch.XYZ].abs().max() == 0 and grad[ch.COLOR].abs().max() == 0
+    # the default: on for one photo, off for videos
+    from dejavu.personalize.config import PersonalizeConfig
+
+    assert PersonalizeConfig().unseen_scale_weight(1) > 0 and PersonalizeConfig().unseen_scale_weight(100) == 0
+    assert PersonalizeConfig(w_unseen_scale=0.3).unseen_scale_weight(100) == 0.3
+
+
 def test_needle_term_shortens_needles_of_the_final_scales(tiny, tiny_frames, tmp_path):
     """The needle penalty sees the mean offsets plus the delta (the final axis ratios), touches only the
     log-scales of texels whose longest axis exceeds ``needle_ratio`` x the middle one, and pulls that
