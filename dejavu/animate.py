@@ -85,9 +85,7 @@ def render_sequence(model: AvatarModel, drive: Drive, world_to_cam: torch.Tensor
     ``corrections`` (T, 6), if given, moves each frame's head rigidly
     (:func:`dejavu.model.rigid.apply_rigid`): the output of :func:`refine_drive_poses`.
     """
-    if drive.expression.shape[1] != model.n_expr:
-        raise DejavuError(f"--drive: expressions have {drive.expression.shape[1]} components but the avatar's head "
-                          f"{model.head.name!r} has {model.n_expr}; track the source with the same head")
+    drive.check_components(model.n_expr, "--drive")
     device = model.device
     T = len(drive)
     bar = tqdm(total=T, disable=not progress, desc="animate", unit="frame")
@@ -159,9 +157,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
         seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
         seq = seq.head(max_frames)
-    if seq.expression.shape[1] != model.n_expr:
-        raise DejavuError(f"--drive {drive}: expressions have {seq.expression.shape[1]} components but the avatar's "
-                          f"head {avatar.head!r} has {model.n_expr}; track the source with the same head")
+    seq.check_components(model.n_expr, f"--drive {drive}")
     if camera is None:
         camera = "source" if seq.pose6 is not None or seq.head_pose is not None else "orbit" if drive is None else "fixed"
     if side_by_side and seq.tracking is None:

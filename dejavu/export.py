@@ -228,11 +228,10 @@ def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | 
         expr, jaw, eyes = torch.zeros(1, head.n_expr), torch.zeros(1, 3), torch.zeros(1, 6)
     else:
         drive = load_drive(params, avatar.head, str(dev), flame=flame, option="--params")
+        drive.check_components(head.n_expr, f"--params {params}")
         if not 0 <= frame < len(drive):
             raise DejavuError(f"--frame {frame}: out of range for {len(drive)} frame(s) in {params}")
         expr, jaw, eyes = (t[frame:frame + 1] for t in (drive.expression, drive.jaw, drive.eyes))
-        if expr.shape[1] != head.n_expr:
-            raise DejavuError(f"--params {params}: {expr.shape[1]} expression components, head has {head.n_expr}")
     with torch.no_grad():
         g = model(expr.to(dev), jaw.to(dev), eyes.to(dev))
     return write_arrays(out, gaussians_to_arrays(g), up=up, sh_degree=sh_degree), int(g.means.shape[1])
@@ -268,9 +267,7 @@ def export_sequence(avatar_dir: str | Path, drive_src: str | Path, out_dir: str 
     drive = load_drive(drive_src, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
         drive = drive.head(max_frames)
-    if drive.expression.shape[1] != head.n_expr:
-        raise DejavuError(f"--drive {drive_src}: {drive.expression.shape[1]} expression components, the avatar's "
-                          f"head has {head.n_expr}")
+    drive.check_components(head.n_expr, f"--drive {drive_src}")
     T = len(drive)
     files = [f"frame_{t:05d}{fmt}" for t in range(T)]
     n = 0

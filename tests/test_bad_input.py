@@ -471,7 +471,7 @@ def test_outputs_keep_the_users_umask(tmp_path, umask):
 
 def test_tracking_folder_keeps_the_users_umask(tmp_path, monkeypatch):
     """The tracker's temporary folder (mkdtemp: 0700) becomes the output with the umask's mode."""
-    import dejavu.track as track_mod
+    import dejavu.track.pipeline as track_mod
 
     def fake_run(input, tmp, *a, **k):
         (tmp / "x").write_text("1")

@@ -36,6 +36,14 @@ class Drive:
     def __len__(self) -> int:
         return self.expression.shape[0]
 
+    def check_components(self, n_expr: int, where: str) -> "Drive":
+        """This sequence, or a DejavuError naming ``where`` when its expressions are not ``n_expr`` wide (the
+        driven head's expression count)."""
+        if self.expression.shape[1] != n_expr:
+            raise DejavuError(f"{where}: expressions have {self.expression.shape[1]} components but the avatar's "
+                              f"head has {n_expr}; drive it with parameters of the same head (or a file it converts)")
+        return self
+
     def head(self, n: int) -> "Drive":
         """The first ``n`` frames (the tracking result, if any, is kept whole)."""
         cut = lambda t: None if t is None else t[:n]  # noqa: E731

@@ -84,9 +84,7 @@ def pose6_to_head_pose(pose6: torch.Tensor) -> torch.Tensor:
 
 def sequence_record(drive, name: str, n_expr: int, where: str) -> dict:
     """A :class:`dejavu.animate.Drive` as the page's sequence JSON (rounded to 1e-5)."""
-    if drive.expression.shape[1] != n_expr:
-        raise DejavuError(f"{where}: expressions have {drive.expression.shape[1]} components but the avatar's head "
-                          f"has {n_expr}; track the source with the same head")
+    drive.check_components(n_expr, where)
     r = lambda t: np.round(t.detach().cpu().double().numpy(), 5).tolist()  # noqa: E731
     rec = {"name": name, "fps": float(drive.fps), "expression": r(drive.expression), "jaw": r(drive.jaw),
            "eyes": r(drive.eyes)}
