@@ -150,7 +150,7 @@ class Avatar:
         place; :meth:`load` reads it while the JSON still names it, and :func:`recover` (run by the next
         save or output check) puts it back or removes it.
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,10 @@ class Avatar:
         tensor_path, json_path, previous = directory / TENSORS_NAME, directory / JSON_NAME, directory / PREVIOUS_NAME
         tmp_tensors, tmp_json = new_part(tensor_path), new_part(json_path)
         try:
-            save_file(self.tensors(), str(tmp_tensors), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)})
+            # serialised here and written to our own temporary name: safetensors' save_file writes through a
+            # temporary file of its own (".tmpXXXXXX") that a kill would leave behind, unknown to the cleanup
+            tmp_tensors.write_bytes(safetensors_bytes(self.tensors(),
+                                                      metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}))
             meta = {
                 "format": FORMAT_NAME,
                 "version": FORMAT_VERSION,
