@@ -40,8 +40,11 @@ from dejavu.model.blend import BlendScheme
 from dejavu.outputs import AVATAR_JSON as JSON_NAME
 from dejavu.outputs import AVATAR_PREVIOUS as PREVIOUS_NAME
 from dejavu.outputs import AVATAR_TENSORS as TENSORS_NAME
-from dejavu.outputs import is_avatar_dir  # noqa: F401  (re-exported: where callers have always found it)
-from dejavu.outputs import keep_previous_tensors, recover
+from dejavu.outputs import (
+    is_avatar_dir,  # noqa: F401  (re-exported: where callers have always found it)
+    keep_previous_tensors,
+    recover,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from dejavu.errors import DejavuError
 from dejavu.metrics import image as im
 
-
 # --- pixels without a ground truth --------------------------------------------------------------
 
 def fill_unseen(pred: Tensor, target: Tensor, seen: Tensor | None) -> Tensor:

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from tqdm.auto import tqdm
 
 from dejavu.avatar import Avatar

@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dejavu.drive.convert import drive_from_arkit, drive_from_flame
+from dejavu.drive.detect import read_drive_file
 from dejavu.drive.sequence import Drive, drive_from_params, drive_from_tracking
+from dejavu.head import load_head
 
 __all__ = ["Drive", "drive_from_file", "drive_from_params", "drive_from_tracking"]
 
@@ -23,9 +26,6 @@ def drive_from_file(path: str | Path, head_spec: str, flame: str | None = None) 
     ``flame``: a FLAME model path (file or folder; default ``$DEJAVU_FLAME``), needed only to drive a
     built-in-head avatar with a FLAME sequence. Raises DejavuError naming the file and the problem.
     """
-    from dejavu.drive.convert import drive_from_arkit, drive_from_flame
-    from dejavu.drive.detect import read_drive_file
-    from dejavu.head import load_head
 
     path = Path(path)
     fmt, contents = read_drive_file(path)

@@ -17,7 +17,6 @@ from dejavu.errors import DejavuError
 from dejavu.limits import UV_SIZE_RANGE
 from dejavu.model.blend import SCHEMES
 
-
 #: Bytes per pixel of a frame kept in memory (uint8 target RGB, head, face, feature and seen masks).
 FRAME_BYTES_PER_PIXEL = 7
 #: Peak bytes per rendered pixel of each batch frame in a training step (renderer buffers, losses, LPIPS

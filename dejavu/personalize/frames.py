@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dejavu.errors import DejavuError
 from dejavu.head.base import identity_kwargs
-from dejavu.render.camera import project_points
+from dejavu.render.camera import project_points, world_to_cam_yaw
 
 #: MediaPipe face-mesh landmark polygons of the facial features (stage-2 mask, paper section 3.4).
 FEATURE_POLYGONS: dict[str, tuple[int, ...]] = {
@@ -120,8 +121,6 @@ def holdout_split(world_to_cam: torch.Tensor, train_fraction: float, holdout: st
     are real images of angles the avatar never trained on. ``last`` takes no margin: it keeps the
     paper's split. At least one frame always trains.
     """
-    from dejavu.errors import DejavuError
-    from dejavu.render.camera import world_to_cam_yaw
 
     if holdout not in HOLDOUTS:
         raise DejavuError(f"--holdout {holdout!r}: expected one of {', '.join(HOLDOUTS)}")

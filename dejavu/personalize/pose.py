@@ -29,6 +29,7 @@ Three uses, all optional:
 from __future__ import annotations
 
 import logging
+
 import torch
 
 from dejavu.losses import fill_unseen

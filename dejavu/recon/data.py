@@ -39,7 +39,16 @@ import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
-from dejavu.render.camera import DEFAULT_FOV_DEG
+from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.head.base import REGION_ID
+from dejavu.io import atomic_path, is_image
+from dejavu.render import render
+from dejavu.render.camera import DEFAULT_FOV_DEG, focal_from_fov, intrinsics, pose6_to_world_to_cam, project_points
+from dejavu.track import is_tracking_dir, load_tracking, track
+from dejavu.track.align import crop_params
+from dejavu.track.fit import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +113,6 @@ class MultiViewSet:
     # -- disk ----------------------------------------------------------------------------------
     def save(self, folder: str | Path, per_shard: int = 100) -> list[Path]:
         """Write ``shard_NNNNN.npz`` files (``per_shard`` identities each) atomically; return the paths."""
-        from dejavu.io import atomic_path
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -244,8 +252,6 @@ def framed_cameras(landmarks: torch.Tensor, yaw: np.ndarray, pitch: np.ndarray, 
     Args:
         landmarks: (B, 478, 3) head-frame landmarks, metres. yaw, pitch: (B,) radians.
     """
-    from dejavu.render.camera import focal_from_fov, intrinsics, pose6_to_world_to_cam, project_points
-    from dejavu.track.align import crop_params
 
     B = landmarks.shape[0]
     pose = np.zeros((B, 6))
@@ -310,8 +316,6 @@ def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generat
     shading from a random frontal light baked in. Gaussians are opaque, isotropic, sized to cover the
     texel spacing.
     """
-    from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
-    from dejavu.head.base import REGION_ID
 
     B, S = vertices.shape[0], uvmap.size
     base = uvmap.initial_map(vertices).detach().cpu()
@@ -364,8 +368,6 @@ def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generat
 @functools.lru_cache(maxsize=2)
 def _synthetic_head(head_spec: str, uv_size: int, device: str):
     """(head, UV map) for synthetic rendering, kept per process: a worker renders many units with them."""
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
 
     head = load_head(head_spec, torch.device(device))
     return head, UVGaussianMap(head, uv_size).to(device)
@@ -382,8 +384,6 @@ def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: in
     """
     from tqdm import tqdm
 
-    from dejavu.render import render
-    from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
 
     rng = np.random.default_rng(seed)
     head, uvmap = _synthetic_head(head_spec, uv_size, str(device))
@@ -447,7 +447,6 @@ def tracking_to_set(result, views: int | None = None) -> MultiViewSet:
 def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> list[Path]:
     """Leaf folders holding photos of one person each (LFW layout: ``NAME/NAME_0001.jpg``), sorted and
     thinned evenly to ``max_groups``; folders with fewer than ``min_images`` photos are left out."""
-    from dejavu.io import is_image
 
     groups = []
     for f in folders:
@@ -467,8 +466,6 @@ def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> li
 def track_group(group: Path, head_spec: str, size: int, views: int, track_dir: str | Path) -> MultiViewSet | None:
     """Track one person folder (shared identity, up to ``views`` photos) into ``track_dir/NAME`` as one
     identity (``dejavu.track`` reuses a finished result); None, with a log line, when no face is found."""
-    from dejavu.track import track
-    from dejavu.track.fit import FitConfig
 
     try:
         result = track(group, Path(track_dir) / group.name, head=head_spec, max_frames=views, crop_size=size,
@@ -499,7 +496,6 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
 def gather_tracked(track_dir: str | Path, views: int) -> MultiViewSet:
     """Every finished tracking folder under ``track_dir`` (e.g. an interrupted :func:`track_photo_folders`
     run) as identities with ``views`` views each."""
-    from dejavu.track import is_tracking_dir, load_tracking
 
     sets = []
     for d in sorted(p for p in Path(track_dir).iterdir() if is_tracking_dir(p)):
@@ -512,8 +508,6 @@ def gather_tracked(track_dir: str | Path, views: int) -> MultiViewSet:
 def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int, track_dir: str | Path,
                            max_frames: int | None = None) -> MultiViewSet:
     """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""
-    from dejavu.track import track
-    from dejavu.track.fit import FitConfig
 
     # the data format has one camera FOV (meta "fov_deg"): a video's is not estimated
     result = track(video, Path(track_dir) / Path(video).stem, head=head_spec, crop_size=size, overlay=False,

@@ -25,9 +25,18 @@ import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.head import load_head
 from dejavu.recon.config import ReconConfig, config_from_dict
-from dejavu.recon.data import DATA_FOV_DEG, MultiViewSet
-from dejavu.recon.shards import finished_units, units_for, write_shard
+from dejavu.recon.data import (
+    DATA_FOV_DEG,
+    MultiViewSet,
+    generate_synthetic,
+    photo_groups,
+    track_group,
+    track_video_identities,
+)
+from dejavu.recon.distributed import set_cpu_threads
+from dejavu.recon.shards import finished_units, has_shards, units_for, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,6 @@ def synthetic_recipe(cfg: ReconConfig) -> dict:
 
 def real_groups(cfg: ReconConfig) -> list[Path]:
     """The person folders the real data tracks (sorted, thinned evenly to ``real_max_people``)."""
-    from dejavu.recon.data import photo_groups
 
     d = cfg.data
     return photo_groups(d.real_dirs, d.real_max_people, d.real_min_photos) if d.real_dirs else []
@@ -89,7 +97,6 @@ def _n_units(n: int, per: int) -> int:
 
 def _empty_set(cfg: ReconConfig) -> MultiViewSet:
     """No identities (a unit whose folders held no trackable face): shapes only."""
-    from dejavu.head import load_head
 
     head = load_head(cfg.model.head, torch.device("cpu"))
     V, H = cfg.data.video_frames_per_identity, cfg.data.render_size
@@ -105,7 +112,6 @@ def _empty_set(cfg: ReconConfig) -> MultiViewSet:
 
 def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, device: str = "cpu") -> WorkerReport:
     """Render worker ``worker``'s unfinished synthetic units into ``data.synthetic_dir``."""
-    from dejavu.recon.data import generate_synthetic
 
     d = cfg.data
     per, recipe = d.shard_identities, synthetic_recipe(cfg)
@@ -128,7 +134,6 @@ def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, devic
 def prepare_real(cfg: ReconConfig, worker: int = 0, workers: int = 1) -> WorkerReport:
     """Track worker ``worker``'s unfinished real units (person folders, videos) into ``data.real_cache``
     (tracking results under ``real_cache/tracks``, reused when a unit is redone)."""
-    from dejavu.recon.data import track_group, track_video_identities
 
     d = cfg.data
     groups = real_groups(cfg)
@@ -168,7 +173,6 @@ def prepare(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, worker: int = 
 def _worker_main(cfg_dict: dict, sources: tuple[str, ...], worker: int, workers: int,
                  device: str = "cpu") -> list[WorkerReport]:
     """Entry point of a spawned worker process: one thread each (processes are the parallelism)."""
-    from dejavu.recon.distributed import set_cpu_threads
 
     logging.basicConfig(level=logging.WARNING)
     cfg = config_from_dict(cfg_dict)
@@ -227,7 +231,6 @@ def prepare_parallel(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, proce
 
 def prepare_for_rank(cfg: ReconConfig, rank: int, world: int, device: str = "cpu") -> None:
     """A training rank's share of whatever data is missing (the trainer then waits for every rank)."""
-    from dejavu.recon.shards import has_shards
 
     d = cfg.data
     sources = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.render import config as render_config
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,6 @@ def barrier(dist: DistInfo) -> None:
 
 def set_cpu_threads(n: int) -> None:
     """Use ``n`` threads in torch and in the numba renderer (several processes on one machine: 1 each)."""
-    from dejavu.render import config as render_config
 
     torch.set_num_threads(n)
     render_config.CPU_THREADS = n  # read by the numba backend at each call

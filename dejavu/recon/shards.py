@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.io import atomic_path
 from dejavu.recon.data import ARRAYS, DATA_FOV_DEG, MultiViewSet
 
 SHARD_FORMAT = "dejavu-recon-shards"
@@ -76,7 +77,6 @@ def write_shard(folder: str | Path, unit: int, units: int, recipe: dict, data: M
     """Write unit ``unit``'s identities atomically (the file appears complete or not at all)."""
     from safetensors.numpy import save_file
 
-    from dejavu.io import atomic_path
 
     meta = {"format": SHARD_FORMAT, "version": str(SHARD_VERSION), "head": data.head, "size": str(data.size),
             "fov_deg": str(DATA_FOV_DEG), "views": str(data.views), "unit": str(unit), "units": str(units),

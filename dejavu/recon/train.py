@@ -20,12 +20,22 @@ from pathlib import Path
 
 import torch
 
+from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.gaussians import channels as ch
+from dejavu.gaussians.channels import LOG_SCALE, XYZ
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.io import atomic_path, write_image
+from dejavu.losses import fill_unseen, position_regularizer, render_loss_terms, scale_regularizer, view_consistency
 from dejavu.recon.config import ReconConfig, config_from_dict
-from dejavu.recon.data import MultiViewSet, make_batch
+from dejavu.recon.data import MultiViewSet, _normals_and_spacing, make_batch
+from dejavu.recon.dataprep import prepare_for_rank
 from dejavu.recon.distributed import DistInfo, barrier, check_in_sync, init_group, leave_group, set_cpu_threads
 from dejavu.recon.network import ReconNet
 from dejavu.recon.sampler import plan_batch, rank_part
+from dejavu.recon.shards import ShardedSet
+from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +68,6 @@ class ReconModel:
 def output_prior(model: ReconModel, opacity: float = 2.0, grey: float = 0.6) -> torch.Tensor:
     """(13,) offsets that turn the initial map into texel-sized (median neighbour spacing of the
     neutral mesh), ``grey``, opaque (logit ``opacity``) Gaussians: the network's starting bias."""
-    from dejavu.gaussians import channels as ch
-    from dejavu.recon.data import _normals_and_spacing
 
     with torch.no_grad():
         pos = model.uvmap.position_map(model.head(batch_size=1)).cpu()
@@ -73,8 +81,6 @@ def output_prior(model: ReconModel, opacity: float = 2.0, grey: float = 0.6) -> 
 
 def build_model(head_spec: str, uv_size: int, base_channels: int, device: torch.device) -> ReconModel:
     """Head model, UV map and a freshly initialised network on ``device``."""
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
 
     head = load_head(head_spec, device)
     uvmap = UVGaussianMap(head, uv_size).to(device)
@@ -85,7 +91,6 @@ def build_model(head_spec: str, uv_size: int, base_channels: int, device: torch.
 def render_batch(model: ReconModel, offsets: torch.Tensor, batch: dict[str, torch.Tensor], size: int,
                  backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Render offsets on each sample's target view -> (rgb (B, 3, H, W), alpha (B, 1, H, W))."""
-    from dejavu.render.camera import intrinsics, pose6_to_world_to_cam
 
     verts = model.head(shape=batch["shape"], expression=batch["expression"], jaw=batch["jaw"])
     g = model.uvmap.gaussians(verts, offsets)
@@ -99,9 +104,6 @@ def render_batch(model: ReconModel, offsets: torch.Tensor, batch: dict[str, torc
 def loss_terms(cfg_loss, model: ReconModel, offsets: torch.Tensor, pred: torch.Tensor, batch: dict[str, torch.Tensor],
                lpips_net, with_view: bool) -> dict[str, torch.Tensor]:
     """Weighted sum (key "total") and the unweighted terms of the reconstruction loss (paper Eq. 4-8)."""
-    from dejavu.gaussians.channels import LOG_SCALE, XYZ
-    from dejavu.losses import (fill_unseen, position_regularizer, render_loss_terms, scale_regularizer,
-                               view_consistency)
 
     target = batch["target"].permute(0, 3, 1, 2)
     seen = batch.get("target_seen")
@@ -128,7 +130,6 @@ def save_weights(path: str | Path, net: torch.nn.Module, head_spec: str, extra: 
 
     from safetensors.torch import save_file
 
-    from dejavu.io import atomic_path
 
     net = getattr(net, "module", net)
     fp16 = bool((extra or {}).get("fp16"))
@@ -180,8 +181,6 @@ def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo | None =
     Shard folders (``dejavu.recon.shards``) are prepared by all ranks together, each its own units, and
     read lazily; folders of the older ``shard_*.npz`` format are read whole into memory.
     """
-    from dejavu.recon.dataprep import prepare_for_rank
-    from dejavu.recon.shards import ShardedSet
 
     d, dist = cfg.data, dist or DistInfo()
     prepare_for_rank(cfg, dist.rank, dist.world, "cpu" if device.type == "cpu" else str(device))
@@ -225,7 +224,6 @@ def _lr_at(cfg: ReconConfig, step: int) -> float:
 
 def write_preview(path: Path, batch: dict[str, torch.Tensor], pred: torch.Tensor, rows: int = 4) -> None:
     """PNG grid: one row per sample, input | render | target."""
-    from dejavu.io import write_image
 
     n = min(rows, pred.shape[0])
     inp = (batch["input"][:n].permute(0, 2, 3, 1) + 1.0) / 2.0
@@ -291,7 +289,6 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
-        from dejavu.io import atomic_path
 
         state = {"net": self.model.net.state_dict(), "optim": self.optim.state_dict(), "step": self.step,
                  "positions": dict(self.positions), "torch_rng": torch.get_rng_state(),
@@ -449,7 +446,6 @@ def train(cfg: ReconConfig | dict, device: str = "auto", resume: bool = False, s
     prints it and exits 2; torchrun then stops the other ranks), and a rank that loses its peers says
     so in one line instead of a traceback.
     """
-    from dejavu.device import resolve_device
 
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)

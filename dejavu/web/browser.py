@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dejavu.errors import DejavuError
+from dejavu.web.site import STATIC_DIR, STATIC_FILES
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "web" / "test" / "page.mjs"
@@ -34,7 +35,6 @@ def chromium_path() -> str | None:
 
 def browser_missing() -> str | None:
     """Why the page cannot be driven here (None when it can)."""
-    from dejavu.web.site import STATIC_DIR, STATIC_FILES
 
     if chromium_path() is None:
         return "no chromium found (apt-get install chromium, or set $DEJAVU_CHROMIUM)"

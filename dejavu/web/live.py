@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dejavu.avatar import Avatar
 from dejavu.errors import DejavuError
+from dejavu.track.align import apply_affine, crop_params, params_to_affine
+from dejavu.track.fit import FrameFitter
+from dejavu.track.video import iter_frames
+from dejavu.web.server import serve_in_thread
+from dejavu.web.site import build_site, cached_site_dir, pose6_to_head_pose
+from dejavu.web.websocket import Broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,6 @@ def open_source(source: str, max_frames: int | None = None):
     path = Path(source)
     if not path.is_file():
         raise DejavuError(f"{source}: no such video file (or give a webcam index such as 0)")
-    from dejavu.track.video import iter_frames
 
     return ((f.index, f.time, f.image) for f in iter_frames(path, max_frames=max_frames))
 
@@ -103,7 +109,6 @@ def _webcam(index: int, max_frames: int | None):
 
 def crop_landmarks(points: np.ndarray, crop_size: int) -> np.ndarray:
     """(478, 2) image pixels -> crop pixels of an upright square crop around the face (angle 0)."""
-    from dejavu.track.align import apply_affine, crop_params, params_to_affine
 
     params = crop_params(points[None])
     params[:, 3] = 0.0  # keep the roll in the image: the fitted camera, and so the page, must see it
@@ -112,7 +117,6 @@ def crop_landmarks(points: np.ndarray, crop_size: int) -> np.ndarray:
 
 def message(frame: int, p: dict, latency_ms: float) -> str:
     """One frame's parameters as the page's JSON message (head_rotation from the fitted camera)."""
-    from dejavu.web.site import pose6_to_head_pose
 
     r = lambda t: [round(float(x), 5) for x in np.asarray(t).ravel()]  # noqa: E731
     return json.dumps({"frame": frame, "expression": r(p["expression"][0]), "jaw": r(p["jaw"][0]),
@@ -185,12 +189,7 @@ def run_live(source: str, avatar_dir: str | Path, config: LiveConfig | None = No
         wait_client: seconds to wait for a page to connect before tracking starts (0: start at once).
         on_ready: called with the page URL once the servers listen (the CLI prints it).
     """
-    from dejavu.avatar import Avatar
-    from dejavu.track.fit import FrameFitter
     from dejavu.track.landmarks import LandmarkDetector
-    from dejavu.web.server import serve_in_thread
-    from dejavu.web.site import build_site, cached_site_dir
-    from dejavu.web.websocket import Broadcaster
 
     config = config or LiveConfig()
     if source.isdigit():

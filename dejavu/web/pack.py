@@ -37,6 +37,7 @@ from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import OPACITY_PRIOR, UVGaussianMap
 from dejavu.head.base import REGIONS, HeadModel
+from dejavu.io import atomic_path, write_json
 from dejavu.model.avatar_model import check_identity
 from dejavu.model.rigid import TRANS_UNIT_M
 
@@ -141,7 +142,6 @@ def pack_arrays(avatar: Avatar, head: HeadModel, uvmap: UVGaussianMap, precision
 
 def write_pack(directory: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> tuple[Path, Path]:
     """Write ``avatar.bin`` then ``avatar.json`` into ``directory`` (each atomically); their paths."""
-    from dejavu.io import atomic_path, write_json
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

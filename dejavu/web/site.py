@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dejavu.avatar import Avatar
+from dejavu.drive.sources import expression_sweep, load_drive
 from dejavu.errors import DejavuError
+from dejavu.io import cache_dir, write_json
+from dejavu.render.camera import DEFAULT_DISTANCE_M, DEFAULT_FOV_DEG, euler_to_matrix
+from dejavu.web.pack import pack_arrays, write_pack
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,6 @@ class SiteConfig:
 
 def cached_site_dir(avatar_dir: str | Path) -> Path:
     """Where ``dejavu web --serve`` and ``dejavu live`` build an avatar's site when no folder is given."""
-    from dejavu.io import cache_dir
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(avatar_dir).resolve().name)
     return cache_dir() / "web" / safe
@@ -76,7 +80,6 @@ def pose6_to_head_pose(pose6: torch.Tensor) -> torch.Tensor:
     """
     from scipy.spatial.transform import Rotation
 
-    from dejavu.render.camera import euler_to_matrix
 
     R = euler_to_matrix(pose6[:, 0], pose6[:, 1], pose6[:, 2])
     return torch.as_tensor(Rotation.from_matrix(R.double().numpy()).as_rotvec(), dtype=torch.float32)
@@ -103,11 +106,6 @@ def build_site(avatar_dir: str | Path, out: str | Path, drives: list[str | Path]
         drives: driving sources for playback, anything ``dejavu animate --drive`` accepts
             (tracking directory, .json/.npz parameter file, video), via :func:`dejavu.drive.sources.load_drive`.
     """
-    from dejavu.drive.sources import expression_sweep, load_drive
-    from dejavu.avatar import Avatar
-    from dejavu.io import write_json
-    from dejavu.render.camera import DEFAULT_DISTANCE_M, DEFAULT_FOV_DEG
-    from dejavu.web.pack import pack_arrays, write_pack
 
     config = config or SiteConfig()
     static = static_bundle()
