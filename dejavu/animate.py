@@ -38,6 +38,8 @@ from dejavu.errors import DejavuError
 log = logging.getLogger(__name__)
 
 CAMERAS = ("fixed", "orbit", "source")
+RESOLUTION = 512
+"""Default output side of ``dejavu animate`` and the demo, pixels (the paper trains and reports at 512)."""
 
 
 @dataclass
@@ -288,7 +290,7 @@ def views_image(avatar, head, uvmap, device: torch.device | str = "cpu", resolut
 
 
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
-            side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
+            side_by_side: bool = False, resolution: int = RESOLUTION, device: str = "auto", max_frames: int | None = None,
             sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 

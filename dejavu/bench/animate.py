@@ -9,7 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("avatar", nargs="?", default=None,
                         help="avatar directory (default: a network-free avatar on the built-in head, UV 64)")
     parser.add_argument("--frames", type=int, default=64, help="frames to render (default 64)")
-    parser.add_argument("--resolution", type=int, default=256, help="output side (default 256)")
+    parser.add_argument("--resolution", type=int, default=512, help="output side (default 512, as dejavu animate)")
     parser.add_argument("--chunk", type=int, default=8, help="frames per render call (default 8)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda")
 
