@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimisation steps per video (default: personalize's, 600)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget per video, tracking included")
+    parser.add_argument("--preset", default="cpu", help="personalization preset: cpu (default), fidelity or gpu")
     parser.add_argument("-o", "--output", default="bench_quality",
                         help="where the avatars and evaluations go (default bench_quality)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -54,11 +55,11 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.personalize.evaluate import evaluate_video
     from dejavu.track import is_tracking_dir
 
-    cfg = preset("cpu")
+    cfg = preset(args.preset)
     if args.minutes is not None:
         cfg = dataclasses.replace(cfg, minutes=args.minutes)
     elif args.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
+        cfg = dataclasses.replace(cfg, steps=args.steps, minutes=None)
     out = Path(args.output)
     rows, names = [], set()
     for video in map(Path, args.videos):
@@ -91,5 +92,5 @@ def run(args: argparse.Namespace) -> dict:
               f"{r['stage1_image']['PSNR']:.2f} | {len(r['checks']) - len(missed)}/{len(r['checks'])}"
               f"{' (missed: ' + ', '.join(missed) + ')' if missed else ''} |")
     print(f"avatars and evaluations in {out}")
-    return {"target": "quality", "rows": rows, "targets": {k: list(v) for k, v in HELDOUT_TARGETS.items()},
+    return {"target": "quality", "preset": args.preset, "rows": rows, "targets": {k: list(v) for k, v in HELDOUT_TARGETS.items()},
             "max_minutes": MAX_MINUTES, "machine": machine_info()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -243,6 +244,20 @@ def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_pa
     assert "no held-out frames to score" in out and "nan" not in out
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("personalize: 2 steps")]
     assert logged and logged[-1].endswith("no held-out frames to score"), logged
+
+
+def test_steps_replace_a_presets_budget(avatar_dir, tracked, tmp_path, monkeypatch):
+    """`--preset fidelity` carries a 15-minute budget; `--steps N` runs exactly N steps instead."""
+    from dejavu.avatar import Avatar
+    from dejavu.personalize import config
+
+    assert (config.preset("fidelity").uv_size, config.preset("fidelity").resolution) == (256, 512)
+    assert config.preset("fidelity").minutes == 15.0 and config.preset("cpu").minutes is None
+    # avatar_dir: its fixture shrinks the cpu preset to the tiny scene; a budgeted twin of it
+    monkeypatch.setitem(config.PRESETS, "fidelity", lambda: dataclasses.replace(config.preset("cpu"), minutes=10.0))
+    assert main(["personalize", str(tracked), "-o", str(tmp_path / "a"), "--preset", "fidelity", "--steps", "3",
+                 "--device", "cpu"]) == 0
+    assert Avatar.load(tmp_path / "a").training["steps"] == 3
 
 
 def test_heldout_summary_reads_both_stages():

@@ -17,3 +17,13 @@ def test_bench_render_json(tmp_path, cpu_backend, capsys):
         assert key in result, key
     assert result["gaussians"] == 300 and result["forward_s"] > 0
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_bench_animate_reports_rendering_and_encoding(tmp_path, cpu_backend, capsys):
+    path = tmp_path / "animate.json"
+    assert main(["bench", "animate", "--uv-size", "16", "--frames", "4", "--chunk", "2", "--resolution", "32",
+                 "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["frames"] == 4 and result["resolution"] == 32 and result["avatar"] == "builtin-flat-uv16"
+    assert result["fps"] > 0 and result["encode_seconds"] > 0 and 0 < result["fps_with_encoding"] < result["fps"]
+    assert "encoding" in capsys.readouterr().out
