@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    import math
     import tempfile
     import time
     from pathlib import Path
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> dict:
         head = load_head("builtin")
         S = args.uv_size
         off = torch.zeros(ch.N_CHANNELS, S, S)
-        off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5, 2.0, 3.0
+        # 7.8 mm Gaussians at UV 64, shrinking with the texel spacing (1 / S) as a trained avatar's do
+        off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5 - math.log(S / 64), 2.0, 3.0
         avatar = Avatar(head="builtin", uv_size=S, shape=torch.zeros(head.n_shape),
                         mean_offsets=off * UVGaussianMap(head, S).mask.float())
     head, uvmap = avatar.build(dev)
