@@ -191,9 +191,9 @@ def _gpu() -> PersonalizeConfig:
 
 def _fidelity() -> PersonalizeConfig:
     # UV 256 gives ~48k Gaussians (the paper's UV 320: ~74k); 512^2 targets are the tracking crops as they
-    # are. The budget, not a step count, decides the steps: ~4x the pixels and Gaussians of the cpu preset
-    # make a step ~4x as long. Losses as the cpu preset's (measured on this CPU), checkpoints and previews
-    # less often (each is 4x larger).
+    # are. The budget, not a step count, decides the steps (4x the pixels and Gaussians of the cpu preset).
+    # Losses as the cpu preset's (chosen at 256^2, not re-tuned); checkpoints and previews less often (each
+    # is 4x larger). Held-out quality not yet measured: docs/PERSONALIZATION.md, "Presets".
     return PersonalizeConfig(uv_size=256, resolution=512, minutes=15.0, checkpoint_every=50, preview_every=100)
 
 
