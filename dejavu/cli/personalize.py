@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cpu (default: UV 128, 256^2, 600 steps), fidelity (UV 256, 512^2, 15 minutes) or "
                              "gpu (paper sizes)")
     parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 128, paper 320)")
-    parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="render side in pixels (default: the preset's, cpu 256, fidelity 512)")
     parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
     add_fov_argument(parser)
