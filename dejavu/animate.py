@@ -43,6 +43,8 @@ from dejavu.render.camera import _FLIP, euler_to_matrix, intrinsics, orbit_pose6
 log = logging.getLogger(__name__)
 
 CAMERAS = ("fixed", "orbit", "source")
+RESOLUTION = 512
+"""Default output side of ``dejavu animate`` and the demo, pixels (the paper trains and reports at 512)."""
 
 
 def head_pose_cameras(head_pose: torch.Tensor, center: tuple[float, float, float],
@@ -132,7 +134,7 @@ def refine_drive_poses(model: AvatarModel, drive: Drive, resolution: int,
 
 
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
-            side_by_side: bool = False, resolution: int = 256, device: str = "auto", max_frames: int | None = None,
+            side_by_side: bool = False, resolution: int = RESOLUTION, device: str = "auto", max_frames: int | None = None,
             sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False,
             flame: str | None = None) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).

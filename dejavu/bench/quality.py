@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out protocols, one avatar each (default: both)")
     parser.add_argument("--no-novel-views", dest="novel_views", action="store_false",
                         help="skip the novel-view landmark check")
+    parser.add_argument("--preset", default="cpu", help="personalization preset: cpu (default), fidelity or gpu")
     parser.add_argument("-o", "--output", default="bench_quality",
                         help="where the avatars and evaluations go (default bench_quality)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -87,11 +88,11 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.personalize.evaluate import evaluate_video
     from dejavu.track import is_tracking_dir
 
-    cfg = preset("cpu")
+    cfg = preset(args.preset)
     if args.minutes is not None:
         cfg = dataclasses.replace(cfg, minutes=args.minutes)
     elif args.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
+        cfg = dataclasses.replace(cfg, steps=args.steps, minutes=None)
     out = Path(args.output)
     rows, names = [], set()
     for video in map(Path, args.videos):
@@ -138,5 +139,6 @@ def run(args: argparse.Namespace) -> dict:
               f"({r['seconds_tracking']:.0f}) | {im['PSNR']:.2f} / {im['SSIM']:.3f} / {im['LPIPS-alex']:.3f} | "
               f"{r['face']['PSNR']:.2f} | {r['stage1_image']['PSNR']:.2f} | {novel} | {met} |")
     print(f"avatars and evaluations in {out}")
-    return {"target": "quality", "rows": rows, "targets": {k: list(v) for k, v in HELDOUT_TARGETS.items()},
-            "max_minutes": MAX_MINUTES, "max_novel_view_ratio": MAX_NOVEL_VIEW_RATIO, "machine": machine_info()}
+    return {"target": "quality", "preset": args.preset, "rows": rows,
+            "targets": {k: list(v) for k, v in HELDOUT_TARGETS.items()}, "max_minutes": MAX_MINUTES,
+            "max_novel_view_ratio": MAX_NOVEL_VIEW_RATIO, "machine": machine_info()}

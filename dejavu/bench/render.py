@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-repeats", type=int, default=2, help="timed reference calls (default 2; 0 skips)")
     parser.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="fast backend to time (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", action="store_true",
+                        help="cpu: also the CPU time of each numba stage in a forward+backward (profile)")
 
 
 def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu"):
@@ -68,6 +70,51 @@ def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = Tru
     return f, fb
 
 
+#: the CPU backend's numba stages, in pipeline order (``dejavu.render.cpu``).
+CPU_STAGES = ("_project", "_bin", "_forward", "_backward", "_reduce", "_project_vjp")
+
+
+def cpu_stage_times(scene, resolution: int, repeats: int) -> dict[str, float]:
+    """Median process-CPU seconds each CPU-backend stage takes per forward+backward of ``scene``.
+
+    Wraps the module's stage functions with timers for the duration of the call (the pipeline looks
+    them up by name at call time); a stage called twice per pass (``_reduce``) counts both calls.
+    """
+    import statistics
+    import time
+
+    from dejavu.render import cpu, render
+
+    spent: dict[str, float] = {}
+    originals = {name: getattr(cpu, name) for name in CPU_STAGES}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            c0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - c0
+        return wrapper
+
+    per_pass: dict[str, list[float]] = {name: [] for name in CPU_STAGES}
+    try:
+        for name, fn in originals.items():
+            setattr(cpu, name, timed(name, fn))
+        for i in range(repeats + 1):  # the first pass warms up
+            spent.clear()
+            params = [t.detach().requires_grad_(True) for t in scene[:5]]
+            out = render(*params, scene[5], scene[6], resolution, resolution, backend="cpu")
+            (out.rgb.sum() + out.depth.sum()).backward()
+            if i:
+                for name in CPU_STAGES:
+                    per_pass[name].append(spent.get(name, 0.0))
+    finally:
+        for name, fn in originals.items():
+            setattr(cpu, name, fn)
+    return {name: float(statistics.median(v)) for name, v in per_pass.items()}
+
+
 def run(args: argparse.Namespace) -> dict:
     """Time the fast backend and the reference; print medians; return the JSON-able result."""
     from dejavu.bench import machine_info
@@ -106,6 +153,12 @@ def run(args: argparse.Namespace) -> dict:
     print(f"  forward+backward {fb * 1e3:9.1f} ms wall {fbt.cpu_median * 1e3:9.1f} ms CPU")
     if ref_fb:
         print(f"  reference f+b    {ref_fb * 1e3:9.1f} ms wall {ref_cpu * 1e3:9.1f} ms CPU  -> speed-up {result['speedup']:.1f}x")
+    if args.stages and args.backend == "cpu":
+        stages = cpu_stage_times(scene, args.resolution, args.repeats)
+        result["stage_cpu_s"] = stages
+        total = sum(stages.values())
+        print("  stages (CPU, one forward+backward): " + ", ".join(
+            f"{name.strip('_')} {t * 1e3:.0f} ms ({t / total:.0%})" for name, t in stages.items()))
     load = result["machine"].get("load_average_1m")
     if load is not None and load > (result["machine"]["cpu_count"] or 1):
         logging.getLogger(__name__).warning("load average %.1f exceeds the %s cores: wall times are inflated",

@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fixed (frontal), orbit (yaw +-30 deg) or source (the driving cameras); default: "
                              "source when the drive has cameras, orbit with --expressions, else fixed")
     parser.add_argument("--side-by-side", action="store_true", help="put the driving crops left of the render")
-    parser.add_argument("--resolution", type=int, default=256, help="output side in pixels (default 256)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="output side in pixels (default 512, dejavu.animate.RESOLUTION)")
     parser.add_argument("--frames", type=int, default=None, help="at most this many frames (sweep length: 150)")
     parser.add_argument("--refine-pose", action="store_true",
                         help="re-rendering the avatar's own person: fit each frame's head pose to the driving "
@@ -41,9 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.animate import animate
+    from dejavu.animate import RESOLUTION, animate
     from dejavu.errors import DejavuError
 
+    if args.resolution is None:
+        args.resolution = RESOLUTION
     if not 16 <= args.resolution <= MAX_RESOLUTION or args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels between 16 and "
                           f"{MAX_RESOLUTION}")

@@ -21,9 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="total optimisation steps (split 3:7 between stages)")
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget, tracking included")
-    parser.add_argument("--preset", default="cpu", help="cpu (default) or gpu (paper sizes)")
+    parser.add_argument("--preset", default="cpu",
+                        help="cpu (default: UV 128, 256^2, 600 steps), fidelity (UV 256, 512^2, 15 minutes) or "
+                             "gpu (paper sizes)")
     parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 128, paper 320)")
-    parser.add_argument("--resolution", type=int, default=None, help="render side in pixels (default 256)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="render side in pixels (default: the preset's, cpu 256, fidelity 512)")
     parser.add_argument("--head", default=None, help="head model: builtin (default), flame:PATH or procedural")
     parser.add_argument("--max-frames", type=int, default=None, help="use at most this many video frames")
     parser.add_argument("--holdout", choices=("last", "yaw"), default=None,
@@ -61,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         check_uv_size(args.uv_size)
     if args.resolution is not None and args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels")
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, minutes=None)  # --steps replaces a preset's budget (the two are exclusive)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if args.resume and args.force:
         raise DejavuError("--resume and --force: give one of them (--force starts over, --resume continues)")

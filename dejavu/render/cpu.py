@@ -332,6 +332,27 @@ def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
     return offsets, gids
 
 
+@njit(**_KW)
+def _row_range(my, ey, Y0, Y1):
+    """Rows [py0, py1) of tile rows [Y0, Y1) whose centres lie within the Gaussian's pixel box."""
+    # np.ceil / np.floor on float32 are LLVM intrinsics; math.ceil / math.floor call numba helpers
+    return max(Y0, int(np.ceil(my - ey - _FH))), min(Y1, int(np.floor(my + ey - _FH)) + 1)
+
+
+@njit(**_KW)
+def _row_span(mx, dy, cb, ica, dd, l2, X0, X1):
+    """Columns [px0, px1) of tile columns [X0, X1) on the row at dy = my - y inside the ellipse
+    power <= lim, a quadratic in dx = mx - x: dd = cb^2 - ca cc, l2 = 2 ca lim, ica = 1 / ca
+    (widened by _SPAN_EPS pixels; the per-pixel alpha test is exact). Empty when disc < 0."""
+    disc = dd * dy * dy + l2
+    if disc < _F0:
+        return X0, X0
+    sq = math.sqrt(disc)
+    xlo = mx + (cb * dy - sq) * ica - _FH - _SPAN_EPS
+    xhi = mx + (cb * dy + sq) * ica - _FH + _SPAN_EPS
+    return max(X0, int(np.ceil(xlo))), min(X1, int(np.floor(xhi)) + 1)
+
+
 @njit(parallel=True, **_KW)
 def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows):
     """Front-to-back compositing into out (B, H, W, 5) [r, g, b, depth, alpha], T_out (B, H, W) final
@@ -363,26 +384,18 @@ def _forward(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_r
             g = gids[k]
             mx, my = params[g, _MX], params[g, _MY]
             ex, ey = params[g, _EX], params[g, _EY]
-            py0 = max(Y0, int(math.ceil(my - ey - _FH)))
-            py1 = min(Y1, int(math.floor(my + ey - _FH)) + 1)
+            py0, py1 = _row_range(my, ey, Y0, Y1)
             if py0 >= py1 or mx + ex < np.float32(X0) or mx - ex > np.float32(X1):
                 continue
             lim = params[g, _LIM]
             ca, cb, cc, o = params[g, _CA], params[g, _CB], params[g, _CC], params[g, _OP]
             cr, cg, cbl, z = params[g, _R], params[g, _G], params[g, _B], params[g, _Z]
             kl = np.int32(k - s)
+            ica, dd, l2 = _F1 / ca, cb * cb - ca * cc, _F2 * ca * lim
             for py in range(py0, py1):
                 dy = my - (np.float32(py) + _FH)
                 i = py - Y0
-                # pixels of this row inside the ellipse power <= lim (quadratic in dx = mx - x)
-                disc = (cb * cb - ca * cc) * dy * dy + _F2 * ca * lim
-                if disc < _F0:
-                    continue
-                sq = math.sqrt(disc)
-                xlo = mx + (cb * dy - sq) / ca - _FH - _SPAN_EPS
-                xhi = mx + (cb * dy + sq) / ca - _FH + _SPAN_EPS
-                px0 = max(X0, int(math.ceil(xlo)))
-                px1 = min(X1, int(math.floor(xhi)) + 1)
+                px0, px1 = _row_span(mx, dy, cb, ica, dd, l2, X0, X1)
                 for px in range(px0, px1):
                     j = px - X0
                     if done[i, j]:
@@ -460,27 +473,19 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, 
             g = gids[k]
             mx, my = params[g, _MX], params[g, _MY]
             ex, ey = params[g, _EX], params[g, _EY]
-            py0 = max(Y0, int(math.ceil(my - ey - _FH)))
-            py1 = min(Y1, int(math.floor(my + ey - _FH)) + 1)
+            py0, py1 = _row_range(my, ey, Y0, Y1)
             if py0 >= py1 or mx + ex < np.float32(X0) or mx - ex > np.float32(X1):
                 continue
             lim = params[g, _LIM]
             ca, cb, cc, o = params[g, _CA], params[g, _CB], params[g, _CC], params[g, _OP]
             cr, cg, cbl, z = params[g, _R], params[g, _G], params[g, _B], params[g, _Z]
             kl = np.int32(k - s)
+            ica, dd, l2 = _F1 / ca, cb * cb - ca * cc, _F2 * ca * lim
             g_mx = g_my = g_ca = g_cb = g_cc = g_o = g_r = g_g = g_b = g_z = _F0
             for py in range(py0, py1):
                 dy = my - (np.float32(py) + _FH)
                 i = py - Y0
-                # pixels of this row inside the ellipse power <= lim (quadratic in dx = mx - x)
-                disc = (cb * cb - ca * cc) * dy * dy + _F2 * ca * lim
-                if disc < _F0:
-                    continue
-                sq = math.sqrt(disc)
-                xlo = mx + (cb * dy - sq) / ca - _FH - _SPAN_EPS
-                xhi = mx + (cb * dy + sq) / ca - _FH + _SPAN_EPS
-                px0 = max(X0, int(math.ceil(xlo)))
-                px1 = min(X1, int(math.floor(xhi)) + 1)
+                px0, px1 = _row_span(mx, dy, cb, ica, dd, l2, X0, X1)
                 for px in range(px0, px1):
                     j = px - X0
                     if kl > last[i, j]:
@@ -529,15 +534,18 @@ def _backward(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, 
             v_isect[k, 9] = g_z
 
 
-@njit(**_KW)
-def _reduce(v_isect, gids, G):
-    """Sum per-intersection rows (I, C) into (G, C) per-Gaussian rows."""
+@njit(parallel=True, **_KW)
+def _reduce(v_isect, gids, offsets, n_tiles, G):
+    """Sum per-intersection rows (I, C) into (G, C) per-Gaussian rows, parallel over frames: frame b's
+    intersections (tiles b * n_tiles ... (b + 1) * n_tiles of ``offsets``) name only its own Gaussians."""
     C = v_isect.shape[1]
+    B = (offsets.shape[0] - 1) // n_tiles
     v = np.zeros((G, C), np.float32)
-    for k in range(gids.shape[0]):
-        g = gids[k]
-        for c in range(C):
-            v[g, c] += v_isect[k, c]
+    for b in prange(B):
+        for k in range(offsets[b * n_tiles], offsets[(b + 1) * n_tiles]):
+            g = gids[k]
+            for c in range(C):
+                v[g, c] += v_isect[k, c]
     return v
 
 
@@ -594,7 +602,7 @@ def _composite(arrays, opac, colors, bg, B, N, width, height, v_pix=None):
     with _tile_schedule():
         _forward(params, offsets, gids, bg, out, T_final, last, tw, th,
                  v_pix if C else np.zeros((0, 0, 0, 0), np.float32), v_rows)
-    per_gaussian = _reduce(v_rows, gids, B * N) if C else None
+    per_gaussian = _reduce(v_rows, gids, offsets, tw * th, B * N) if C else None
     return out, T_final, last, params, counts, offsets, gids, per_gaussian
 
 
@@ -641,7 +649,7 @@ class _RenderCPU(torch.autograd.Function):
         v_isect = np.zeros((gids.shape[0], _NV), np.float32)
         with _tile_schedule():
             _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), v_isect, tw, th)
-        v2d = _reduce(v_isect, gids, B * N)
+        v2d = _reduce(v_isect, gids, offsets, tw * th, B * N)
         v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
                                                           counts, v2d, max(N, 1), W, H)
         return v_isect, v2d, v_means, v_quats, v_scales, v_view

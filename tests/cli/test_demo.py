@@ -36,3 +36,6 @@ def test_demo_writes_every_output_and_says_where(tmp_path):
     ply = read_ply(out / "avatar.ply")
     assert len(ply["x"]) == avatar.settings["n_gaussians"]
     assert (out / "expressions.mp4").stat().st_size > 10_000
+    import imageio.v2 as imageio
+
+    assert imageio.get_reader(out / "expressions.mp4").get_data(0).shape == (512, 512, 3)

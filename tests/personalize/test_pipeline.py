@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -155,9 +156,10 @@ def test_animate_sweep_and_params(avatar_dir, tmp_path):
     assert len(frames) == 6 and frames[0].shape == (32, 32, 3)
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"expression": np.zeros((3, 6)).tolist(), "jaw": [[0.1, 0, 0]] * 3, "fps": 10}))
-    assert main(["animate", str(avatar_dir), "--drive", str(params), "--camera", "fixed", "--resolution", "32",
+    assert main(["animate", str(avatar_dir), "--drive", str(params), "--camera", "fixed",
                  "-o", str(tmp_path / "p.mp4"), "--device", "cpu"]) == 0
-    assert len(imageio.mimread(tmp_path / "p.mp4")) == 3
+    frames = imageio.mimread(tmp_path / "p.mp4")
+    assert len(frames) == 3 and frames[0].shape == (512, 512, 3)  # the default side
 
 
 def test_animate_source_cameras_side_by_side(avatar_dir, tracked, tmp_path):
@@ -274,6 +276,20 @@ def test_personalize_one_frame_says_nothing_is_held_out(tiny, avatar_dir, tmp_pa
     assert "no held-out frames to score" in out and "nan" not in out
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("personalize: 2 steps")]
     assert logged and logged[-1].endswith("no held-out frames to score"), logged
+
+
+def test_steps_replace_a_presets_budget(avatar_dir, tracked, tmp_path, monkeypatch):
+    """`--preset fidelity` carries a 15-minute budget; `--steps N` runs exactly N steps instead."""
+    from dejavu.avatar import Avatar
+    from dejavu.personalize import config
+
+    assert (config.preset("fidelity").uv_size, config.preset("fidelity").resolution) == (256, 512)
+    assert config.preset("fidelity").minutes == 15.0 and config.preset("cpu").minutes is None
+    # avatar_dir: its fixture shrinks the cpu preset to the tiny scene; a budgeted twin of it
+    monkeypatch.setitem(config.PRESETS, "fidelity", lambda: dataclasses.replace(config.preset("cpu"), minutes=10.0))
+    assert main(["personalize", str(tracked), "-o", str(tmp_path / "a"), "--preset", "fidelity", "--steps", "3",
+                 "--device", "cpu"]) == 0
+    assert Avatar.load(tmp_path / "a").training["steps"] == 3
 
 
 def test_heldout_summary_reads_both_stages():
