@@ -154,7 +154,6 @@ def render_views(avatar, head, uvmap, expression: torch.Tensor, jaw: torch.Tenso
     from dejavu.render.camera import project_points
 
     V = world_to_cam.shape[0]
-    dev = world_to_cam.device
     verts = avatar.vertices(head, expression, jaw)  # (1, V', 3)
     points = head.landmarks(verts)  # (1, L, 3)
     g = avatar.gaussians(head, uvmap, expression, jaw, stage=stage)
@@ -287,6 +286,6 @@ def print_summary(out: dict) -> None:
         rmse = "  no face" if p["rmse_px"] is None else f"{p['rmse_px']:9.2f}"
         print(f"  yaw {p['yaw']:+4.0f} pitch {p['pitch']:+4.0f}: {rmse}  (face found {p['faces_found']}/{p['tries']})")
     s = out["summary"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
     print(f"front {fmt(s['front'])} px, yaw +-30/+-45 {fmt(s['yaw30_45'])} px (x{fmt(s['ratio'])}); faces found "
           f"{s['faces_found']}/{s['views']}" + ("" if s["faces_found_to_45"] else "; a view up to +-45 found no face"))
