@@ -279,6 +279,6 @@ def print_summary(out: dict) -> None:
         rmse = "  no face" if p["rmse_px"] is None else f"{p['rmse_px']:9.2f}"
         print(f"  yaw {p['yaw']:+4.0f} pitch {p['pitch']:+4.0f}: {rmse}  (face found {p['faces_found']}/{p['tries']})")
     s = out["summary"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
     print(f"front {fmt(s['front'])} px, yaw +-30/+-45 {fmt(s['yaw30_45'])} px (x{fmt(s['ratio'])}); faces found "
           f"{s['faces_found']}/{s['views']}" + ("" if s["faces_found_to_45"] else "; a view up to +-45 found no face"))

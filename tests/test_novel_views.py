@@ -15,7 +15,7 @@ from dejavu.novel_views import (LANDMARK_GROUPS, NovelViewConfig, evaluate_novel
 def test_landmark_groups_are_mediapipe_feature_sets():
     from mediapipe.python.solutions import face_mesh_connections as c
 
-    ids = lambda *sets: sorted({i for s in sets for e in s for i in e})  # noqa: E731
+    ids = lambda *sets: sorted({i for s in sets for e in s for i in e})
     assert sorted(LANDMARK_GROUPS["eyes"]) == ids(c.FACEMESH_LEFT_EYE, c.FACEMESH_RIGHT_EYE)
     assert sorted(LANDMARK_GROUPS["brows"]) == ids(c.FACEMESH_LEFT_EYEBROW, c.FACEMESH_RIGHT_EYEBROW)
     assert sorted(LANDMARK_GROUPS["lips"]) == ids(c.FACEMESH_LIPS)

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
     print("| video | held out | steps | s (tracking) | held-out PSNR / SSIM / LPIPS-alex | face PSNR | stage 1 PSNR | "
           "novel-view RMSE +-30/45 px (x network) | targets met |")
     print("|---|---|---|---|---|---|---|---|---|")
-    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f: "n/a" if v is None else format(v, f)
     for r in rows:
         im, nv = r["image"], r["novel_views"]
         novel = "-" if nv is None else f"{fmt(nv['full']['yaw30_45'], '.2f')} (x{fmt(nv['ratio_to_network'], '.2f')})"
