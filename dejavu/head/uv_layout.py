@@ -192,7 +192,7 @@ def signed_areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
 # Rasterisation (for overlap checks and texel statistics)
 # ---------------------------------------------------------------------------------------------
 
-def rasterize_uv(uv_coords: np.ndarray, uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def texel_coverage(uv_coords: np.ndarray, uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Which triangle covers each texel centre of an S x S map, and how many do.
 
     Args:
@@ -414,7 +414,7 @@ def build_layout(
 def texel_stats(uv_coords: np.ndarray, uv_faces: np.ndarray, face_region: np.ndarray, size: int,
                 region_names: tuple[str, ...]) -> dict:
     """Texels per region, overlap count and total coverage at side ``size`` (for reports and tests)."""
-    idx, count = rasterize_uv(uv_coords, uv_faces, size)
+    idx, count = texel_coverage(uv_coords, uv_faces, size)
     covered = idx >= 0
     regions = face_region[idx[covered]]
     per = {name: int((regions == i).sum()) for i, name in enumerate(region_names)}

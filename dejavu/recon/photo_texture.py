@@ -156,7 +156,7 @@ def push_pull_fill(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 MIN_REGION_SEEN = 0.02
 
 
-def fill_unseen(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def fill_unseen_texels(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Values (N, C) for every Gaussian: seen ones spread to unseen ones region by region.
 
     Each region of the head (scalp, ears, face, neck, eyes) is filled from its own seen texels, so the
@@ -220,7 +220,7 @@ def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: 
     if fill:
         interior = erode_masks(masks, math.ceil(MASK_ERODE_FRACTION * max(H, W)))
         source = (weight * _sample(interior[..., None], pix)[..., 0]).sum(0).clamp(max=1.0)
-        other = fill_unseen(uvmap, seen_dc, source, base[:, ch.COLOR])
+        other = fill_unseen_texels(uvmap, seen_dc, source, base[:, ch.COLOR])
     else:
         other = base[:, ch.COLOR]
     dc = blend * seen_dc + (1 - blend) * other

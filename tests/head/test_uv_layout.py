@@ -86,7 +86,7 @@ def test_mobius_moves_the_point_to_the_centre_and_stays_in_the_disk():
 def test_rasterize_two_triangles_cover_a_square_once():
     uv = np.array([[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
-    idx, count = U.rasterize_uv(uv, faces, 8)
+    idx, count = U.texel_coverage(uv, faces, 8)
     assert (idx >= 0).sum() == 16  # texel centres 2.5..5.5 -> 4 x 4
     assert count.max() == 1
     # v up: row 2 (v = 0.6875) col 2 (u = 0.3125) lies above the diagonal -> the second triangle
@@ -96,7 +96,7 @@ def test_rasterize_two_triangles_cover_a_square_once():
 def test_rasterize_counts_overlaps():
     uv = np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]])
     faces = np.array([[0, 1, 2], [0, 1, 2]])
-    _, count = U.rasterize_uv(uv, faces, 16)
+    _, count = U.texel_coverage(uv, faces, 16)
     assert count.max() == 2
 
 
@@ -108,7 +108,7 @@ def test_build_layout_on_an_open_sphere_has_no_flips_or_overlaps():
     uv, uv_faces, info = U.build_layout(verts, faces, islands, "skin", front, up_anchor=0, main_weight=weight)
     assert uv.min() >= 0.0 and uv.max() <= 1.0
     assert info["min_signed_area"] > 0
-    _, count = U.rasterize_uv(uv, uv_faces, 128)
+    _, count = U.texel_coverage(uv, uv_faces, 128)
     assert count.max() <= 1
     # the front vertex sits at the centre, the pole straight above it
     tri = np.argwhere(faces == front)[0]
