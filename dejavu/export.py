@@ -23,6 +23,7 @@ from dejavu.device import resolve_device
 from dejavu.drive.sources import load_drive
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import SH_C0
+from dejavu.gaussians.uvmap import Gaussians
 from dejavu.io import atomic_path, write_json
 from dejavu.splat_formats import FRAME_TEXT, compressed_ply_bytes, splat_bytes, to_file_frame, write_spz_file
 
@@ -46,7 +47,7 @@ def ply_properties(sh_degree: int = 0) -> tuple[str, ...]:
     return PLY_PROPERTIES[:9] + rest + PLY_PROPERTIES[9:]
 
 
-def gaussians_to_arrays(gaussians, index: int = 0) -> dict[str, np.ndarray]:
+def gaussians_to_arrays(gaussians: Gaussians, index: int = 0) -> dict[str, np.ndarray]:
     """Activated numpy arrays of batch element ``index``: means (N, 3) m, quats (N, 4) wxyz unit,
     scales (N, 3) m, opacities (N,) in [0, 1], colors (N, 3) RGB.
 
@@ -86,7 +87,7 @@ def arrays_to_ply_array(arrays: dict[str, np.ndarray], sh_degree: int = 0) -> np
     return out
 
 
-def gaussians_to_ply_array(gaussians, index: int = 0, up: str = "y", sh_degree: int = 0) -> np.ndarray:
+def gaussians_to_ply_array(gaussians: Gaussians, index: int = 0, up: str = "y", sh_degree: int = 0) -> np.ndarray:
     """Structured (N,) array of :func:`ply_properties` from batch element ``index`` of ``gaussians``,
     in the frame named by ``up`` (``"y"``: the head frame)."""
 
@@ -138,7 +139,7 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], up: str = DEFA
     return path
 
 
-def write_ply(path: str | Path, gaussians, index: int = 0, up: str = DEFAULT_UP, sh_degree: int = 0) -> Path:
+def write_ply(path: str | Path, gaussians: Gaussians, index: int = 0, up: str = DEFAULT_UP, sh_degree: int = 0) -> Path:
     """Write batch element ``index`` of ``gaussians`` as a binary little-endian 3DGS .ply, atomically."""
 
     path = Path(path)

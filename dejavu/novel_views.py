@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from dejavu.avatar import Avatar
 from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.head.base import HeadModel
 from dejavu.io import write_image, write_json
 from dejavu.model.avatar_model import STAGES, AvatarModel
 from dejavu.model.rigid import apply_rigid_points, predict_corrections
@@ -77,7 +78,7 @@ class NovelViewConfig:
     """Side of each cell of the picture of the renders, pixels."""
 
 
-def named_expressions(head, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def named_expressions(head: HeadModel, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Expression codes (E, Ne) and jaw rotations (E, 3) radians for ``names`` on ``head``.
 
     neutral: all zero. jaw_open: the mouth half open. smile: both mouth corners up. ARKit-named heads
@@ -110,7 +111,7 @@ def view_cameras(views: tuple[tuple[float, float], ...], center: tuple[float, fl
     return pose6_to_world_to_cam(orbit_pose6(yaw, pitch, center=center)), intrinsics(resolution, resolution, batch=len(views))
 
 
-def facing_landmarks(head, vertices: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
+def facing_landmarks(head: HeadModel, vertices: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(B, L) bool: the landmark's mesh triangle faces the camera (and the landmark is embedded).
 
     vertices: (B, V, 3) metres; world_to_cam: (B, 4, 4). A triangle faces the camera when its normal
@@ -136,7 +137,7 @@ def group_mask(groups: dict[str, tuple[int, ...]] = LANDMARK_GROUPS, n: int = 47
     return out
 
 
-def avatar_resolution(avatar) -> int:
+def avatar_resolution(avatar: Avatar) -> int:
     """The side an avatar is evaluated at by default: its training resolution, else its crop size, else 512."""
     s = avatar.settings
     return int(s.get("resolution") or (s.get("config") or {}).get("resolution") or s.get("crop_size") or REFERENCE_SIDE)

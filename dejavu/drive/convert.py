@@ -22,6 +22,7 @@ from dejavu.drive.retarget import retarget_maps
 from dejavu.drive.sequence import Drive
 from dejavu.errors import DejavuError
 from dejavu.head import load_head
+from dejavu.head.base import HeadModel
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def euler_to_axis_angle(angles: np.ndarray) -> np.ndarray:
     return rv.reshape(a.shape).astype(np.float32)
 
 
-def arkit_names_index(head) -> np.ndarray | None:
+def arkit_names_index(head: HeadModel) -> np.ndarray | None:
     """(Ne,) index into the 52 ARKit units for each of ``head``'s expression units, or None if the head's
     units are not all ARKit-named."""
     names = [n.lower() for n in getattr(head, "expr_names", [])]
@@ -56,7 +57,7 @@ def _is_flame(head) -> bool:
     return head.name.startswith("flame")
 
 
-def drive_from_arkit(seq: ArkitSequence, head, builtin_head=None) -> Drive:
+def drive_from_arkit(seq: ArkitSequence, head: HeadModel, builtin_head=None) -> Drive:
     """ARKit weights -> a Drive for ``head`` (ARKit-named units by name, FLAME by the retargeting map)."""
     T = len(seq)
     head_pose = None if seq.head_pose is None else torch.from_numpy(np.ascontiguousarray(seq.head_pose))
@@ -75,7 +76,7 @@ def drive_from_arkit(seq: ArkitSequence, head, builtin_head=None) -> Drive:
     raise DejavuError(f"head {head.name!r} has neither ARKit-named units nor FLAME's: ARKit weights cannot drive it")
 
 
-def drive_from_flame(seq: FlameSequence, head, where: str, flame_head=None) -> Drive:
+def drive_from_flame(seq: FlameSequence, head: HeadModel, where: str, flame_head=None) -> Drive:
     """A FLAME sequence -> a Drive for ``head`` (FLAME directly; ARKit-named heads through ``flame_head``)."""
     T = len(seq)
     eyes = torch.zeros(T, 6) if seq.eyes is None else torch.from_numpy(seq.eyes)

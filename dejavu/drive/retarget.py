@@ -117,7 +117,7 @@ class RetargetMaps:
 # ---------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def landmark_basis(head, jaw_step_rad: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def landmark_basis(head: HeadModel, jaw_step_rad: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Neutral landmarks (L, 3) m, per-unit displacements (Ne, L, 3) m per unit, jaw Jacobian (L, 3) m/rad.
 
     ``head``: a :class:`dejavu.head.HeadModel` (evaluated in float64 on the CPU, neutral identity).

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.track.result import TrackResult
 
 
 @dataclass
@@ -89,7 +90,7 @@ def drive_from_params(params: dict, where: str, fps: float = 25.0) -> Drive:
     return Drive(expression=expr, jaw=get("jaw", 3), eyes=get("eyes", 6), pose6=pose6, fps=fps)
 
 
-def drive_from_tracking(result) -> Drive:
+def drive_from_tracking(result: TrackResult) -> Drive:
     """A :class:`Drive` from a ``dejavu.track.TrackResult``."""
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
     return Drive(expression=t(result.expression), jaw=t(result.jaw), eyes=t(result.eyes), pose6=t(result.pose6),

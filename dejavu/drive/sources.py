@@ -14,6 +14,7 @@ import torch
 from dejavu.drive import drive_from_file
 from dejavu.drive.sequence import Drive, drive_from_tracking
 from dejavu.errors import DejavuError
+from dejavu.head.base import HeadModel
 from dejavu.io import cache_dir, is_video
 from dejavu.track import load_tracking, track
 from dejavu.track.result import is_tracking_dir
@@ -46,7 +47,7 @@ def load_drive(src: str | Path, head_spec: str, device: str = "cpu", progress: b
         raise DejavuError(msg if msg.startswith("--") else f"{option} {msg}") from None
 
 
-def expression_sweep(head, n_frames: int = 150) -> Drive:
+def expression_sweep(head: HeadModel, n_frames: int = 150) -> Drive:
     """A built-in tour of expressions (T = ``n_frames``): jaw open, smile, brows, blinks, pucker...
 
     ARKit-named heads (built-in) use named activations; other heads (FLAME, procedural) sweep their

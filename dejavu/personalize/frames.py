@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from dejavu.errors import DejavuError
-from dejavu.head.base import identity_kwargs
+from dejavu.head.base import HeadModel, identity_kwargs
 from dejavu.render.camera import project_points, world_to_cam_yaw
+from dejavu.track.result import TrackResult
 
 #: MediaPipe face-mesh landmark polygons of the facial features (stage-2 mask, paper section 3.4).
 FEATURE_POLYGONS: dict[str, tuple[int, ...]] = {
@@ -186,7 +187,7 @@ def feature_masks(landmarks_2d: np.ndarray, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
+def add_feature_masks(frames: FrameSet, head: HeadModel, chunk: int = 64) -> FrameSet:
     """Set ``frames.feature`` from the head's landmarks projected with each frame's camera."""
 
     pts = []
@@ -200,7 +201,7 @@ def add_feature_masks(frames: FrameSet, head, chunk: int = 64) -> FrameSet:
     return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))
 
 
-def frames_from_tracking(result, resolution: int, progress: bool = False, n_frames: int | None = None) -> FrameSet:
+def frames_from_tracking(result: TrackResult, resolution: int, progress: bool = False, n_frames: int | None = None) -> FrameSet:
     """A :class:`FrameSet` at side ``resolution`` from a ``dejavu.track.TrackResult`` (its first ``n_frames``
     frames when given: only those crops are read).
 

@@ -21,6 +21,7 @@ from dejavu.gaussians import channels as ch
 from dejavu.gaussians.resample import resample_offsets
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
+from dejavu.head.base import HeadModel
 from dejavu.io import clean_stale_parts, sha256_file, write_image
 from dejavu.limits import check_memory, largest_fitting
 from dejavu.losses import fill_unseen
@@ -38,7 +39,7 @@ from dejavu.recon.predict import default_weights, predict_offsets
 from dejavu.recon.train import load_weights
 from dejavu.track import is_tracking_dir, load_tracking, track
 from dejavu.track.fit import FitConfig
-from dejavu.track.result import TRACKING_FILE
+from dejavu.track.result import TRACKING_FILE, TrackResult
 from dejavu.track.video import list_images, probe
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def check_same_run(state, record: dict, work_dir: Path) -> None:
                           f"{record['train_frames']}; resume with the same input and settings, or leave out --resume")
 
 
-def planned_frames(video: Path, cfg, result=None) -> int:
+def planned_frames(video: Path, cfg, result: TrackResult=None) -> int:
     """How many frames the run will hold: the tracking's (``result``), else the video's after --fps and
     --max-frames (from its header: an estimate)."""
     import math
@@ -230,7 +231,7 @@ def check_run_memory(cfg, n_frames: int) -> None:
     check_memory(cfg.memory_bytes(n_frames), f"--resolution {cfg.resolution} on {n_frames} frames", advice)
 
 
-def network_mean_offsets(frames, head, uvmap, cfg, result, device) -> tuple[torch.Tensor, str]:
+def network_mean_offsets(frames: FrameSet, head: HeadModel, uvmap: UVGaussianMap, cfg, result: TrackResult, device) -> tuple[torch.Tensor, str]:
     """Mean of the reconstruction network's offsets (13, S, S) over ``cfg.mean_frames`` evenly spaced frames.
 
     Falls back to :func:`flat_mean_offsets` (with a warning) when the shipped weights are missing or
@@ -265,7 +266,7 @@ def _spaced_frames(frames, head, n_frames: int, device) -> tuple[dict, torch.Ten
     return b, verts, masks
 
 
-def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int, device,
+def photo_mean_colors(frames: FrameSet, head: HeadModel, uvmap: UVGaussianMap, offsets: torch.Tensor, n_frames: int, device,
                       backend: str = "auto") -> torch.Tensor:
     """``offsets`` (13, S, S) with the colours the frames see read off ``n_frames`` evenly spaced frames.
 
@@ -283,7 +284,7 @@ def photo_mean_colors(frames, head, uvmap, offsets: torch.Tensor, n_frames: int,
 SEEN_FRAMES = 16
 
 
-def training_view_seen(frames, head, uvmap, offsets: torch.Tensor, device, backend: str = "auto") -> torch.Tensor:
+def training_view_seen(frames: FrameSet, head: HeadModel, uvmap: UVGaussianMap, offsets: torch.Tensor, device, backend: str = "auto") -> torch.Tensor:
     """(S, S) in [0, 1]: how well the best of :data:`SEEN_FRAMES` evenly spaced training frames sees each
     texel of the avatar with ``offsets`` (13, S, S) (:func:`dejavu.recon.photo_texture.best_view_weight`)."""
     b, verts, masks = _spaced_frames(frames, head, SEEN_FRAMES, device)
@@ -294,7 +295,7 @@ def training_view_seen(frames, head, uvmap, offsets: torch.Tensor, device, backe
 
 
 @torch.no_grad()
-def flat_mean_offsets(frames, head, uvmap) -> torch.Tensor:
+def flat_mean_offsets(frames: FrameSet, head: HeadModel, uvmap: UVGaussianMap) -> torch.Tensor:
     """A network-free start (13, S, S): every Gaussian sized to the texel spacing, fully opaque-ish, and
     coloured with the mean colour of the targets' head pixels (colours must start above 0: the
     activation clamps at 0)."""

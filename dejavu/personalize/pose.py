@@ -35,6 +35,7 @@ import torch
 from dejavu.losses import fill_unseen
 from dejavu.model.blend import BlendScheme
 from dejavu.model.rigid import apply_rigid, centred, correction_summary, pose_features
+from dejavu.personalize.frames import FrameSet
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def fit_training_poses(pose: torch.Tensor, blend: BlendScheme, expression: torch
     return model, record
 
 
-def refine_poses(gaussians_fn, frames, device: torch.device, steps: int = 100, lr: float = 3e-3, chunk: int = 8,
+def refine_poses(gaussians_fn, frames: FrameSet, device: torch.device, steps: int = 100, lr: float = 3e-3, chunk: int = 8,
                  face_weight: float = 10.0, backend: str = "auto", progress: bool = False) -> torch.Tensor:
     """Fit each frame's rigid correction to its image, the avatar frozen -> (T, 6) corrections.
 

@@ -42,13 +42,14 @@ from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
-from dejavu.head.base import REGION_ID
+from dejavu.head.base import REGION_ID, HeadModel
 from dejavu.io import atomic_path, is_image
 from dejavu.render import render
 from dejavu.render.camera import DEFAULT_FOV_DEG, focal_from_fov, intrinsics, pose6_to_world_to_cam, project_points
 from dejavu.track import is_tracking_dir, load_tracking, track
 from dejavu.track.align import crop_params
 from dejavu.track.fit import FitConfig
+from dejavu.track.result import TrackResult
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.20, 0.12, 0.07], [0.42, 0.28, 0.
 IRIS_COLOURS = np.array([[0.25, 0.14, 0.07], [0.12, 0.07, 0.04], [0.25, 0.40, 0.55], [0.30, 0.40, 0.25]])
 
 
-def random_head_params(head, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_head_params(head: HeadModel, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random identity (N(0, 0.8) per component), sparse expression and jaw opening for ``n`` identities.
 
     Built-in heads (ARKit activations in [0, 1]) get ~15% of units active at U(0, 0.6); PCA heads
@@ -308,7 +309,7 @@ def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     return n, spacing
 
 
-def synthetic_uvmaps(head, uvmap, vertices: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def synthetic_uvmaps(head: HeadModel, uvmap: UVGaussianMap, vertices: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random appearances as full UV Gaussian maps (B, 13, S, S) on posed ``vertices`` (B, V, 3).
 
     Skin colour (light-dark mix) with smooth noise; hair on the scalp (colour, raised 0.2-1.5 cm along
@@ -423,7 +424,7 @@ def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: in
 # Real photos and videos (tracked once, cached as shards)
 # ---------------------------------------------------------------------------------------------
 
-def tracking_to_set(result, views: int | None = None) -> MultiViewSet:
+def tracking_to_set(result: TrackResult, views: int | None = None) -> MultiViewSet:
     """A ``dejavu.track`` result (crops and masks on disk) -> one identity with its frames as views.
 
     ``views`` pads (repeating frame 0) or truncates to a fixed view count; ``n_views`` records the real one.

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from dejavu.gaussians import channels as ch
+from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head.base import REGION_ID
 from dejavu.render import render_transpose
 from dejavu.render.camera import camera_to_pixels, to_camera
@@ -71,7 +72,7 @@ def _sample(images: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
     return out[:, :, 0].transpose(1, 2)
 
 
-def texel_normals(uvmap, vertices: torch.Tensor) -> torch.Tensor:
+def texel_normals(uvmap: UVGaussianMap, vertices: torch.Tensor) -> torch.Tensor:
     """Outward unit normals (B, N, 3) of the mesh triangle under each texel, world frame."""
     tri = vertices[:, uvmap.texel_verts]  # (B, N, 3, 3)
     return F.normalize(torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
@@ -84,7 +85,7 @@ def erode_masks(masks: torch.Tensor, radius: int) -> torch.Tensor:
     return -F.max_pool2d(-masks[:, None], 2 * radius + 1, stride=1, padding=radius)[:, 0]
 
 
-def visibility_weights(uvmap, vertices: torch.Tensor, offsets: torch.Tensor,
+def visibility_weights(uvmap: UVGaussianMap, vertices: torch.Tensor, offsets: torch.Tensor,
                        masks: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor,
                        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """How well each view sees each Gaussian, and where.
@@ -113,7 +114,7 @@ def visibility_weights(uvmap, vertices: torch.Tensor, offsets: torch.Tensor,
 
 
 @torch.no_grad()
-def best_view_weight(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, masks: torch.Tensor,
+def best_view_weight(uvmap: UVGaussianMap, vertices: torch.Tensor, offsets: torch.Tensor, masks: torch.Tensor,
                      world_to_cam: torch.Tensor, K: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """(S, S) in [0, 1]: each texel's :func:`visibility_weights` in the view that sees it best (0 off the map).
 
@@ -156,7 +157,7 @@ def push_pull_fill(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 MIN_REGION_SEEN = 0.02
 
 
-def fill_unseen_texels(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def fill_unseen_texels(uvmap: UVGaussianMap, values: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Values (N, C) for every Gaussian: seen ones spread to unseen ones region by region.
 
     Each region of the head (scalp, ears, face, neck, eyes) is filled from its own seen texels, so the
@@ -185,7 +186,7 @@ def fill_unseen_texels(uvmap, values: torch.Tensor, weight: torch.Tensor, keep: 
 
 
 @torch.no_grad()
-def photo_texture(uvmap, vertices: torch.Tensor, offsets: torch.Tensor, images: torch.Tensor,
+def photo_texture(uvmap: UVGaussianMap, vertices: torch.Tensor, offsets: torch.Tensor, images: torch.Tensor,
                   masks: torch.Tensor, world_to_cam: torch.Tensor, K: torch.Tensor, iterations: int = 3,
                   fill: bool = True, backend: str = "auto") -> PhotoTexture:
     """Replace the colours of the Gaussians the photo(s) see by the photo's colours (module docstring).

@@ -25,7 +25,7 @@ from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
 from dejavu.export import write_ply
 from dejavu.gaussians.resample import resample_offsets
-from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.gaussians.uvmap import Gaussians, UVGaussianMap
 from dejavu.io import write_image, write_video
 from dejavu.limits import check_uv_size
 from dejavu.outputs import check_output_dir
@@ -81,7 +81,7 @@ def predict_offsets(model, crop: np.ndarray, mask: np.ndarray, shape: np.ndarray
         return model.offsets(x, s)[0]
 
 
-def iter_turntable(gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
+def iter_turntable(gaussians: Gaussians, distance: float, center: torch.Tensor, size: int = 256, n_frames: int = 48,
                    max_yaw_deg: float = 60.0, backend: str = "auto", chunk: int = 8):
     """Renders orbiting 0 -> +max -> -max -> 0 degrees yaw around ``center`` (3,) m, yielded one by one
     ((size, size, 3) float in [0, 1]) and rendered ``chunk`` at a time: a video writer fed from it

@@ -55,7 +55,7 @@ def _round_maps(t: torch.Tensor | None, precision: str) -> torch.Tensor | None:
     return t.to(torch.float16).to(torch.float32)
 
 
-def quantized_avatar(avatar, precision: str = "float16"):
+def quantized_avatar(avatar: Avatar, precision: str = "float16"):
     """The avatar with its offset maps rounded to ``precision``: what the page evaluates."""
     if precision not in PRECISIONS:
         raise DejavuError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")

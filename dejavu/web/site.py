@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dejavu.avatar import Avatar
+from dejavu.drive.sequence import Drive
 from dejavu.drive.sources import expression_sweep, load_drive
 from dejavu.errors import DejavuError
 from dejavu.io import cache_dir, write_json
@@ -85,7 +86,7 @@ def pose6_to_head_pose(pose6: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(Rotation.from_matrix(R.double().numpy()).as_rotvec(), dtype=torch.float32)
 
 
-def sequence_record(drive, name: str, n_expr: int, where: str) -> dict:
+def sequence_record(drive: Drive, name: str, n_expr: int, where: str) -> dict:
     """A :class:`dejavu.animate.Drive` as the page's sequence JSON (rounded to 1e-5)."""
     drive.check_components(n_expr, where)
     r = lambda t: np.round(t.detach().cpu().double().numpy(), 5).tolist()  # noqa: E731
