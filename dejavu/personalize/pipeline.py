@@ -108,17 +108,8 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     elif init_avatar is not None:
         mean, mean_source = init_avatar.mean_offsets, f"init:{init}"
     else:
-        mean, mean_source = network_mean_offsets(train, head, uvmap, cfg, result, dev)
-        if cfg.photo_frames > 0:
-            mean = photo_mean_colors(train, head, uvmap, mean, cfg.photo_frames, dev, cfg.render_backend)
-            mean_source += f"+photo colours:{min(cfg.photo_frames, len(train))} frames"
-    kind = default_scheme_kind(head_spec) if cfg.blend_scheme == "auto" else cfg.blend_scheme
-    temperature = default_temperature(kind) if cfg.blend_temperature is None else cfg.blend_temperature
-    if kind == "pca_softmax":
-        blend = fit_pca_basis(train.expression, k=cfg.n_blendmaps, temperature=temperature)
-    else:
-        blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=temperature)
-    blend = blend.with_training_range(train.expression)
+        mean, mean_source = start_offsets(train, head, uvmap, cfg, result, dev)
+    blend = blend_scheme(train.expression, head_spec, cfg)
 
     # 3. the two stages
     needs_seen = cfg.w_unseen_color > 0 or cfg.unseen_scale_weight(len(train)) > 0
@@ -132,12 +123,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     trainer.save_checkpoint(state)
 
     # 4. the pose model, a quick held-out check and the avatar
-    pose_model, pose_record = None, None
-    if state.pose is not None:
-        pose_model, pose_record = fit_training_poses(state.pose, blend, train.expression, train.jaw)
-    avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
-                    mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
-                    pose_model=pose_model)
+    avatar = trained_avatar(state, trainer, train, mean, blend, head_spec, uv_size)
     model = avatar.model(dev, head=head, uvmap=uvmap)
     metrics = quick_heldout_psnr(model, held, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
@@ -146,18 +132,54 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
                        "crop_size": int(result.crop_size), "fov_deg": round(result.fov_deg, 2),
                        "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}
-    avatar.training = {
+    avatar.training.update({
         "steps": state.step, "stage1_steps": state.stage1_steps, "seconds": round(seconds, 1),
         "seconds_tracking": round(t_tracked - t_start, 1), "seconds_training": round(state.elapsed, 1),
         "device": str(dev), "source": str(video), "frames": len(frames), "metrics": metrics,
         "history": state.history[-50:],
-    }
-    if pose_record is not None:
-        avatar.training["pose_refinement"] = pose_record
+    })
     avatar.save(out_dir)
     write_image(out_dir / VIEWS_FILE, views_image(model, cfg.resolution, backend=cfg.render_backend))
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); %s", state.step, seconds, t_tracked - t_start,
              heldout_summary(metrics))
+    return avatar
+
+
+def start_offsets(train: FrameSet, head: HeadModel, uvmap: UVGaussianMap, cfg: PersonalizeConfig,
+                  result: TrackResult, device: torch.device) -> tuple[torch.Tensor, str]:
+    """The mean offsets (13, S, S) a run starts from: the network's over the training frames, with the
+    colours the frames see read off them when ``cfg.photo_frames`` > 0; and a note saying so."""
+    mean, source = network_mean_offsets(train, head, uvmap, cfg, result, device)
+    if cfg.photo_frames > 0:
+        mean = photo_mean_colors(train, head, uvmap, mean, cfg.photo_frames, device, cfg.render_backend)
+        source += f"+photo colours:{min(cfg.photo_frames, len(train))} frames"
+    return mean, source
+
+
+def blend_scheme(expressions: torch.Tensor, head_spec: str, cfg: PersonalizeConfig) -> BlendScheme:
+    """The blend scheme of a run on training ``expressions`` (T, Ne): the config's kind (or the head's
+    default), its temperature, the PCA basis for ``pca_softmax``, clamped to the training range."""
+    kind = default_scheme_kind(head_spec) if cfg.blend_scheme == "auto" else cfg.blend_scheme
+    temperature = default_temperature(kind) if cfg.blend_temperature is None else cfg.blend_temperature
+    if kind == "pca_softmax":
+        blend = fit_pca_basis(expressions, k=cfg.n_blendmaps, temperature=temperature)
+    else:
+        blend = BlendScheme(kind=kind, k=cfg.n_blendmaps, temperature=temperature)
+    return blend.with_training_range(expressions)
+
+
+def trained_avatar(state, trainer: Trainer, train: FrameSet, mean: torch.Tensor, blend: BlendScheme,
+                   head_spec: str, uv_size: int) -> Avatar:
+    """The :class:`Avatar` of a finished training ``state``: identity of the training frames, mean offsets,
+    stage-1 delta, blendmaps, and the pose model fitted to the learnt pose corrections (when trained)."""
+    pose_model, pose_record = None, None
+    if state.pose is not None:
+        pose_model, pose_record = fit_training_poses(state.pose, blend, train.expression, train.jaw)
+    avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
+                    mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
+                    pose_model=pose_model)
+    if pose_record is not None:
+        avatar.training["pose_refinement"] = pose_record
     return avatar
 
 
@@ -170,7 +192,6 @@ def input_sha256(video: Path) -> str:
     """Content hash of a personalization input: the video or photo file, a tracking directory's
     ``tracking.npz``, or every image of a folder (names and bytes)."""
     import hashlib
-
 
     if is_tracking_dir(video):
         return sha256_file(video / TRACKING_FILE)
@@ -203,7 +224,7 @@ def check_same_run(state, record: dict, work_dir: Path) -> None:
                           f"{record['train_frames']}; resume with the same input and settings, or leave out --resume")
 
 
-def planned_frames(video: Path, cfg, result: TrackResult=None) -> int:
+def planned_frames(video: Path, cfg: PersonalizeConfig, result: TrackResult | None = None) -> int:
     """How many frames the run will hold: the tracking's (``result``), else the video's after --fps and
     --max-frames (from its header: an estimate)."""
     import math
