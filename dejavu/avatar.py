@@ -176,7 +176,7 @@ class Avatar:
                 "settings": self.settings,
                 "training": self.training,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "tensors_sha256": _sha256(tmp_tensors),
+                "tensors_sha256": sha256_file(tmp_tensors),
             }
             tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
             for tmp in (tmp_tensors, tmp_json):  # safetensors makes its file anew (0600 from the temp name)
@@ -218,9 +218,9 @@ class Avatar:
             if meta.get(name) is not None and not isinstance(meta[name], dict):
                 raise DejavuError(f"{json_path}: field {name!r} is not an object")
         digest = meta.get("tensors_sha256")
-        if digest and digest != _sha256(tensor_path):
+        if digest and digest != sha256_file(tensor_path):
             previous = directory / PREVIOUS_NAME
-            if previous.is_file() and digest == _sha256(previous):  # a save was killed between its renames
+            if previous.is_file() and digest == sha256_file(previous):  # a save was killed between its renames
                 log.info("%s: reading the avatar from %s (a save was interrupted)", directory, previous.name)
                 tensor_path = previous
             else:
@@ -263,10 +263,6 @@ def _int_field(meta: dict, name: str, json_path: Path, default: int | None = Non
     if not math.isfinite(number) or number != int(number):
         raise DejavuError(f"{json_path}: field {name!r} is {value!r}, expected a whole number")
     return int(number)
-
-
-def _sha256(path: Path) -> str:
-    return sha256_file(path)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ turned 10% with ``holdout="yaw"``), and save the avatar.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -191,8 +192,6 @@ RUN_SETTINGS = ("resolution", "crop_size", "fps", "max_frames", "fov_deg", "trai
 def input_sha256(video: Path) -> str:
     """Content hash of a personalization input: the video or photo file, a tracking directory's
     ``tracking.npz``, or every image of a folder (names and bytes)."""
-    import hashlib
-
     if is_tracking_dir(video):
         return sha256_file(video / TRACKING_FILE)
     if video.is_dir():
