@@ -94,8 +94,7 @@ def render_sequence(model: AvatarModel, drive: Drive, world_to_cam: torch.Tensor
     try:
         for s in range(0, T, chunk):
             sl = slice(s, min(s + chunk, T))
-            g = model(drive.expression[sl].to(device), drive.jaw[sl].to(device), drive.eyes[sl].to(device),
-                      stage=stage)
+            g = model(**drive.params[sl].to(device).kwargs(), stage=stage)
             if corrections is not None:
                 g = apply_rigid(g, corrections[sl].to(device))
             rgb = g.render(world_to_cam[sl].to(device), K[sl].to(device), resolution, resolution,
@@ -158,7 +157,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
     else:
         seq = load_drive(drive, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        seq = seq.head(max_frames)
+        seq = seq.first(max_frames)
     seq.check_components(model.n_expr, f"--drive {drive}")
     if camera is None:
         camera = "source" if seq.pose6 is not None or seq.head_pose is not None else "orbit" if drive is None else "fixed"

@@ -24,6 +24,7 @@ from dejavu.drive.sources import load_drive
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import SH_C0
 from dejavu.gaussians.uvmap import Gaussians
+from dejavu.head.params import HeadParams
 from dejavu.io import atomic_path, write_json
 from dejavu.splat_formats import FRAME_TEXT, compressed_ply_bytes, splat_bytes, to_file_frame, write_spz_file
 
@@ -226,15 +227,15 @@ def export_avatar(avatar_dir: str | Path, out: str | Path, params: str | Path | 
     model = avatar.model(dev)
     head = model.head
     if params is None:
-        expr, jaw, eyes = torch.zeros(1, head.n_expr), torch.zeros(1, 3), torch.zeros(1, 6)
+        at = HeadParams.zeros(1, head.n_expr)
     else:
         drive = load_drive(params, avatar.head, str(dev), flame=flame, option="--params")
         drive.check_components(head.n_expr, f"--params {params}")
         if not 0 <= frame < len(drive):
             raise DejavuError(f"--frame {frame}: out of range for {len(drive)} frame(s) in {params}")
-        expr, jaw, eyes = (t[frame:frame + 1] for t in (drive.expression, drive.jaw, drive.eyes))
+        at = drive.params[frame]
     with torch.no_grad():
-        g = model(expr.to(dev), jaw.to(dev), eyes.to(dev))
+        g = model(**at.to(dev).kwargs())
     return write_arrays(out, gaussians_to_arrays(g), up=up, sh_degree=sh_degree), int(g.means.shape[1])
 
 
@@ -267,7 +268,7 @@ def export_sequence(avatar_dir: str | Path, drive_src: str | Path, out_dir: str 
     head = model.head
     drive = load_drive(drive_src, avatar.head, str(dev), progress, flame=flame)
     if max_frames:
-        drive = drive.head(max_frames)
+        drive = drive.first(max_frames)
     drive.check_components(head.n_expr, f"--drive {drive_src}")
     T = len(drive)
     files = [f"frame_{t:05d}{fmt}" for t in range(T)]
@@ -275,7 +276,7 @@ def export_sequence(avatar_dir: str | Path, drive_src: str | Path, out_dir: str 
     with tqdm(total=T, disable=not progress, desc="export", unit="frame") as bar, torch.no_grad():
         for s in range(0, T, chunk):
             sl = slice(s, min(s + chunk, T))
-            g = model(drive.expression[sl].to(dev), drive.jaw[sl].to(dev), drive.eyes[sl].to(dev))
+            g = model(**drive.params[sl].to(dev).kwargs())
             for i in range(sl.stop - sl.start):
                 write_arrays(out_dir / files[s + i], gaussians_to_arrays(g, i), up=up, sh_degree=sh_degree)
             n = int(g.means.shape[1])

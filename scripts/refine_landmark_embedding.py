@@ -118,7 +118,7 @@ def rmse(fit) -> float:
 def jacobians(head, fit) -> tuple[np.ndarray, np.ndarray]:
     """Per frame and landmark: d(projection)/d(barycentric b1, b2) (B, L, 2, 2) and the camera-space
     posed point (B, L, 3)."""
-    verts = head(fit.shape, fit.expression, fit.jaw, fit.eyes).double()  # (B, V, 3)
+    verts = head(fit.shape, **fit.params.kwargs()).double()  # (B, V, 3)
     R, t = fit.world_to_cam[:, :3, :3].double(), fit.world_to_cam[:, :3, 3].double()
     cam = verts @ R.transpose(1, 2) + t[:, None]
     tri = cam[:, head.faces[head.landmark_faces]]  # (B, L, 3, 3)
@@ -154,11 +154,11 @@ def blink_jaw_check(head, fit, lm: np.ndarray) -> dict:
     """Correlations over frames between detected eye / inner-mouth openings and the fitted
     eyeBlink (mean of both) and jaw opening (jawOpen + jaw angle), plus their ranges."""
     names = head.expr_names
-    e = fit.expression.numpy()
+    e = fit.params.expression.numpy()
     eye_open = (np.linalg.norm(lm[:, 159] - lm[:, 145], axis=1) + np.linalg.norm(lm[:, 386] - lm[:, 374], axis=1)) / 2
     mouth_open = np.linalg.norm(lm[:, 13] - lm[:, 14], axis=1)
     blink = (e[:, names.index("eyeBlinkLeft")] + e[:, names.index("eyeBlinkRight")]) / 2
-    jaw = e[:, names.index("jawOpen")] + fit.jaw.numpy()[:, 0] / 0.3
+    jaw = e[:, names.index("jawOpen")] + fit.params.jaw.numpy()[:, 0] / 0.3
     c = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-9 and b.std() > 1e-9 else 0.0  # noqa: E731
     return {"corr_blink_vs_eye_opening": c(blink, eye_open), "blink_range": [float(blink.min()), float(blink.max())],
             "corr_jaw_vs_mouth_opening": c(jaw, mouth_open), "jaw_range": [float(jaw.min()), float(jaw.max())]}

@@ -27,7 +27,6 @@ def run(args: argparse.Namespace) -> dict:
     from dejavu.avatar import Avatar
     from dejavu.bench import machine_info
     from dejavu.device import resolve_device
-    from dejavu.drive.sequence import Drive
     from dejavu.drive.sources import expression_sweep
     from dejavu.io import write_video
 
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> dict:
     drive = expression_sweep(model.head, args.frames)
     w2c, K = cameras("orbit", len(drive), args.resolution, model.center())
     c = args.chunk
-    warm = Drive(drive.expression[:c], drive.jaw[:c], drive.eyes[:c])
+    warm = drive.first(c)
     list(render_sequence(model, warm, w2c[:c], K[:c], args.resolution, chunk=c,
                          progress=False))  # warm-up (numba compile, caches)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     n = args.render_frames
     sweep = expression_sweep(model.head, n)
     w2c, K = cameras("fixed", n, args.resolution, model.center())
-    list(render_sequence(model, sweep.head(8), w2c[:8], K[:8], args.resolution, progress=False))
+    list(render_sequence(model, sweep.first(8), w2c[:8], K[:8], args.resolution, progress=False))
     t0 = time.perf_counter()
     list(render_sequence(model, sweep, w2c, K, args.resolution, progress=False))
     render_per_frame = (time.perf_counter() - t0) / n

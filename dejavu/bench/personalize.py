@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict:
     head = load_head(result.head_spec, dev)
     uvmap = UVGaussianMap(head, args.uv_size).to(dev)
     frames = add_feature_masks(frames_from_tracking(result, args.resolution), head)
-    blend = fit_pca_basis(frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(frames.params.expression, k=cfg.n_blendmaps)
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-personalize-") as tmp:
         trainer = Trainer(head, uvmap, frames, flat_mean_offsets(frames, head, uvmap), blend, cfg, tmp, dev,
                           progress=False)

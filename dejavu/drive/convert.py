@@ -23,6 +23,7 @@ from dejavu.drive.sequence import Drive
 from dejavu.errors import DejavuError
 from dejavu.head import load_head
 from dejavu.head.base import HeadModel
+from dejavu.head.params import HeadParams
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +66,23 @@ def drive_from_arkit(seq: ArkitSequence, head: HeadModel, builtin_head=None) -> 
     if index is not None:
         # The eyeLook* units already turn this head's eyeballs: eye angles on top would double the gaze.
         expr = torch.from_numpy(np.ascontiguousarray(seq.weights[:, index]))
-        return Drive(expression=expr, jaw=torch.zeros(T, 3), eyes=torch.zeros(T, 6), fps=seq.fps, head_pose=head_pose)
+        return Drive(HeadParams.of(expr), fps=seq.fps, head_pose=head_pose)
     eyes = _eyes(seq.eye_angles, T)
     if _is_flame(head):
 
         maps = retarget_maps(builtin_head or _builtin(), head)
         exp, jaw = maps.arkit_to_flame_params(seq.weights)
-        return Drive(expression=torch.from_numpy(_fit_columns(exp, head.n_expr, "retargeted")),
-                     jaw=torch.from_numpy(jaw), eyes=eyes, fps=seq.fps, head_pose=head_pose)
+        return Drive(HeadParams.of(_fit_columns(exp, head.n_expr, "retargeted"), jaw, eyes), fps=seq.fps,
+                     head_pose=head_pose)
     raise DejavuError(f"head {head.name!r} has neither ARKit-named units nor FLAME's: ARKit weights cannot drive it")
 
 
 def drive_from_flame(seq: FlameSequence, head: HeadModel, where: str, flame_head=None) -> Drive:
     """A FLAME sequence -> a Drive for ``head`` (FLAME directly; ARKit-named heads through ``flame_head``)."""
-    T = len(seq)
-    eyes = torch.zeros(T, 6) if seq.eyes is None else torch.from_numpy(seq.eyes)
     if _is_flame(head):
         if seq.exp.shape[1] > head.n_expr:
             raise DejavuError(f"{where}: {seq.exp.shape[1]} expression coefficients, the FLAME head has {head.n_expr}")
-        return Drive(expression=torch.from_numpy(_fit_columns(seq.exp, head.n_expr, where)),
-                     jaw=torch.from_numpy(seq.jaw), eyes=eyes, fps=seq.fps)
+        return Drive(HeadParams.of(_fit_columns(seq.exp, head.n_expr, where), seq.jaw, seq.eyes), fps=seq.fps)
     index = arkit_names_index(head)
     if index is None:
         raise DejavuError(f"{where}: a FLAME sequence cannot drive head {head.name!r}")
@@ -96,8 +94,7 @@ def drive_from_flame(seq: FlameSequence, head: HeadModel, where: str, flame_head
     if seq.exp.shape[1] > maps.n_flame:
         raise DejavuError(f"{where}: {seq.exp.shape[1]} expression coefficients, the FLAME model has {maps.n_flame}")
     weights = maps.flame_to_arkit_weights(seq.exp)  # (T, 52) in ARKit order
-    return Drive(expression=torch.from_numpy(np.ascontiguousarray(weights[:, index])), jaw=torch.from_numpy(seq.jaw),
-                 eyes=eyes, fps=seq.fps)
+    return Drive(HeadParams.of(weights[:, index], seq.jaw, seq.eyes), fps=seq.fps)
 
 
 def _fit_columns(a: np.ndarray, n: int, where: str) -> np.ndarray:

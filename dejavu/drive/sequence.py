@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.head.params import HeadParams
 from dejavu.track.result import TrackResult
 
 
@@ -18,38 +19,35 @@ from dejavu.track.result import TrackResult
 class Drive:
     """A driving sequence of T frames.
 
-    expression: (T, Ne) in the driven head's units; jaw: (T, 3) axis-angle radians, head frame;
-    eyes: (T, 6) left then right eyeball axis-angle, radians; pose6: (T, 6) cameras
+    params: the head's driving parameters (:class:`~dejavu.head.params.HeadParams`: expression (T, Ne) in the
+    driven head's units, jaw (T, 3) and eyes (T, 6) radians); pose6: (T, 6) cameras
     ``[yaw, pitch, roll, tx, ty, tz]`` (see :mod:`dejavu.render.camera`) or None; head_pose: (T, 3) head
     rotation ``[yaw, pitch, roll]`` radians in the same convention as pose6's angles, with no camera
     translation (the camera is placed around the avatar's head when rendering), or None.
     fps: frames per second. tracking: the ``TrackResult`` when the source was tracked, else None.
     """
 
-    expression: torch.Tensor
-    jaw: torch.Tensor
-    eyes: torch.Tensor
+    params: HeadParams
     pose6: torch.Tensor | None = None
     fps: float = 25.0
     tracking: object | None = None
     head_pose: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return self.expression.shape[0]
+        return len(self.params)
 
     def check_components(self, n_expr: int, where: str) -> "Drive":
         """This sequence, or a DejavuError naming ``where`` when its expressions are not ``n_expr`` wide (the
         driven head's expression count)."""
-        if self.expression.shape[1] != n_expr:
-            raise DejavuError(f"{where}: expressions have {self.expression.shape[1]} components but the avatar's "
+        if self.params.n_expr != n_expr:
+            raise DejavuError(f"{where}: expressions have {self.params.n_expr} components but the avatar's "
                               f"head has {n_expr}; drive it with parameters of the same head (or a file it converts)")
         return self
 
-    def head(self, n: int) -> "Drive":
+    def first(self, n: int) -> "Drive":
         """The first ``n`` frames (the tracking result, if any, is kept whole)."""
         cut = lambda t: None if t is None else t[:n]  # noqa: E731
-        return replace(self, expression=self.expression[:n], jaw=self.jaw[:n], eyes=self.eyes[:n],
-                       pose6=cut(self.pose6), head_pose=cut(self.head_pose))
+        return replace(self, params=self.params[:n], pose6=cut(self.pose6), head_pose=cut(self.head_pose))
 
 
 def as_tensor(value, name: str, where: str, cols: int | None, T: int | None = None) -> torch.Tensor:
@@ -87,11 +85,10 @@ def drive_from_params(params: dict, where: str, fps: float = 25.0) -> Drive:
             fps = float("nan")
         if not 0 < fps < 1000:
             raise DejavuError(f"{where}: 'fps' is {params['fps']!r}, expected a frame rate between 0 and 1000")
-    return Drive(expression=expr, jaw=get("jaw", 3), eyes=get("eyes", 6), pose6=pose6, fps=fps)
+    return Drive(HeadParams(expr, get("jaw", 3), get("eyes", 6)), pose6=pose6, fps=fps)
 
 
 def drive_from_tracking(result: TrackResult) -> Drive:
     """A :class:`Drive` from a ``dejavu.track.TrackResult``."""
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
-    return Drive(expression=t(result.expression), jaw=t(result.jaw), eyes=t(result.eyes), pose6=t(result.pose6),
+    return Drive(result.head_params(), pose6=torch.as_tensor(np.asarray(result.pose6, dtype=np.float32)),
                  fps=float(result.fps) or 25.0, tracking=result)

@@ -15,6 +15,7 @@ from dejavu.drive import drive_from_file
 from dejavu.drive.sequence import Drive, drive_from_tracking
 from dejavu.errors import DejavuError
 from dejavu.head.base import HeadModel
+from dejavu.head.params import HeadParams
 from dejavu.io import cache_dir, is_video
 from dejavu.track import load_tracking, track
 from dejavu.track.result import is_tracking_dir
@@ -88,4 +89,4 @@ def expression_sweep(head: HeadModel, n_frames: int = 150) -> Drive:
         for i, v in entries.items():
             expr[t, i] = v * amount
         jaw[t, 0] = jaw_open * amount
-    return Drive(expression=expr, jaw=jaw, eyes=torch.zeros(T, 6), fps=25.0)
+    return Drive(HeadParams.of(expr, jaw), fps=25.0)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from dejavu.errors import DejavuError
 from dejavu.head.base import HeadModel, identity_kwargs
+from dejavu.head.params import HeadParams
 from dejavu.render.camera import project_points, world_to_cam_yaw
 from dejavu.track.result import TrackResult
 
@@ -43,19 +44,18 @@ class FrameSet:
     seen: (T, R, R, 1) uint8, 255 where the target is known (the crop lies inside its source frame, or the
         head mask leaves the pixel out by geometry: :meth:`dejavu.track.TrackResult.known`), or None (all is):
         elsewhere the crop repeats the frame's border, so losses and metrics take no error there.
-    expression: (T, Ne); jaw: (T, 3) radians; eyes: (T, 6) radians or None.
+    params: the frames' driving parameters (:class:`~dejavu.head.params.HeadParams`: expression (T, Ne),
+        jaw (T, 3) and eyes (T, 6) radians).
     world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
     shape: (Ns,) identity shared by all frames; vertex_offsets: (V, 3) metres or None, shared too.
     index: (T,) frame numbers in the source.
     """
 
     images: torch.Tensor
-    expression: torch.Tensor
-    jaw: torch.Tensor
+    params: HeadParams
     world_to_cam: torch.Tensor
     K: torch.Tensor
     shape: torch.Tensor
-    eyes: torch.Tensor | None = None
     masks: torch.Tensor | None = None
     face_masks: torch.Tensor | None = None
     feature: torch.Tensor | None = None  # (T, R, R, 1) uint8 facial-feature mask, set by add_feature_masks
@@ -97,14 +97,14 @@ class FrameSet:
 
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Float tensors for frames ``idx`` (B,) on ``device``: images (B, 3, R, R) in [0, 1], masks
-        (B, 1, R, R) in {0, 1} (or None; also ``seen``), parameters and cameras."""
+        (B, 1, R, R) in {0, 1} (or None; also ``seen``), ``params`` (:class:`HeadParams`), cameras."""
         def img(t):
             return None if t is None else _as_float(t[idx].to(device))
 
         move = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
         return {"images": img(self.images), "masks": img(self.masks), "face_masks": img(self.face_masks),
-                "feature": img(self.feature), "seen": img(self.seen), "expression": move(self.expression),
-                "jaw": move(self.jaw), "eyes": move(self.eyes), "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
+                "feature": img(self.feature), "seen": img(self.seen), "params": self.params[idx].to(device),
+                "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
 
 
 #: Held-out protocols of :func:`holdout_split`.
@@ -193,9 +193,8 @@ def add_feature_masks(frames: FrameSet, head: HeadModel, chunk: int = 64) -> Fra
     pts = []
     for s in range(0, len(frames), chunk):
         sl = slice(s, s + chunk)
-        eyes = None if frames.eyes is None else frames.eyes[sl]
-        verts = head(**frames.identity(head.v_template.device), expression=frames.expression[sl],
-                     jaw=frames.jaw[sl], eyes=eyes)
+        device = head.v_template.device
+        verts = head(**frames.identity(device), **frames.params[sl].to(device).kwargs())
         pts.append(project_points(head.landmarks(verts), frames.world_to_cam[sl], frames.K[sl]))
     lm = torch.cat(pts).cpu().numpy()
     return replace(frames, feature=torch.as_tensor(feature_masks(lm, frames.resolution)))
@@ -236,8 +235,7 @@ def frames_from_tracking(result: TrackResult, resolution: int, progress: bool = 
     images, masks, faces, seen = (torch.as_tensor(np.stack(parts)) for parts in zip(*loaded))
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[:T])  # noqa: E731  (per-frame arrays)
     return FrameSet(images=images, masks=masks, face_masks=faces, seen=None if bool((seen == 255).all()) else seen,
-                    expression=t(result.expression), jaw=t(result.jaw),
-                    eyes=t(result.eyes), world_to_cam=t(result.world_to_cam),
+                    params=result.head_params()[:T], world_to_cam=t(result.world_to_cam),
                     K=scale_intrinsics(t(result.K), int(result.crop_size), R),
                     shape=torch.as_tensor(np.asarray(result.shape, dtype=np.float32)),
                     vertex_offsets=result.torch_vertex_offsets(),

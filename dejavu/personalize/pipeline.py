@@ -110,7 +110,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
         mean, mean_source = init_avatar.mean_offsets, f"init:{init}"
     else:
         mean, mean_source = start_offsets(train, head, uvmap, cfg, result, dev)
-    blend = blend_scheme(train.expression, head_spec, cfg)
+    blend = blend_scheme(train.params.expression, head_spec, cfg)
 
     # 3. the two stages
     needs_seen = cfg.w_unseen_color > 0 or cfg.unseen_scale_weight(len(train)) > 0
@@ -175,7 +175,7 @@ def trained_avatar(state, trainer: Trainer, train: FrameSet, mean: torch.Tensor,
     stage-1 delta, blendmaps, and the pose model fitted to the learnt pose corrections (when trained)."""
     pose_model, pose_record = None, None
     if state.pose is not None:
-        pose_model, pose_record = fit_training_poses(state.pose, blend, train.expression, train.jaw)
+        pose_model, pose_record = fit_training_poses(state.pose, blend, train.params.expression, train.params.jaw)
     avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
                     mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
                     pose_model=pose_model)
@@ -281,7 +281,7 @@ def _spaced_frames(frames, head, n_frames: int, device) -> tuple[dict, torch.Ten
     n = min(n_frames, len(frames))
     idx = torch.linspace(0, len(frames) - 1, n).round().long().unique()
     b = frames.batch(idx, device)
-    verts = head(**frames.identity(device), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+    verts = head(**frames.identity(device), **b["params"].kwargs())
     masks = b["masks"][:, 0] if b["masks"] is not None else torch.ones_like(b["images"][:, 0])
     return b, verts, masks
 

@@ -107,7 +107,7 @@ class Trainer:
         out = []
         for s in range(0, T, chunk):
             b = self.frames.batch(torch.arange(s, min(s + chunk, T)), self.device)
-            verts = self.head(**self.identity, expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
+            verts = self.head(**self.identity, **b["params"].kwargs())
             out.append(self.uvmap.initial_map(verts))
         return torch.cat(out)
 
@@ -121,8 +121,7 @@ class Trainer:
             base = self.bases[idx.to(self.bases.device)]
         else:
             with torch.no_grad():
-                verts = self.head(**self.identity, expression=batch["expression"], jaw=batch["jaw"],
-                                  eyes=batch["eyes"])
+                verts = self.head(**self.identity, **batch["params"].kwargs())
                 base = self.uvmap.initial_map(verts)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         if pose is not None and idx is not None:
@@ -210,7 +209,7 @@ class Trainer:
                     t0 = time.time()
                     idx = self._sample(state.step)
                     batch = self.frames.batch(idx, self.device)
-                    delta = self.delta_for(state.stage, params, batch["expression"])
+                    delta = self.delta_for(state.stage, params, batch["params"].expression)
                     pred, alpha = self.render_batch(batch, delta, idx, pose)
                     loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
                     opt.zero_grad(set_to_none=True)
@@ -373,7 +372,7 @@ def render_frames(frames: FrameSet, gaussians_fn, device: torch.device, backend:
 def batch_gaussians(model: AvatarModel, stage: str) -> Callable[[dict], Gaussians]:
     """``batch -> Gaussians``: the avatar at a :meth:`FrameSet.batch`'s parameters, at ``stage`` (for
     :func:`render_frames`, :func:`dejavu.personalize.pose.refine_poses`)."""
-    return lambda b: model(b["expression"], b["jaw"], b["eyes"], stage=stage)
+    return lambda b: model(**b["params"].kwargs(), stage=stage)
 
 
 def render_avatar(model: AvatarModel, frames: FrameSet, stage: str, backend: str = "auto", chunk: int = 8,

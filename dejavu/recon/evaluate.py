@@ -64,9 +64,8 @@ def evaluate_image(avatar_dir: str | Path, image: str | Path, out_dir: str | Pat
         head_mask = result.load_mask(0).astype(np.float32)
         face_mask = result.load_mask(0, face=True).astype(np.float32)
         known = result.known(0)
-    p = {k: v[:1].to(dev) if v.ndim > 1 else v.to(dev) for k, v in result.torch_params(dev).items()}
     with torch.no_grad():
-        g = model(expression=p["expression"], jaw=p["jaw"], eyes=p["eyes"])
+        g = model(**result.head_params(dev)[0].kwargs())
         w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
         K = torch.as_tensor(result.K[:1], device=dev)
         pred = g.render(w2c, K, crop_size, crop_size, backend=backend).rgb.clamp(0, 1).permute(0, 3, 1, 2)

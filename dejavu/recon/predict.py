@@ -158,12 +158,10 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
 
         uvmap = UVGaussianMap(model.head, uv_size).to(dev)
         offsets = resample_offsets(offsets, model.uvmap.mask, uvmap.mask)
-    p = {k: torch.as_tensor(v, device=dev) for k, v in result.torch_params().items()}
     w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
     K = torch.as_tensor(result.K[:1], device=dev)
     with torch.no_grad():
-        verts = model.head(shape=p["shape"], expression=p["expression"][:1], jaw=p["jaw"][:1], eyes=p["eyes"][:1],
-                           vertex_offsets=p.get("vertex_offsets"))
+        verts = model.head(**result.identity(dev), **result.head_params(dev)[0].kwargs())
     settings = {"source": str(Path(image).resolve()), "crop_size": crop_size, "weights": str(weights or DEFAULT_WEIGHTS),
                 "network_uv_size": model.uvmap.size}
     t3 = time.perf_counter()
@@ -177,7 +175,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
                                      "seen_fraction": round(float(tex.weight[uvmap.mask].mean()), 4),
                                      "residual_rmse": [round(r, 5) for r in tex.residual_rmse]}
     avatar = Avatar(head=model.head_spec, uv_size=uvmap.size, shape=torch.as_tensor(result.shape).float(),
-                    vertex_offsets=p["vertex_offsets"].cpu() if "vertex_offsets" in p else None,
+                    vertex_offsets=result.torch_vertex_offsets(),
                     mean_offsets=offsets.cpu(), settings=settings, training={"kind": "single-image reconstruction"})
     files = {"avatar": avatar.save(out_dir)}
     t4 = time.perf_counter()

@@ -33,6 +33,7 @@ from torch import nn
 
 from dejavu.head.base import JOINT_EYE_L, JOINT_EYE_R, JOINT_JAW, HeadModel, batch_rodrigues, lbs
 from dejavu.head.detail import detail_basis, prior_gram
+from dejavu.head.params import HeadParams
 from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics, pose6_to_world_to_cam, project_points
 from dejavu.track.landmarks import STABLE
 
@@ -106,9 +107,7 @@ class FitResult:
 
     shape: torch.Tensor  # (Ns,)
     vertex_offsets: torch.Tensor  # (V, 3) per-person rest-pose offsets, metres (zeros if not fitted)
-    expression: torch.Tensor  # (B, Ne)
-    jaw: torch.Tensor  # (B, 3) axis-angle, radians
-    eyes: torch.Tensor  # (B, 6) left then right eyeball axis-angle, radians
+    params: HeadParams  # B frames: expression (B, Ne), jaw (B, 3), eyes (B, 6)
     pose6: torch.Tensor  # (B, 6) [yaw, pitch, roll, tx, ty, tz]
     world_to_cam: torch.Tensor  # (B, 4, 4)
     K: torch.Tensor  # (B, 3, 3) crop intrinsics
@@ -467,8 +466,8 @@ def _finish(model, head, p, shape, offsets, target, valid, crop_size, cfg) -> Fi
         w = _landmark_weights(head)[None].expand(B, -1)
         err = _rmse(proj, target, w)
         err[~valid] = float("nan")
-    return FitResult(shape.clone(), offsets.clone(), p["expression"].clone(), p["jaw"].clone(), p["eyes"].clone(),
-                     p["pose6"].clone(), world_to_cam, K, proj, err)
+    params = HeadParams(p["expression"], p["jaw"], p["eyes"]).detach()
+    return FitResult(shape.clone(), offsets.clone(), params, p["pose6"].clone(), world_to_cam, K, proj, err)
 
 
 def config_dict(cfg: FitConfig) -> dict:

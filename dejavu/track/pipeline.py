@@ -213,7 +213,7 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
 
     result = TrackResult(
         frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
-        shape=fit.shape.numpy(), expression=fit.expression.numpy(), jaw=fit.jaw.numpy(), eyes=fit.eyes.numpy(),
+        shape=fit.shape.numpy(), **fit.params.numpy(),
         pose6=fit.pose6.numpy(), world_to_cam=fit.world_to_cam.numpy(), K=fit.K.numpy(),
         landmarks_2d=lm_crop, fitted_2d=fit.projected.numpy().astype(np.float32), crop_affine=affine,
         error_px=fit.error_px.numpy(), vertex_offsets=fit.vertex_offsets.numpy() if cfg.detail else None,
@@ -300,8 +300,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
             if i not in cache:  # mesh for a chunk of frames at once
                 sl = slice(i, min(len(idx), i + chunk))
                 with torch.no_grad():
-                    verts = head(fit.shape, fit.expression[sl], fit.jaw[sl], fit.eyes[sl],
-                                 vertex_offsets=fit.vertex_offsets)
+                    verts = head(fit.shape, **fit.params[sl].kwargs(), vertex_offsets=fit.vertex_offsets)
                     cam = to_camera(verts, fit.world_to_cam[sl])
                     xy = camera_to_pixels(cam, fit.K[sl])
                 cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}

@@ -19,9 +19,12 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from dejavu.head.params import HeadParams
 from dejavu.errors import DejavuError
 from dejavu.io import atomic_path, read_image
 from dejavu.track.align import inside_source
@@ -116,16 +119,21 @@ class TrackResult:
             return None
         return inside | below_jaw(self.fitted_2d[i], *inside.shape)
 
-    def torch_params(self, device="cpu") -> dict:
-        """Head-model keyword arguments as tensors: shape (Ns,), expression, jaw, eyes (B, ...) and,
-        when fitted, vertex_offsets (V, 3) (``head(**params)`` gives the tracked meshes)."""
+    def head_params(self, device="cpu") -> "HeadParams":
+        """The tracked frames' driving parameters (B frames) as a :class:`~dejavu.head.params.HeadParams`."""
+        from dejavu.head.params import HeadParams  # torch: not loaded by the torch-free MediaPipe child
+
+        return HeadParams.of(self.expression, self.jaw, self.eyes, device=device)
+
+    def identity(self, device="cpu") -> dict:
+        """The person's head-model keyword arguments: shape (Ns,), vertex_offsets (V, 3) or None
+        (``head(**result.identity(), **result.head_params().kwargs())`` gives the tracked meshes)."""
         import torch
 
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
-        out = {"shape": t(self.shape), "expression": t(self.expression), "jaw": t(self.jaw), "eyes": t(self.eyes)}
-        if self.vertex_offsets is not None:
-            out["vertex_offsets"] = self.torch_vertex_offsets(device)
-        return out
+        from dejavu.head.base import identity_kwargs
+
+        return identity_kwargs(torch.as_tensor(np.asarray(self.shape, dtype=np.float32)),
+                               self.torch_vertex_offsets(), device)
 
     def torch_vertex_offsets(self, device="cpu"):
         """(V, 3) float32 tensor of the per-person offsets, or None when tracking did not fit them."""

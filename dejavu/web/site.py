@@ -90,8 +90,7 @@ def sequence_record(drive: Drive, name: str, n_expr: int, where: str) -> dict:
     """A :class:`dejavu.animate.Drive` as the page's sequence JSON (rounded to 1e-5)."""
     drive.check_components(n_expr, where)
     r = lambda t: np.round(t.detach().cpu().double().numpy(), 5).tolist()  # noqa: E731
-    rec = {"name": name, "fps": float(drive.fps), "expression": r(drive.expression), "jaw": r(drive.jaw),
-           "eyes": r(drive.eyes)}
+    rec = {"name": name, "fps": float(drive.fps), **{k: r(v) for k, v in drive.params.kwargs().items()}}
     if drive.pose6 is not None:
         rec["head_rotation"] = r(pose6_to_head_pose(drive.pose6))
     return rec

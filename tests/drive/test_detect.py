@@ -61,36 +61,36 @@ def test_arkit_drives_an_arkit_named_head_by_name(arkit_head, rng):
     head[:, 0] = 0.3
     d = drive_from_arkit(ArkitSequence(weights=w, fps=60, head_pose=head), arkit_head)
     for i, name in enumerate(arkit_head.expr_names):
-        np.testing.assert_array_equal(d.expression[:, i].numpy(), w[:, ARKIT_NAMES.index(name)])
-    assert d.fps == 60 and torch.equal(d.head_pose, torch.from_numpy(head)) and d.jaw.abs().sum() == 0
+        np.testing.assert_array_equal(d.params.expression[:, i].numpy(), w[:, ARKIT_NAMES.index(name)])
+    assert d.fps == 60 and torch.equal(d.head_pose, torch.from_numpy(head)) and d.params.jaw.abs().sum() == 0
 
 
 def test_arkit_drives_flame_through_the_map(arkit_head, fake_flame_head, rng):
     w = np.zeros((2, 52), np.float32)
     w[1, ARKIT_NAMES.index("jawOpen")] = 1.0
     d = drive_from_arkit(ArkitSequence(weights=w, fps=30), fake_flame_head, builtin_head=arkit_head)
-    assert d.expression.shape == (2, fake_flame_head.n_expr) and d.expression[0].abs().max() == 0
-    assert d.expression[1].abs().max() > 0
+    assert d.params.expression.shape == (2, fake_flame_head.n_expr) and d.params.expression[0].abs().max() == 0
+    assert d.params.expression[1].abs().max() > 0
 
 
 def test_flame_sequence_drives_flame_and_arkit_heads(arkit_head, fake_flame_head, rng):
     seq = FlameSequence(exp=rng.normal(size=(4, 50)).astype(np.float32), jaw=np.full((4, 3), 0.1, np.float32))
     d = drive_from_flame(seq, fake_flame_head, "f.npz")
-    assert d.expression.shape == (4, 100) and torch.all(d.expression[:, 50:] == 0)
-    np.testing.assert_array_equal(d.expression[:, :50].numpy(), seq.exp)
+    assert d.params.expression.shape == (4, 100) and torch.all(d.params.expression[:, 50:] == 0)
+    np.testing.assert_array_equal(d.params.expression[:, :50].numpy(), seq.exp)
     with pytest.raises(DejavuError, match="DEJAVU_FLAME"):
         drive_from_flame(seq, arkit_head, "f.npz")
     d = drive_from_flame(seq, arkit_head, "f.npz", flame_head=fake_flame_head)
-    assert d.expression.shape == (4, 52) and d.expression.min() >= 0 and d.expression.max() <= 1
-    np.testing.assert_array_equal(d.jaw.numpy(), seq.jaw)
+    assert d.params.expression.shape == (4, 52) and d.params.expression.min() >= 0 and d.params.expression.max() <= 1
+    np.testing.assert_array_equal(d.params.jaw.numpy(), seq.jaw)
 
 
 def test_drive_from_file_params_and_flame(tmp_path, rng, fake_flame_dir):
     _files(tmp_path, rng)
     d = drive_from_file(tmp_path / "params.json", "procedural")
-    assert d.expression.shape == (3, 6) and d.fps == 10
+    assert d.params.expression.shape == (3, 6) and d.fps == 10
     d = drive_from_file(tmp_path / "flame.npz", f"flame:{fake_flame_dir}")
-    assert d.expression.shape == (8, 100) and d.fps == 25
+    assert d.params.expression.shape == (8, 100) and d.fps == 25
 
 
 def test_euler_to_axis_angle_matches_the_camera_convention(rng):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dejavu.gaussians import channels as ch
+from dejavu.head.params import HeadParams
 from dejavu.personalize.frames import FrameSet
 
 
@@ -47,7 +48,7 @@ def synthetic_frames(head, uvmap, mean_offsets: torch.Tensor, T: int = 10, R: in
             offsets = offsets + torch.einsum("bk,kchw->bchw", blend.weights(expression), blendmaps)
         rgb = uvmap.gaussians(verts, offsets).render(w2c, K, R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb
     images = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
-    return FrameSet(images=images, expression=expression, jaw=jaw, world_to_cam=w2c, K=K, shape=shape,
+    return FrameSet(images=images, params=HeadParams.of(expression, jaw), world_to_cam=w2c, K=K, shape=shape,
                     index=torch.arange(T))
 
 
@@ -65,7 +66,7 @@ def synthetic_tracking_dir(directory, head, uvmap, mean_offsets: torch.Tensor, T
     directory = Path(directory)
     fs = synthetic_frames(head, uvmap, mean_offsets, T=T, R=crop, seed=seed, backend=backend)
     with torch.no_grad():
-        verts = head(shape=fs.shape, expression=fs.expression, jaw=fs.jaw)
+        verts = head(shape=fs.shape, **fs.params.kwargs())
         lm = project_points(head.landmarks(verts), fs.world_to_cam, fs.K).numpy()
     for i in range(T):
         img = fs.images[i].numpy()
@@ -76,7 +77,7 @@ def synthetic_tracking_dir(directory, head, uvmap, mean_offsets: torch.Tensor, T
     pose6 = synthetic_params(head, T, seed)[2].numpy()
     result = TrackResult(
         frame_index=np.arange(T), frame_time=np.arange(T) / 25.0, shape=fs.shape.numpy(),
-        expression=fs.expression.numpy(), jaw=fs.jaw.numpy(), eyes=np.zeros((T, 6), np.float32), pose6=pose6,
+        **fs.params.numpy(), pose6=pose6,
         world_to_cam=fs.world_to_cam.numpy(), K=fs.K.numpy(), landmarks_2d=lm, fitted_2d=lm,
         crop_affine=np.tile(np.eye(2, 3), (T, 1, 1)), error_px=np.zeros(T, np.float32), crop_size=crop, fps=25.0,
         head_spec="procedural", input_path="synthetic", directory=str(directory))

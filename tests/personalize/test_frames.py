@@ -51,13 +51,13 @@ def test_expression_sweep_for_arkit_and_pca_heads(procedural_head):
     from dejavu.drive.sources import expression_sweep
 
     seq = expression_sweep(procedural_head, 40)
-    assert seq.expression.shape == (40, procedural_head.n_expr) and seq.expression.abs().max() > 1.0
+    assert seq.params.expression.shape == (40, procedural_head.n_expr) and seq.params.expression.abs().max() > 1.0
     names = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp"]
     arkit = SimpleNamespace(expr_names=names, n_expr=len(names))
     seq = expression_sweep(arkit, 60)
-    assert 0.0 <= float(seq.expression.min()) and float(seq.expression.max()) <= 1.0
-    assert float(seq.expression[:, 2].max()) > 0.9 and float(seq.jaw[:, 0].max()) > 0.2  # jaw opens
-    assert float(seq.expression[:, 0].max()) > 0.9  # blinks happen
+    assert 0.0 <= float(seq.params.expression.min()) and float(seq.params.expression.max()) <= 1.0
+    assert float(seq.params.expression[:, 2].max()) > 0.9 and float(seq.params.jaw[:, 0].max()) > 0.2  # jaw opens
+    assert float(seq.params.expression[:, 0].max()) > 0.9  # blinks happen
 
 
 def test_cli_rejects_bad_numbers(tmp_path, capsys):

@@ -18,7 +18,7 @@ from dejavu.render.reference import quat_to_rotmat
 
 def _gaussians(tiny, frames: FrameSet, idx):
     head, uvmap, true = tiny
-    verts = head(shape=frames.shape, expression=frames.expression[idx], jaw=frames.jaw[idx])
+    verts = head(shape=frames.shape, **frames.params[idx].kwargs())
     return uvmap.gaussians(verts, true[None])
 
 
@@ -28,8 +28,8 @@ def _frames_with_pose_errors(tiny, tiny_frames, truth: torch.Tensor) -> FrameSet
         moved = apply_rigid(_gaussians(tiny, tiny_frames, torch.arange(len(truth))), truth)
         rgb = moved.render(tiny_frames.world_to_cam, tiny_frames.K, 32, 32, background=(1.0, 1.0, 1.0),
                            backend=BACKEND).rgb
-    return FrameSet(images=(rgb.clamp(0, 1) * 255).round().to(torch.uint8), expression=tiny_frames.expression,
-                    jaw=tiny_frames.jaw, world_to_cam=tiny_frames.world_to_cam, K=tiny_frames.K,
+    return FrameSet(images=(rgb.clamp(0, 1) * 255).round().to(torch.uint8), params=tiny_frames.params,
+                    world_to_cam=tiny_frames.world_to_cam, K=tiny_frames.K,
                     shape=tiny_frames.shape, index=tiny_frames.index)
 
 
@@ -86,7 +86,7 @@ def test_training_recovers_pose_errors(tiny, tiny_frames, tmp_path):
     # maps frozen (lr 0): only the poses can explain the images
     cfg = tiny_config(steps=60, batch_size=8, lr=0.0, lr_pose=0.01, lr_decay_every=1000, w_lpips=0.0,
                       checkpoint_every=0)
-    blend = fit_pca_basis(frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(frames.params.expression, k=cfg.n_blendmaps)
     state = Trainer(head, uvmap, frames, true, blend, cfg, tmp_path, torch.device("cpu"), progress=False).run()
     learnt = centred(state.pose, torch.arange(T))
     err_before, err_after = truth.norm(), (learnt - truth).norm()
@@ -109,12 +109,12 @@ def test_avatar_applies_and_stores_its_pose_model(tiny, tiny_frames, tmp_path):
     from dejavu.errors import DejavuError
 
     head, uvmap, true = tiny
-    blend = fit_pca_basis(tiny_frames.expression, k=3).with_training_range(tiny_frames.expression)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=3).with_training_range(tiny_frames.params.expression)
     model = torch.zeros(6, 3 + 4)
     model[0, 0], model[5, -1] = 0.05, 0.2  # pitch with the first blend input, and a constant depth shift
     avatar = Avatar(head="procedural", uv_size=uvmap.size, shape=tiny_frames.shape, mean_offsets=true,
                     global_delta=torch.zeros_like(true), blend=blend, pose_model=model)
-    e, jaw = tiny_frames.expression[:4], tiny_frames.jaw[:4]
+    e, jaw = tiny_frames.params.expression[:4], tiny_frames.params.jaw[:4]
     moved = avatar.model(head=head, uvmap=uvmap)(e, jaw)
     plain = avatar.model(head=head, uvmap=uvmap)(e, jaw, stage="mean")  # the reconstruction stage is not corrected
     expected = apply_rigid(plain, pose_features(blend, e, jaw) @ model.T)
@@ -137,7 +137,7 @@ def test_refine_poses_recovers_known_pose_errors(tiny, tiny_frames):
     frames = _frames_with_pose_errors(tiny, tiny_frames, truth)
 
     def gaussians(b):
-        verts = head(shape=frames.shape, expression=b["expression"], jaw=b["jaw"])
+        verts = head(shape=frames.shape, **b["params"].kwargs())
         return uvmap.gaussians(verts, true[None])
 
     found = refine_poses(gaussians, frames, torch.device("cpu"), steps=80, lr=0.01, chunk=4, backend=BACKEND)

@@ -22,8 +22,8 @@ def _render(head, uvmap, frames, mean, fn) -> torch.Tensor:
     """Frames rendered with offsets ``mean + fn(expression)``."""
 
     def gaussians(b):
-        verts = head(**frames.identity(), expression=b["expression"], jaw=b["jaw"], eyes=b["eyes"])
-        return uvmap.gaussians(verts, mean[None] + fn(b["expression"]))
+        verts = head(**frames.identity(), **b["params"].kwargs())
+        return uvmap.gaussians(verts, mean[None] + fn(b["params"].expression))
 
     return render_frames(frames, gaussians, torch.device("cpu"), backend=BACKEND)
 
@@ -38,7 +38,7 @@ def test_training_recovers_colours(tiny, tiny_frames, tmp_path):
     head, uvmap, true = tiny
     init = _start(true)
     cfg = tiny_config(steps=16, preview_every=8)
-    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
     trainer = Trainer(head, uvmap, tiny_frames, init, blend, cfg, tmp_path, torch.device("cpu"), progress=False)
     before = _psnr(head, uvmap, tiny_frames, init, lambda e: torch.zeros(1, 13, 16, 16))
     state = trainer.run()
@@ -58,7 +58,7 @@ def test_interrupted_run_resumes(tiny, tiny_frames, tmp_path, monkeypatch, lr_po
     head, uvmap, true = tiny
     init = _start(true)
     cfg = tiny_config(steps=8, lr_pose=lr_pose)
-    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
     make = lambda d: Trainer(head, uvmap, tiny_frames, init, blend, cfg, d, torch.device("cpu"), progress=False)  # noqa: E731
     full = make(tmp_path / "a").run()
 
@@ -99,7 +99,7 @@ def test_checkpoint_for_other_uv_size_is_refused(tiny, tiny_frames, tmp_path):
 
     head, uvmap, true = tiny
     cfg = tiny_config(steps=2, checkpoint_every=1)
-    Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.expression, k=3), cfg, tmp_path,
+    Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.params.expression, k=3), cfg, tmp_path,
             torch.device("cpu"), progress=False).run()
     with pytest.raises(DejavuError, match="UV size"):
         load_checkpoint(tmp_path, 32)
@@ -114,7 +114,7 @@ def test_ssim_term_is_optional_and_raises_ssim(tiny, tiny_frames, tmp_path):
 
     head, uvmap, true = tiny
     init = _start(true)
-    blend = fit_pca_basis(tiny_frames.expression, k=3)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=3)
     scores = {}
     for w in (0.0, 0.5):
         cfg = tiny_config(steps=12, preview_every=0, w_ssim=w)
@@ -138,7 +138,7 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
     head, uvmap, true = tiny
     # masks: where the true avatar is opaque
     idx = torch.arange(len(tiny_frames))
-    ref = Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.expression, k=3), tiny_config(),
+    ref = Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.params.expression, k=3), tiny_config(),
                   tmp_path / "ref", torch.device("cpu"), progress=False)
     with torch.no_grad():
         _, true_alpha = ref.render_batch(tiny_frames.batch(idx, "cpu"), torch.zeros(1, 13, uvmap.size, uvmap.size), idx)
@@ -146,7 +146,7 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
     frames = dataclasses.replace(tiny_frames, masks=masks)
     init = true.clone()
     init[ch.OPACITY] -= 3.0  # logits: most Gaussians nearly transparent
-    blend = fit_pca_basis(frames.expression, k=3)
+    blend = fit_pca_basis(frames.params.expression, k=3)
     errors = {}
     for w in (0.0, 2.0):
         cfg = tiny_config(steps=12, preview_every=0, w_alpha=w, w_lpips=0.0)
@@ -156,7 +156,7 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
         assert ("alpha" in state.history[-1]) == (w > 0)
         with torch.no_grad():
             b = frames.batch(idx, "cpu")
-            _, alpha = trainer.render_batch(b, trainer.delta_for(2, state.blendmaps, b["expression"]), idx)
+            _, alpha = trainer.render_batch(b, trainer.delta_for(2, state.blendmaps, b["params"].expression), idx)
         errors[w] = float((alpha - b["masks"]).abs().mean())
     assert errors[2.0] < errors[0.0], errors
 
@@ -196,7 +196,7 @@ def test_position_regulariser_weight_follows_the_number_of_views(tiny, tiny_fram
     head, uvmap, true = tiny
     for frames, weight in ((tiny_frames, 0.0), (tiny_frames.subset([0]), 0.5)):
         c = tiny_config(steps=1)
-        blend = fit_pca_basis(frames.expression, k=c.n_blendmaps)
+        blend = fit_pca_basis(frames.params.expression, k=c.n_blendmaps)
         trainer = Trainer(head, uvmap, frames, _start(true), blend, c, tmp_path / str(weight), torch.device("cpu"),
                           progress=False)
         assert trainer.w_position == weight
@@ -215,7 +215,7 @@ def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_pa
     seen[:, : R // 3] = 0  # the top third lay above the frame
     frames = replace(tiny_frames, seen=seen, masks=torch.full((T, R, R, 1), 255, dtype=torch.uint8))
     cfg = tiny_config(w_lpips=0.1, lpips_every=1, w_ssim=0.2, w_alpha=0.5)
-    blend = fit_pca_basis(frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(frames.params.expression, k=cfg.n_blendmaps)
     trainer = Trainer(head, uvmap, frames, true, blend, cfg, tmp_path, torch.device("cpu"), progress=False)
     batch = frames.batch(torch.arange(4), "cpu")
     pred = torch.rand(4, 3, R, R, requires_grad=True)
@@ -240,7 +240,7 @@ def test_unseen_colour_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_
     seen = torch.zeros(S, S)
     seen[: S // 2] = 1.0  # top half of the UV layout fully seen, bottom half never
     cfg = tiny_config(w_unseen_color=0.5)
-    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
     batch = tiny_frames.batch(torch.arange(2), "cpu")
     pred = batch["images"].clone()
     delta = torch.randn(1, ch.N_CHANNELS, S, S, requires_grad=True)
@@ -267,7 +267,7 @@ def test_unseen_scale_term_holds_only_badly_seen_texels(tiny, tiny_frames, tmp_p
     seen = torch.zeros(S, S)
     seen[: S // 2] = 1.0
     cfg = tiny_config(w_unseen_color=0.0, w_unseen_scale=0.5, w_scale=0.0, w_needle=0.0)
-    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
     batch = tiny_frames.batch(torch.arange(2), "cpu")
     delta = torch.randn(1, ch.N_CHANNELS, S, S, requires_grad=True)
     trainer = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "a", torch.device("cpu"),
@@ -300,7 +300,7 @@ def test_needle_term_shortens_needles_of_the_final_scales(tiny, tiny_frames, tmp
     mean[ch.LOG_SCALE] = 0.0
     mean[ch.LOG_SCALE.start, : S // 2] = math.log(20.0)  # top half of the layout: needles 20:1:1
     cfg = tiny_config(w_needle=0.5, needle_ratio=4.0)
-    blend = fit_pca_basis(tiny_frames.expression, k=cfg.n_blendmaps)
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
     batch = tiny_frames.batch(torch.arange(2), "cpu")
     pred = batch["images"].clone()
     delta = torch.zeros(1, ch.N_CHANNELS, S, S, requires_grad=True)

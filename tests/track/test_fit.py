@@ -53,8 +53,8 @@ def test_fit_recovers_camera_and_expression(procedural_head):
     assert res.error_px.max() < 1.0
     assert (res.pose6[:, :3] - pose[:, :3]).abs().max() < 0.08  # radians
     assert (res.pose6[:, 3:5] - pose[:, 3:5]).abs().max() < 0.01  # metres
-    assert (res.expression - expr).abs().mean() < 0.15
-    assert (res.jaw[:, 0] - jaw[:, 0]).abs().max() < 0.08
+    assert (res.params.expression - expr).abs().mean() < 0.15
+    assert (res.params.jaw[:, 0] - jaw[:, 0]).abs().max() < 0.08
     assert res.world_to_cam.shape == (6, 4, 4) and res.projected.shape == (6, 478, 2)
 
 
@@ -62,7 +62,7 @@ def test_fit_video_chunks_and_smoothness(procedural_head):
     shape, expr, jaw, pose, target = _synthetic(procedural_head, 20, seed=2, video=True)
     cfg = FitConfig(n_keyframes=4, chunk_size=8)
     res = fit_landmarks(procedural_head, target, 512, video=True, config=cfg)
-    assert res.expression.shape == (20, procedural_head.n_expr)
+    assert res.params.expression.shape == (20, procedural_head.n_expr)
     assert res.error_px.max() < 1.5
     assert (res.pose6[:, 0] - pose[:, 0]).abs().max() < 0.08
 
@@ -72,7 +72,7 @@ def test_activation_expressions_stay_in_unit_range(procedural_head, monkeypatch)
     assert expression_bounds(procedural_head) == (0.0, 1.0)
     *_, target = _synthetic(procedural_head, 2, seed=3)
     res = fit_landmarks(procedural_head, target, 512, config=FitConfig(key_steps=40, key_rigid_steps=20))
-    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    assert res.params.expression.min() >= 0.0 and res.params.expression.max() <= 1.0
 
 
 def test_landmark_model_with_vertex_offsets_matches_head(procedural_head):
