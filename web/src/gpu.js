@@ -15,13 +15,16 @@ const LAYOUT = { xyz: [0, 3], log_scale: [3, 6], rot: [6, 9], opacity: [9, 10], 
 const VERT_BITS = 10; // the vertex texture is 1024 texels wide: a few rows for 3-5k vertices
 const FIELDS = 14; // what readGaussians reads per splat: mean 3, quaternion wxyz 4, scales 3, opacity 1, colour 3
 
+/** log2 of the per-Gaussian textures' width: 4096 texels, or the context's largest power of two below. */
+const textureBits = (maxTextureSize) => Math.min(12, Math.floor(Math.log2(maxTextureSize)));
+
 /** Why this pack or context cannot use the GPU path (the page then evaluates on the CPU); null when it can. */
 export function gpuUnsupported(rt, maxTextureSize) {
   for (const [name, [a, b]] of Object.entries(LAYOUT)) {
     const got = rt.meta.channels[name];
     if (!got || got[0] !== a || got[1] !== b) return `avatar.json: channel ${name} is not at [${a}, ${b})`;
   }
-  const width = Math.min(4096, maxTextureSize);
+  const width = 1 << textureBits(maxTextureSize);
   const slots = 1 + (rt.arrays.blendmaps ? rt.K : 0) + (rt.arrays.global_delta ? 1 : 0);
   const rows = Math.ceil((rt.N * slots * 4) / width);
   if (rows > maxTextureSize) return `${rt.N} Gaussians x ${slots} maps need ${rows} texture rows (limit ${maxTextureSize})`;
@@ -55,7 +58,7 @@ export class GpuAvatar {
     if (why) throw new Error(why);
     this.rt = rt;
     const { N, K, V } = rt, a = rt.arrays;
-    this.bits = Math.min(4096, maxTextureSize) === 4096 ? 12 : Math.log2(Math.min(4096, maxTextureSize));
+    this.bits = textureBits(maxTextureSize);
     const W = 1 << this.bits;
     // Map slots: 0 the mean offsets, then the K blendmaps, then the stage-1 delta.
     this.blendSlot = a.blendmaps ? 1 : -1;
