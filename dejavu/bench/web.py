@@ -1,8 +1,15 @@
-"""Time the web player's avatar evaluation in headless Chromium (ms per frame) and size its site.
+"""Time the web player's avatar evaluation in headless Chromium (ms per frame, both paths) and size its site.
 
 Without an avatar: the built-in head at UV 256 (48,002 Gaussians) with K = 10 random blendmaps, a PCA
 blend scheme and a pose model, i.e. the largest avatar the default settings make. Needs ``make web``
 and chromium. Reference in the same page: one copy of the blendmap bytes.
+
+CPU path (``cpu_*``): ``AvatarRuntime.evaluate`` step by step, and the frame with the upload to Spark's
+packed splats. GPU path (``gpu_*``, ``web/src/gpu.js``): the CPU side of a frame (head model, blend weights,
+pose correction, vertex texture and uniforms), and the frame until the per-splat program has run over
+every Gaussian (waited for with a one-texel read). Headless Chromium renders WebGL with SwiftShader, a CPU
+emulation (``gpu_renderer`` says which): there ``gpu_frame_*`` measures the emulation, not a GPU; the
+upload size and the CPU side carry over to a real GPU.
 """
 
 from __future__ import annotations
@@ -61,8 +68,21 @@ def run(args: argparse.Namespace) -> dict:
                 {"op": "bench", "n": args.repeats, "stage": "mean"}], size=256)
         finally:
             server.shutdown()
-    return {"target": "web", "n_gaussians": record["n_gaussians"], "site_mb": round(record["bytes"] / 1e6, 2),
-            "evaluate_full_ms_median": round(full["median_ms"], 2), "evaluate_full_ms_min": round(full["min_ms"], 2),
-            "evaluate_mean_ms_median": round(mean["median_ms"], 2), "evaluate_mean_ms_min": round(mean["min_ms"], 2),
-            "reference_copy_ms_median": round(full["reference_copy_ms"], 2),
-            "reference_copy_mb": round(full["reference_copy_bytes"] / 1e6, 2), "machine": machine_info()}
+    r2 = lambda x: round(x, 2)
+    cpu, gpu = full["cpu"], full["gpu"]
+    out = {"target": "web", "n_gaussians": record["n_gaussians"], "site_mb": round(record["bytes"] / 1e6, 2),
+           "cpu_evaluate_full_ms_median": r2(cpu["evaluate"]["median_ms"]),
+           "cpu_evaluate_full_ms_min": r2(cpu["evaluate"]["min_ms"]),
+           "cpu_frame_full_ms_median": r2(cpu["frame"]["median_ms"]),
+           "cpu_steps_full_ms_median": {k: r2(v) for k, v in cpu["steps"].items()},
+           "cpu_evaluate_mean_ms_median": r2(mean["cpu"]["evaluate"]["median_ms"]),
+           "cpu_upload_bytes_per_frame": cpu["upload_bytes"],
+           "reference_copy_ms_median": r2(full["reference_copy_ms"]),
+           "reference_copy_mb": round(full["reference_copy_bytes"] / 1e6, 2), "machine": machine_info()}
+    if gpu:
+        out.update({"gpu_cpu_side_full_ms_median": r2(gpu["cpu"]["median_ms"]),
+                    "gpu_cpu_side_full_ms_min": r2(gpu["cpu"]["min_ms"]),
+                    "gpu_frame_full_ms_median": r2(gpu["frame"]["median_ms"]),
+                    "gpu_frame_full_ms_min": r2(gpu["frame"]["min_ms"]),
+                    "gpu_upload_bytes_per_frame": gpu["upload_bytes"], "gpu_renderer": gpu["renderer"]})
+    return out

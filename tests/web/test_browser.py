@@ -1,6 +1,7 @@
-"""The player in headless Chromium: its runtime against Python for three heads and every stage, and its
-Spark rendering against the Python renderer (PSNR on the head region, with controls showing that the
-tolerance catches a mirrored face, swapped colours, a missing blendmap and a missing head turn).
+"""The player in headless Chromium: its CPU runtime against Python for three heads and every stage, its GPU
+program (read back from the GPU) against the CPU runtime and Python, and its Spark rendering on both paths
+against the Python renderer (PSNR on the head region, with controls showing that the tolerance catches a
+mirrored face, swapped colours, a missing blendmap and a missing head turn).
 
 One page load serves every check (a Spark frame takes seconds on SwiftShader): the module fixture runs
 it once and the tests read its results.
@@ -28,6 +29,9 @@ from tests.web.conftest import (
 pytestmark = pytest.mark.slow
 SIZE = 256
 MIN_PSNR_DB = 25.0
+# GPU program against its CPU twin: float32 arithmetic in another order and the GPU's exp / sqrt; measured on
+# SwiftShader: 7e-7 relative at most (docs/experiments/2026-12-07-web-gpu.md).
+GPU_RTOL = 1e-5
 
 
 def _coloured_avatar(head, S: int):
@@ -115,13 +119,16 @@ def page(browser, tmp_path_factory):
         "turned": {"expression": [0.0] * 6, "jaw": [0.25, 0.0, 0.0], "eyes": [0.0] * 6, "head": [0.0, 0.6, 0.0],
                    "stage": "full"},
     }
-    steps = [{"op": "evaluate", "params": p} for p in site_params]
+    steps = [{"op": op, "params": p} for p in site_params for op in ("evaluate", "evaluateGpu")]
     for name, (_, _, _, params) in cases.items():
         steps.append({"op": "loadRuntime", "url": f"packs/{name}/avatar.json"})
-        steps += [{"op": "evaluateExtra", "params": p} for p in params]
-    steps.append({"op": "bench", "n": 30})
+        steps += [{"op": op, "params": p} for p in params for op in ("evaluateExtra", "evaluateExtraGpu")]
+    steps.append({"op": "bench", "n": 10})
     steps.append({"op": "seek", "sequence": 1, "frame": 4})
+    shots["front_cpu"] = shots["front"]
     for name, p in shots.items():
+        if name == "front_cpu":  # the same frame through the CPU runtime and Spark's packed splats
+            steps.append({"op": "setPath", "path": "cpu"})
         steps += [{"op": "show", "params": p}, {"op": "settle", "n": 8},
                   {"op": "screenshot", "path": str(root / f"{name}.png")}]
     server, url = serve_in_thread(root / "site")
@@ -130,17 +137,21 @@ def page(browser, tmp_path_factory):
     finally:
         server.shutdown()
     site_quant = quantized_avatar(avatar)
-    results = {"site": [(python_gaussians(site_quant, head, uvmap, p), decode_gaussians(next(values)))
-                        for p in site_params]}
+    # per case: (Python, CPU runtime, GPU program) for each parameter vector
+    results = {"site": [(python_gaussians(site_quant, head, uvmap, p), decode_gaussians(next(values)),
+                         decode_gaussians(next(values))) for p in site_params]}
     for name, (hd, um, av, params) in cases.items():
         assert next(values) == um.n_gaussians  # loadRuntime
-        results[name] = [(python_gaussians(av, hd, um, p), decode_gaussians(next(values))) for p in params]
+        results[name] = [(python_gaussians(av, hd, um, p), decode_gaussians(next(values)),
+                          decode_gaussians(next(values))) for p in params]
     results["bench"] = next(values)
     results["seek"] = (next(values), recorded)
     from dejavu.io import read_image
 
     center = avatar.model(head=head, uvmap=uvmap).center()
     for name, p in shots.items():
+        if name == "front_cpu":
+            assert next(values) == "cpu"  # setPath
         next(values), next(values), next(values)
         results[name] = (read_image(root / f"{name}.png"), p)
     results["render"] = lambda p, **kw: _python_render(site_quant, head, uvmap, center, p, **kw)
@@ -149,16 +160,35 @@ def page(browser, tmp_path_factory):
 
 @pytest.mark.parametrize("case", ["site", "flame_like", "builtin"])
 def test_page_gaussians_match_python(page, case):
-    for ref, js in page[case]:
+    for ref, js, _ in page[case]:
         for name, want in ref.items():
             np.testing.assert_allclose(js[name].reshape(want.shape), want, rtol=1e-4,
                                        atol=1e-6 * np.abs(want).max(), err_msg=f"{case}: {name}")
 
 
-def test_bench_reports_milliseconds(page):
+@pytest.mark.parametrize("case", ["site", "flame_like", "builtin"])
+def test_gpu_program_matches_cpu_runtime(page, case):
+    """Every output of the GPU program (read back from the GPU), for every stage, against the CPU twin and Python."""
+    stages = set()
+    for (ref, cpu, gpu), stage in zip(page[case], ("full", "global", "mean")):
+        stages.add(stage)
+        for name, want in cpu.items():
+            np.testing.assert_allclose(gpu[name], want, rtol=GPU_RTOL, atol=1e-6 * np.abs(want).max(),
+                                       err_msg=f"{case}, stage {stage}: {name}, GPU against CPU")
+            np.testing.assert_allclose(gpu[name].reshape(ref[name].shape), ref[name], rtol=1e-4,
+                                       atol=1e-6 * np.abs(ref[name]).max(), err_msg=f"{case}: {name}, GPU against Python")
+    assert stages == {"full", "global", "mean"}
+
+
+def test_bench_reports_both_paths(page):
     bench = page["bench"]
     assert bench["n_gaussians"] == page["site"][0][0]["means"].shape[0]
-    assert 0 < bench["median_ms"] < 1e4
+    assert 0 < bench["cpu"]["frame"]["median_ms"] < 1e4  # (a step alone may read 0: Chromium's clock ticks 0.1 ms)
+    assert set(bench["cpu"]["steps"]) == {"vertices", "offsets", "place", "pose", "pack"}
+    gpu = bench["gpu"]
+    assert 0 <= gpu["cpu"]["median_ms"] <= gpu["frame"]["median_ms"] < 1e4 and gpu["frame"]["median_ms"] > 0
+    # per frame the GPU path uploads the posed vertices and a few uniforms, not the Gaussians
+    assert gpu["upload_bytes"] < bench["cpu"]["upload_bytes"]
 
 
 def test_playback_scrubs_to_the_recorded_frame(page):
@@ -169,8 +199,10 @@ def test_playback_scrubs_to_the_recorded_frame(page):
     np.testing.assert_allclose(state["head"], [0.0, 0.4, 0.0], atol=1e-5)  # yaw 0.4 rad: a turn about +Y
 
 
-def test_screenshot_matches_python_render(page):
-    shot, p = page["front"]
+@pytest.mark.parametrize("shot_name", ["front", "front_cpu"])
+def test_screenshot_matches_python_render(page, shot_name):
+    """The default (GPU) path and the CPU path, each through Spark, against the Python render."""
+    shot, p = page[shot_name]
     rgb, alpha = page["render"](p)
     head = alpha > 0.05
     assert shot.shape == rgb.shape and head.mean() > 0.1

@@ -2,16 +2,24 @@
 // Reads site.json (written by `dejavu web`): the avatar pack, the camera target, recorded sequences.
 // Driving: sliders, recorded sequences / the expression sweep (play, pause, scrub) and a live
 // WebSocket stream (`dejavu live`, page URL ?live=ws://127.0.0.1:PORT).
+// Evaluation: on the GPU (gpu.js, a Spark splat source; the default where the context allows it) or on the
+// CPU (runtime.js, then Spark's packed splats); ?eval=cpu forces the CPU path.
 // Test hooks live on window.dejavu (tests/web drives them from headless Chromium).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { SparkRenderer, SplatMesh, setPackedSplat } from "@sparkjsdev/spark";
 import { loadAvatar } from "./runtime.js";
+import { GpuAvatar, gpuUnsupported } from "./gpu.js";
 import { buildControls, groupOf } from "./controls.js";
+import { benchPaths } from "./bench.js";
 
 const query = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
+
+function encode(g) {
+  return Object.fromEntries(Object.entries(g).map(([k, v]) => [k, b64(v)]));
+}
 
 function b64(typed) {
   const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
@@ -57,14 +65,32 @@ async function main() {
   }
   resize(size);
 
-  const mesh = new SplatMesh({
-    constructSplats: (splats) => {
-      const v = new THREE.Vector3(), s = new THREE.Vector3(1e-3, 1e-3, 1e-3), q = new THREE.Quaternion(), c = new THREE.Color();
-      for (let i = 0; i < N; i++) splats.pushSplat(v, s, q, 0, c);
-    },
-  });
-  scene.add(mesh);
-  await mesh.initialized;
+  const maxTex = renderer.capabilities.maxTextureSize;
+  const noGpu = gpuUnsupported(rt, maxTex);
+  if (noGpu) console.warn(`evaluating on the CPU: ${noGpu}`);
+  const meshes = {}; // "gpu" | "cpu" -> SplatMesh, made when first shown
+  async function makeMesh(path) {
+    if (path === "gpu") return new SplatMesh({ splats: new GpuAvatar(rt, maxTex) }).initialized;
+    return new SplatMesh({
+      constructSplats: (splats) => {
+        const v = new THREE.Vector3(), s = new THREE.Vector3(1e-3, 1e-3, 1e-3), q = new THREE.Quaternion(), c = new THREE.Color();
+        for (let i = 0; i < N; i++) splats.pushSplat(v, s, q, 0, c);
+      },
+    }).initialized;
+  }
+  let path = null, mesh = null, spareGpu = null;
+  /** The GPU source on screen, else one kept for tests and benchmarks. */
+  const gpuSource = () => (meshes.gpu ? meshes.gpu.splats : (spareGpu = spareGpu || new GpuAvatar(rt, maxTex)));
+  async function usePath(p) {
+    if (p === "gpu" && noGpu) throw new Error(`no GPU path: ${noGpu}`);
+    if (!meshes[p]) meshes[p] = await makeMesh(p);
+    if (mesh) scene.remove(mesh);
+    path = p;
+    mesh = meshes[p];
+    scene.add(mesh);
+    state.dirty = true;
+  }
+  await usePath(query.get("eval") === "cpu" || noGpu ? "cpu" : "gpu");
 
   let evalMs = 0, evalCount = 0;
   function placeHead() {
@@ -74,19 +100,26 @@ async function main() {
     else mesh.quaternion.identity();
   }
 
-  function update() {
-    const t0 = performance.now();
-    const g = rt.evaluate({ expression: state.expression, jaw: state.jaw, eyes: state.eyes, pose: state.pose, stage: state.stage });
-    evalMs = 0.9 * evalMs + 0.1 * (performance.now() - t0);
-    evalCount++;
-    const packed = mesh.packedSplats.packedArray;
+  /** Spark's packed splats from the CPU runtime's Gaussians (the CPU path's upload). */
+  function packSplats(g, packed) {
     const { means: m, scales: sc, quats: q, opacities: o, colors: col } = g;
     for (let i = 0; i < N; i++) {
       setPackedSplat(packed, i, m[3 * i], m[3 * i + 1], m[3 * i + 2], sc[3 * i], sc[3 * i + 1], sc[3 * i + 2],
         q[4 * i + 1], q[4 * i + 2], q[4 * i + 3], q[4 * i], o[i], col[3 * i], col[3 * i + 1], col[3 * i + 2]);
     }
-    mesh.packedSplats.needsUpdate = true;
+  }
+
+  function update() {
+    const t0 = performance.now();
+    const p = { expression: state.expression, jaw: state.jaw, eyes: state.eyes, pose: state.pose, stage: state.stage };
+    if (path === "gpu") mesh.splats.update(p);
+    else {
+      packSplats(rt.evaluate(p), mesh.packedSplats.packedArray);
+      mesh.packedSplats.needsUpdate = true;
+    }
     mesh.updateVersion();
+    evalMs = 0.9 * evalMs + 0.1 * (performance.now() - t0);
+    evalCount++;
     state.dirty = false;
   }
 
@@ -179,7 +212,7 @@ async function main() {
       fps = (frames * 1000) / (now - fpsT);
       frames = 0;
       fpsT = now;
-      $("fps").textContent = `${fps.toFixed(1)} fps · evaluation ${evalMs.toFixed(1)} ms · ${N} Gaussians`;
+      $("fps").textContent = `${fps.toFixed(1)} fps · ${path} evaluation ${evalMs.toFixed(1)} ms (CPU) · ${N} Gaussians`;
     }
     requestAnimationFrame(tick);
   }
@@ -189,35 +222,34 @@ async function main() {
   window.dejavu = {
     runtime: rt,
     groupOf,
-    /** Another pack's runtime (tests compare heads the site's avatar does not use). */
-    async loadRuntime(url) { this.extra = await loadAvatar(url); return this.extra.N; },
+    /** Another pack's runtime (tests compare heads the site's avatar does not use), with its GPU twin. */
+    async loadRuntime(url) {
+      this.extra = await loadAvatar(url);
+      this.extraGpu = gpuUnsupported(this.extra, maxTex) ? null : new GpuAvatar(this.extra, maxTex);
+      return this.extra.N;
+    },
     /** Like evaluate(), on the runtime loadRuntime() made. */
-    evaluateExtra(p) {
-      const g = this.extra.evaluate(p);
-      return Object.fromEntries(Object.entries(g).map(([k, v]) => [k, b64(v)]));
-    },
+    evaluateExtra(p) { return encode(this.extra.evaluate(p)); },
+    /** Like evaluateGpu(), on the runtime loadRuntime() made. */
+    async evaluateExtraGpu(p) { this.extraGpu.update(p); return encode(await this.extraGpu.readGaussians(renderer)); },
     /** Gaussians for parameters p, base64 float32 per field (the browser test compares them with Python). */
-    evaluate(p) {
-      const g = rt.evaluate(p);
-      return Object.fromEntries(Object.entries(g).map(([k, v]) => [k, b64(v)]));
+    evaluate(p) { return encode(rt.evaluate(p)); },
+    /** The GPU program's Gaussians for parameters p, read back (same fields as evaluate()). */
+    async evaluateGpu(p) {
+      const gpu = gpuSource();
+      gpu.update(p);
+      const g = await gpu.readGaussians(renderer);
+      state.dirty = true; // the displayed frame goes back to the page's own parameters
+      return encode(g);
     },
-    /** Median milliseconds per rt.evaluate over n calls with random expressions. */
+    /** Show the GPU or the CPU path ("gpu" | "cpu"). */
+    async setPath(p) { await usePath(p); await this.settle(2); return path; },
+    get path() { return path; },
+    /** Both paths timed over n frames with random expressions (web/src/bench.js). */
     bench(n = 50, stage = "full") {
-      const times = [], ex = new Float64Array(rt.Ne);
-      for (let i = 0; i < n + 3; i++) {
-        for (let k = 0; k < rt.Ne; k++) ex[k] = Math.random();
-        const t0 = performance.now();
-        rt.evaluate({ expression: ex, jaw: [0.1, 0, 0], stage });
-        if (i >= 3) times.push(performance.now() - t0);
-      }
-      times.sort((a, b) => a - b);
-      // Reference measured in the same page: one copy of the blendmap bytes (a memory-bandwidth floor), so
-      // figures from a loaded machine can be read as a ratio.
-      const src = rt.arrays.blendmaps || rt.arrays.mean_offsets, dst = new Float32Array(src.length), ref = [];
-      for (let i = 0; i < n + 3; i++) { const t0 = performance.now(); dst.set(src); if (i >= 3) ref.push(performance.now() - t0); }
-      ref.sort((a, b) => a - b);
-      return { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], n, n_gaussians: N,
-        reference_copy_ms: ref[Math.floor(ref.length / 2)], reference_copy_bytes: src.byteLength };
+      const out = benchPaths({ rt, gpu: noGpu ? null : gpuSource(), renderer, packSplats, n, stage });
+      state.dirty = true;
+      return out;
     },
     /** Set parameters (as the sliders do) and resolve after the next frames are drawn. */
     async show(p) {

@@ -19,16 +19,20 @@ function halfToFloat(h) {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** Typed arrays of a pack (avatar.json manifest + avatar.bin bytes); float16 arrays decoded to Float32Array. */
+let halfLut = null; // float16 bits -> float32, built once (64k entries)
+
+/** Typed arrays of a pack (avatar.json manifest + avatar.bin bytes); float16 arrays decoded to Float32Array once. */
 export function unpackArrays(manifest, buffer) {
   const out = {};
   for (const [name, e] of Object.entries(manifest.arrays)) {
     const count = e.shape.reduce((a, b) => a * b, 1);
     if (e.dtype === "float16") {
       const src = new Uint16Array(buffer, e.offset, count);
-      const lut = new Float32Array(65536);
-      for (let i = 0; i < 65536; i++) lut[i] = halfToFloat(i);
-      const dst = new Float32Array(count);
+      if (!halfLut) {
+        halfLut = new Float32Array(65536);
+        for (let i = 0; i < 65536; i++) halfLut[i] = halfToFloat(i);
+      }
+      const lut = halfLut, dst = new Float32Array(count);
       for (let i = 0; i < count; i++) dst[i] = lut[src[i]];
       out[name] = dst;
     } else {
@@ -63,12 +67,14 @@ function axisAngleQuat(rx, ry, rz) {
 }
 
 /**
- * out[i] = mean[i] + sum_k w[k] * B[i * K + k] for i < n (blendmaps interleaved (N * 13, K)), unrolled over K:
- * V8 runs the unrolled body about 4x faster than an inner loop over k, and it is the bulk of a frame.
+ * out[i] = mean[i] + sum_{k in ks} w[k] * B[i * K + k] for i < n (blendmaps interleaved (N * 13, K)), unrolled
+ * over the listed k: V8 runs the unrolled body about 4x faster than an inner loop over k, and it is the bulk of
+ * a CPU frame. ks lists the maps whose weight is not exactly 0 (a softmax weight underflows to 0 far from the
+ * training range); those are skipped, not multiplied by 0.
  */
-function makeCompose(K) {
-  const ws = Array.from({ length: K }, (_, k) => `const w${k} = w[${k}];`).join(" ");
-  const terms = Array.from({ length: K }, (_, k) => `w${k} * B[j + ${k}]`).join(" + ") || "0";
+function makeCompose(K, ks) {
+  const ws = ks.map((k) => `const w${k} = w[${k}];`).join(" ");
+  const terms = ks.map((k) => `w${k} * B[j + ${k}]`).join(" + ") || "0";
   // eslint-disable-next-line no-new-func
   return new Function("o", "mean", "B", "w", "n",
     `${ws} for (let i = 0, j = 0; i < n; i++, j += ${K}) o[i] = mean[i] + (${terms});`);
@@ -81,6 +87,7 @@ export class AvatarRuntime {
    */
   constructor(manifest, buffer) {
     this.meta = manifest;
+    this.buffer = buffer; // the pack's bytes (the GPU path uploads float16 maps as stored)
     const a = (this.arrays = unpackArrays(manifest, buffer));
     this.N = manifest.n_gaussians;
     this.V = manifest.n_verts;
@@ -90,7 +97,8 @@ export class AvatarRuntime {
     this.jointIndex = Object.fromEntries(manifest.joint_names.map((n, i) => [n, i]));
     this.hasEyes = "eye_left" in this.jointIndex && "eye_right" in this.jointIndex;
     this.stages = ["mean"].concat(a.global_delta ? ["global"] : [], a.blendmaps ? ["full"] : []);
-    // Work buffers (allocated once; evaluate() reuses them).
+    this.prior = Float32Array.from(manifest.opacity_prior);
+    // Work buffers (allocated once; evaluate() reuses them: no per-frame allocation).
     this.vShaped = new Float64Array(this.V * 3);
     this.verts = new Float32Array(this.V * 3);
     this.offsets = new Float32Array(this.N * C);
@@ -98,14 +106,26 @@ export class AvatarRuntime {
       means: new Float32Array(this.N * 3), quats: new Float32Array(this.N * 4), scales: new Float32Array(this.N * 3),
       opacities: new Float32Array(this.N), colors: new Float32Array(this.N * 3),
     };
+    this.z = new Float64Array(this.K);
     this.weights = new Float64Array(this.K);
-    this.compose = makeCompose(this.K);
+    this.rv = new Float64Array(this.J * 3);
+    this.R = Array.from({ length: this.J }, () => new Float64Array(9));
+    this.W = Array.from({ length: this.J }, () => new Float64Array(12));
+    this.T = new Float64Array(12);
+    this.composers = new Map(); // active blendmaps (e.g. "0,1,2") -> unrolled compose function
+  }
+
+  /** Which offsets a stage uses: "blend" (mean + weighted blendmaps), "global" (mean + stage-1 delta) or "mean". */
+  offsetKind(stage) {
+    const a = this.arrays;
+    if (stage === "full" && a.blendmaps) return "blend";
+    if ((stage === "full" || stage === "global") && a.global_delta) return "global";
+    return "mean";
   }
 
   /** Blend inputs z (K): the scheme's projection, clamped to the training range (BlendScheme.clamped_inputs). */
   clampedInputs(expression) {
-    const { K } = this, a = this.arrays, b = this.meta.blend;
-    const z = new Float64Array(K);
+    const { K } = this, a = this.arrays, b = this.meta.blend, z = this.z;
     if (b.kind === "softmax_first_k") {
       for (let k = 0; k < K; k++) z[k] = k < expression.length ? expression[k] : 0;
     } else if (b.kind === "pca_softmax") {
@@ -146,12 +166,12 @@ export class AvatarRuntime {
       }
     }
     // Local joint rotations: root = pose, neck unused (Avatar.gaussians has no neck), jaw, eyes.
-    const rv = new Float64Array(J * 3);
+    const rv = this.rv.fill(0);
     const setJ = (name, v, o = 0) => { const j = this.jointIndex[name]; if (j !== undefined && v) for (let d = 0; d < 3; d++) rv[j * 3 + d] = v[o + d]; };
     setJ("root", pose); setJ("jaw", jaw);
     if (eyes && this.hasEyes) { setJ("eye_left", eyes, 0); setJ("eye_right", eyes, 3); }
-    const R = [];
-    for (let j = 0; j < J; j++) R.push(rodrigues(rv[j * 3], rv[j * 3 + 1], rv[j * 3 + 2]));
+    const R = this.R;
+    for (let j = 0; j < J; j++) rodrigues(rv[j * 3], rv[j * 3 + 1], rv[j * 3 + 2], R[j]);
     if (a.posedirs) {
       const P = (J - 1) * 9, pd = a.posedirs;
       for (let p = 0; p < P; p++) {
@@ -162,26 +182,30 @@ export class AvatarRuntime {
         for (let i = 0; i < V * 3; i++) vs[i] += f * pd[base + i];
       }
     }
-    // Forward kinematics (lbs): world_j = world_parent @ [R_j | joint_j - joint_parent].
-    const jr = a.joints_rest, par = a.parents;
-    const W = []; // per joint 3x4 row-major
+    // Forward kinematics (lbs): world_j = world_parent @ [R_j | joint_j - joint_parent] (3x4 row-major).
+    const jr = a.joints_rest, par = a.parents, W = this.W;
     for (let j = 0; j < J; j++) {
-      const t = [jr[j * 3], jr[j * 3 + 1], jr[j * 3 + 2]];
-      if (j > 0) for (let d = 0; d < 3; d++) t[d] -= jr[par[j] * 3 + d];
-      const L = [R[j][0], R[j][1], R[j][2], t[0], R[j][3], R[j][4], R[j][5], t[1], R[j][6], R[j][7], R[j][8], t[2]];
-      if (j === 0) { W.push(L); continue; }
-      const P = W[par[j]], M = new Array(12);
-      for (let r = 0; r < 3; r++) {
-        for (let c = 0; c < 3; c++) M[r * 4 + c] = P[r * 4] * L[c] + P[r * 4 + 1] * L[4 + c] + P[r * 4 + 2] * L[8 + c];
-        M[r * 4 + 3] = P[r * 4] * L[3] + P[r * 4 + 1] * L[7] + P[r * 4 + 2] * L[11] + P[r * 4 + 3];
+      const Rj = R[j], M = W[j];
+      const tx = jr[j * 3] - (j > 0 ? jr[par[j] * 3] : 0);
+      const ty = jr[j * 3 + 1] - (j > 0 ? jr[par[j] * 3 + 1] : 0);
+      const tz = jr[j * 3 + 2] - (j > 0 ? jr[par[j] * 3 + 2] : 0);
+      if (j === 0) {
+        M[0] = Rj[0]; M[1] = Rj[1]; M[2] = Rj[2]; M[3] = tx;
+        M[4] = Rj[3]; M[5] = Rj[4]; M[6] = Rj[5]; M[7] = ty;
+        M[8] = Rj[6]; M[9] = Rj[7]; M[10] = Rj[8]; M[11] = tz;
+        continue;
       }
-      W.push(M);
+      const P = W[par[j]];
+      for (let r = 0; r < 3; r++) {
+        for (let c = 0; c < 3; c++) M[r * 4 + c] = P[r * 4] * Rj[c] + P[r * 4 + 1] * Rj[3 + c] + P[r * 4 + 2] * Rj[6 + c];
+        M[r * 4 + 3] = P[r * 4] * tx + P[r * 4 + 1] * ty + P[r * 4 + 2] * tz + P[r * 4 + 3];
+      }
     }
     for (let j = 0; j < J; j++) { // remove the rest-pose joint so transforms act on rest vertices
       const M = W[j];
       for (let r = 0; r < 3; r++) M[r * 4 + 3] -= M[r * 4] * jr[j * 3] + M[r * 4 + 1] * jr[j * 3 + 1] + M[r * 4 + 2] * jr[j * 3 + 2];
     }
-    const lw = a.lbs_weights, out = this.verts, T = new Float64Array(12);
+    const lw = a.lbs_weights, out = this.verts, T = this.T;
     for (let v = 0; v < V; v++) {
       T.fill(0);
       for (let j = 0; j < J; j++) {
@@ -204,18 +228,52 @@ export class AvatarRuntime {
     const key = stage + ":" + Array.prototype.join.call(expression, ",");
     if (key === this.offsetsKey) return this.offsets;
     this.offsetsKey = key;
-    const a = this.arrays, o = this.offsets, n = this.N * C;
-    if (stage === "full" && a.blendmaps) {
-      this.compose(o, a.mean_offsets, a.blendmaps, this.blendWeights(expression), n);
-      return o;
-    }
-    if ((stage === "full" || stage === "global") && a.global_delta) {
+    const a = this.arrays, o = this.offsets, n = this.N * C, kind = this.offsetKind(stage);
+    if (kind === "blend") {
+      const w = this.blendWeights(expression), ks = [];
+      for (let k = 0; k < this.K; k++) if (w[k] !== 0) ks.push(k);
+      const id = ks.join(",");
+      if (!this.composers.has(id)) this.composers.set(id, makeCompose(this.K, ks));
+      this.composers.get(id)(o, a.mean_offsets, a.blendmaps, w, n);
+    } else if (kind === "global") {
       const g = a.global_delta, m = a.mean_offsets;
       for (let i = 0; i < n; i++) o[i] = m[i] + g[i];
-      return o;
-    }
-    o.set(a.mean_offsets);
+    } else o.set(a.mean_offsets);
     return o;
+  }
+
+  /**
+   * Texel placement and activations into this.out (before the pose model).
+   * @param {Float32Array} verts (V * 3) posed vertices, metres. @param {Float32Array} off (N * 13) offsets.
+   * @returns {number[]} the centroid of the means (3), metres.
+   */
+  place(verts, off) {
+    const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
+    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region, prior = this.prior, frozen = this.meta.xyz_frozen;
+    const means = out.means, scales = out.scales, quats = out.quats, opac = out.opacities, colors = out.colors;
+    const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
+    let cx = 0, cy = 0, cz = 0;
+    for (let n = 0; n < N; n++) {
+      const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
+      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
+      const r = region[n], g = frozen[r] ? 0 : unit;
+      const n3 = n * 3, n4 = n * 4;
+      means[n3] = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
+      means[n3 + 1] = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
+      means[n3 + 2] = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
+      cx += means[n3]; cy += means[n3 + 1]; cz += means[n3 + 2];
+      scales[n3] = Math.exp(ls0 + off[o + 3]);
+      scales[n3 + 1] = Math.exp(ls0 + off[o + 4]);
+      scales[n3 + 2] = Math.exp(ls0 + off[o + 5]);
+      const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
+      const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
+      quats[n4] = 1 / qn; quats[n4 + 1] = qx / qn; quats[n4 + 2] = qy / qn; quats[n4 + 3] = qz / qn;
+      opac[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
+      colors[n3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
+      colors[n3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
+      colors[n3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
+    }
+    return [cx / N, cy / N, cz / N];
   }
 
   /**
@@ -230,46 +288,30 @@ export class AvatarRuntime {
     const expression = p.expression || new Float64Array(this.Ne);
     const jaw = p.jaw || [0, 0, 0];
     const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
-    const off = this.offsetsFor(expression, stage);
-    const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
-    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region;
-    const prior = Float32Array.from(this.meta.opacity_prior), frozen = this.meta.xyz_frozen;
-    const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
-    let cx = 0, cy = 0, cz = 0;
-    for (let n = 0; n < N; n++) {
-      const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
-      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
-      const r = region[n], g = frozen[r] ? 0 : unit;
-      const mx = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
-      const my = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
-      const mz = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
-      out.means[n * 3] = mx; out.means[n * 3 + 1] = my; out.means[n * 3 + 2] = mz;
-      cx += out.means[n * 3]; cy += out.means[n * 3 + 1]; cz += out.means[n * 3 + 2];
-      out.scales[n * 3] = Math.exp(ls0 + off[o + 3]);
-      out.scales[n * 3 + 1] = Math.exp(ls0 + off[o + 4]);
-      out.scales[n * 3 + 2] = Math.exp(ls0 + off[o + 5]);
-      const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
-      const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
-      out.quats[n * 4] = 1 / qn; out.quats[n * 4 + 1] = qx / qn; out.quats[n * 4 + 2] = qy / qn; out.quats[n * 4 + 3] = qz / qn;
-      out.opacities[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
-      out.colors[n * 3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
-      out.colors[n * 3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
-      out.colors[n * 3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
-    }
-    if (a.pose_model && stage !== "mean") this.applyPoseModel(expression, jaw, [cx / N, cy / N, cz / N]);
-    return out;
+    const c = this.place(verts, this.offsetsFor(expression, stage));
+    const corr = this.poseCorrection(expression, jaw, stage);
+    if (corr) this.applyRigid(corr, c);
+    return this.out;
   }
 
-  /** The pose model's rigid correction about the Gaussians' centroid c (pose.apply_rigid). */
-  applyPoseModel(expression, jaw, c) {
-    const K = this.K, F = K + 4, Wm = this.arrays.pose_model;
-    const feats = Array.from(this.clampedInputs(expression)).concat([jaw[0], jaw[1], jaw[2], 1]);
-    const corr = new Float64Array(6);
-    for (let r = 0; r < 6; r++) { let s = 0; for (let f = 0; f < F; f++) s += feats[f] * Wm[r * F + f]; corr[r] = s; }
-    const R = rodrigues(corr[0], corr[1], corr[2]);
+  /**
+   * The pose model's rigid correction for a frame (pose.apply_rigid), or null when the avatar or stage has none.
+   * @returns {{R: Float64Array, t: number[], q: number[]} | null} R (9) row-major rotation, t (3) metres, q (4) wxyz.
+   */
+  poseCorrection(expression, jaw, stage) {
+    const Wm = this.arrays.pose_model;
+    if (!Wm || stage === "mean") return null;
+    const K = this.K, F = K + 4, z = this.clampedInputs(expression);
+    const feat = (f) => (f < K ? z[f] : f < K + 3 ? jaw[f - K] : 1);
+    const corr = [0, 0, 0, 0, 0, 0];
+    for (let r = 0; r < 6; r++) { let s = 0; for (let f = 0; f < F; f++) s += feat(f) * Wm[r * F + f]; corr[r] = s; }
     const unit = this.meta.constants.pose_trans_unit_m;
-    const t = [corr[3] * unit, corr[4] * unit, corr[5] * unit];
-    const [qw, qx, qy, qz] = axisAngleQuat(corr[0], corr[1], corr[2]);
+    return { R: rodrigues(corr[0], corr[1], corr[2]), t: [corr[3] * unit, corr[4] * unit, corr[5] * unit],
+      q: axisAngleQuat(corr[0], corr[1], corr[2]) };
+  }
+
+  /** Turn this.out's means about the centroid c (3) by corr.R, shift them by corr.t and turn their quaternions. */
+  applyRigid({ R, t, q: [qw, qx, qy, qz] }, c) {
     const m = this.out.means, q = this.out.quats;
     for (let n = 0; n < this.N; n++) {
       const x = m[n * 3] - c[0], y = m[n * 3 + 1] - c[1], z = m[n * 3 + 2] - c[2];

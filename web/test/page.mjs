@@ -1,6 +1,6 @@
 // Drive the player in headless Chromium for tests/web: `node web/test/page.mjs JOB.json`.
-// JOB: {url, chromium, out, size, steps: [{op: "evaluate"|"evaluateExtra"|"loadRuntime"|"show"|"bench"|
-// "screenshot"|"pageshot"|"waitLive", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
+// JOB: {url, chromium, out, size, steps: [{op: "evaluate"|"evaluateGpu"|"evaluateExtra"|"evaluateExtraGpu"|
+// "loadRuntime"|"setPath"|"show"|"bench"|"screenshot"|"pageshot"|"waitLive", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
 import { readFileSync, writeFileSync } from "node:fs";
 import puppeteer from "puppeteer-core";
 
@@ -28,7 +28,10 @@ try {
     const t0 = Date.now();
     let value = null;
     if (step.op === "evaluate") value = await page.evaluate((p) => window.dejavu.evaluate(p), step.params);
+    else if (step.op === "evaluateGpu") value = await page.evaluate((p) => window.dejavu.evaluateGpu(p), step.params);
     else if (step.op === "evaluateExtra") value = await page.evaluate((p) => window.dejavu.evaluateExtra(p), step.params);
+    else if (step.op === "evaluateExtraGpu") value = await page.evaluate((p) => window.dejavu.evaluateExtraGpu(p), step.params);
+    else if (step.op === "setPath") value = await page.evaluate((p) => window.dejavu.setPath(p), step.path);
     else if (step.op === "loadRuntime") value = await page.evaluate((u) => window.dejavu.loadRuntime(u), step.url);
     else if (step.op === "bench") value = await page.evaluate((n, s) => window.dejavu.bench(n, s), step.n || 50, step.stage || "full");
     else if (step.op === "show") value = await page.evaluate(async (p) => { await window.dejavu.show(p); return true; }, step.params);

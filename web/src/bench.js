@@ -1,0 +1,63 @@
+// In-page benchmark of both evaluation paths (`dejavu bench web` drives it through window.dejavu.bench).
+// CPU path: the steps of AvatarRuntime.evaluate() timed one by one, then the upload to Spark's packed splats
+// (setPackedSplat for every Gaussian). GPU path: GpuAvatar.update() (head model, weights, pose correction,
+// vertex texture and uniforms: the CPU side of a frame), then one run of the per-splat program over all N
+// Gaussians waited for with a one-texel read (what a frame needs before Spark can sort and draw).
+
+const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const stats = (xs) => ({ median_ms: median(xs), min_ms: Math.min(...xs) });
+
+/**
+ * @param {{rt: object, gpu: object|null, renderer: object, packSplats: Function, n: number, stage: string}} o
+ *   rt an AvatarRuntime, gpu its GpuAvatar (null: no GPU path here), packSplats(gaussians, Uint32Array) the
+ *   page's CPU upload, n timed frames (after 3 untimed), stage "full" | "global" | "mean".
+ * @returns {object} milliseconds (median_ms, min_ms) per path and step, bytes uploaded per frame. CPU path:
+ *   evaluate = the Gaussians, frame = evaluate + the upload to Spark. GPU path: cpu = GpuAvatar.update(),
+ *   frame = update + the per-splat program over all Gaussians, finished.
+ */
+export function benchPaths({ rt, gpu, renderer, packSplats, n, stage }) {
+  const ex = new Float64Array(rt.Ne), jaw = [0.1, 0, 0], N = rt.N;
+  const packed = new Uint32Array(N * 4);
+  const steps = { vertices: [], offsets: [], place: [], pose: [], pack: [] }, total = [], withPack = [];
+  for (let i = 0; i < n + 3; i++) {
+    for (let k = 0; k < rt.Ne; k++) ex[k] = Math.random();
+    const t0 = performance.now();
+    const verts = rt.vertices(ex, jaw, null, null);
+    const t1 = performance.now();
+    const off = rt.offsetsFor(ex, stage);
+    const t2 = performance.now();
+    const c = rt.place(verts, off);
+    const t3 = performance.now();
+    const corr = rt.poseCorrection(ex, jaw, stage);
+    if (corr) rt.applyRigid(corr, c);
+    const t4 = performance.now();
+    packSplats(rt.out, packed);
+    const t5 = performance.now();
+    if (i < 3) continue;
+    steps.vertices.push(t1 - t0); steps.offsets.push(t2 - t1); steps.place.push(t3 - t2); steps.pose.push(t4 - t3);
+    steps.pack.push(t5 - t4); total.push(t4 - t0); withPack.push(t5 - t0);
+  }
+  const cpu = { evaluate: stats(total), frame: stats(withPack), steps: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, median(v)])),
+    upload_bytes: packed.byteLength };
+  let gpuOut = null;
+  if (gpu) {
+    const side = [], frame = [];
+    for (let i = 0; i < n + 3; i++) {
+      for (let k = 0; k < rt.Ne; k++) ex[k] = Math.random();
+      const t0 = performance.now();
+      gpu.update({ expression: ex, jaw, stage });
+      const t1 = performance.now();
+      gpu.generateAndWait(renderer);
+      const t2 = performance.now();
+      if (i >= 3) { side.push(t1 - t0); frame.push(t2 - t0); }
+    }
+    const gl = renderer.getContext(), info = gl.getExtension("WEBGL_debug_renderer_info");
+    gpuOut = { cpu: stats(side), frame: stats(frame), upload_bytes: gpu.uploadBytes,
+      renderer: info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER) };
+  }
+  // Reference measured in the same page: one copy of the blendmap bytes (a memory-bandwidth floor), so figures
+  // from a loaded machine can be read as a ratio.
+  const src = rt.arrays.blendmaps || rt.arrays.mean_offsets, dst = new Float32Array(src.length), ref = [];
+  for (let i = 0; i < n + 3; i++) { const t0 = performance.now(); dst.set(src); if (i >= 3) ref.push(performance.now() - t0); }
+  return { n, n_gaussians: N, stage, cpu, gpu: gpuOut, reference_copy_ms: median(ref), reference_copy_bytes: src.byteLength };
+}
