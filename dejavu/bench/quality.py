@@ -118,15 +118,16 @@ def run(args: argparse.Namespace) -> dict:
             row = {"name": name, "video": str(video), "holdout": holdout, "avatar": str(avatar_dir),
                    "frames": evaluation["frames"], "steps": training["steps"], "seconds": training["seconds"],
                    "seconds_tracking": training["seconds_tracking"], "image": stages["full"]["image"],
-                   "face": stages["full"]["face"], "stage1_image": stages["global"]["image"], "novel_views": novel}
+                   "face": stages["full"]["face"], "stage1_image": stages["global"]["image"], "novel_views": novel,
+                   "silhouette_iou": evaluation.get("silhouette_iou", {}).get("full")}
             if holdout == "last":  # the targets are set on the paper's protocol
                 row["checks"] = check_targets(evaluation, training["seconds"],
                                               None if novel is None else novel["ratio_to_network"])
             rows.append(row)
 
     print("| video | held out | steps | s (tracking) | held-out PSNR / SSIM / LPIPS-alex | face PSNR | stage 1 PSNR | "
-          "novel-view RMSE +-30/45 px (x network) | targets met |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "silhouette IoU | novel-view RMSE +-30/45 px (x network) | targets met |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v, f: "n/a" if v is None else format(v, f)
     for r in rows:
         im, nv = r["image"], r["novel_views"]
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> dict:
                                           f"{' (missed: ' + ', '.join(missed) + ')' if missed else ''}")
         print(f"| {r['name']} | {r['holdout']} {r['frames']} | {r['steps']} | {r['seconds']:.0f} "
               f"({r['seconds_tracking']:.0f}) | {im['PSNR']:.2f} / {im['SSIM']:.3f} / {im['LPIPS-alex']:.3f} | "
-              f"{r['face']['PSNR']:.2f} | {r['stage1_image']['PSNR']:.2f} | {novel} | {met} |")
+              f"{r['face']['PSNR']:.2f} | {r['stage1_image']['PSNR']:.2f} | {fmt(r['silhouette_iou'], '.3f')} | "
+              f"{novel} | {met} |")
     print(f"avatars and evaluations in {out}")
     return {"target": "quality", "preset": args.preset, "rows": rows,
             "targets": {k: list(v) for k, v in HELDOUT_TARGETS.items()}, "max_minutes": MAX_MINUTES,

@@ -91,14 +91,15 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
                  "training": {k: avatar.training.get(k) for k in ("seconds", "steps", "device", "seconds_training",
                                                                   "seconds_tracking")},
                  "stages": {}}
-    preds = {}
+    preds, silhouettes = {}, {}
+    seen = held.pixels("seen")
     for stage in stages:
         if stage == "full" and avatar.blendmaps is None:
             continue
         if stage == "global" and avatar.global_delta is None:
             continue
-        preds[stage] = render_avatar(model, held, stage, chunk=chunk)
-    seen = held.pixels("seen")
+        preds[stage], alpha = render_avatar(model, held, stage, chunk=chunk, with_alpha=True)
+        silhouettes[stage] = round(silhouette_iou(alpha, masks["head"], seen), 5)
     if refine_pose and "full" in preds:
         corr = refine_poses(batch_gaussians(model, "full"), held, dev, steps=refine_steps, chunk=chunk,
                             progress=progress)
@@ -109,6 +110,7 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     # all stages against one set of targets: the targets' LPIPS features are computed once
     out["stages"] = _chunked_metrics(preds, target, masks, chunk)
     out["per_frame"] = per_frame_psnr(preds, target, masks["face"])
+    out["silhouette_iou"] = silhouettes
     if frames_dir is not None:
         d = Path(frames_dir)
         if preds:  # an avatar with neither stage (network offsets only) has nothing to show
@@ -122,6 +124,20 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     if json_path is not None:
         write_json(json_path, out)
     return out
+
+
+def silhouette_iou(alpha: torch.Tensor, mask: torch.Tensor, seen: torch.Tensor | None = None) -> float:
+    """Mean over T frames of the intersection over union of the avatar's silhouette (opacity ``alpha``
+    (T, 1, R, R) above 0.5) and the tracked head mask (T, 1, R, R), over the ``seen`` pixels (or all).
+
+    The image metrics are dominated by the face; this one sees the outline: hair that sticks out or is
+    missing, a flat or hollow side of the head, a neck or rim that the person does not have.
+    """
+    a, m = alpha > 0.5, mask > 0.5
+    valid = torch.ones_like(a) if seen is None else seen > 0.5
+    inter = (a & m & valid).flatten(1).sum(1).float()
+    union = ((a | m) & valid).flatten(1).sum(1).float()
+    return float((inter / union.clamp_min(1)).mean()) if len(a) else float("nan")
 
 
 def per_frame_psnr(preds: dict, target: torch.Tensor, face: torch.Tensor) -> dict:

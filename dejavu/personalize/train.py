@@ -350,13 +350,14 @@ def load_checkpoint(work_dir: str | Path, uv_size: int) -> TrainState | None:
 
 @torch.no_grad()
 def render_frames(frames: FrameSet, gaussians_fn, device: torch.device, backend: str = "auto", chunk: int = 8,
-                  corrections: torch.Tensor | None = None) -> torch.Tensor:
-    """Render every frame of ``frames`` -> (T, 3, R, R) in [0, 1] on CPU, white background.
+                  corrections: torch.Tensor | None = None, with_alpha: bool = False):
+    """Render every frame of ``frames`` -> (T, 3, R, R) in [0, 1] on CPU, white background (and the
+    opacity (T, 1, R, R) with ``with_alpha``: a pair).
 
     ``gaussians_fn(batch) -> Gaussians`` gives a :meth:`FrameSet.batch`'s B frames of Gaussians;
     ``corrections`` (T, 6), if given, moves each frame rigidly (:func:`dejavu.personalize.pose.apply_rigid`).
     """
-    out = []
+    rgb, alpha = [torch.zeros(0, 3, frames.resolution, frames.resolution)], [torch.zeros(0, 1, frames.resolution, frames.resolution)]
     R = frames.resolution
     for s in range(0, len(frames), chunk):
         idx = torch.arange(s, min(s + chunk, len(frames)))
@@ -364,9 +365,10 @@ def render_frames(frames: FrameSet, gaussians_fn, device: torch.device, backend:
         g = gaussians_fn(b)
         if corrections is not None:
             g = apply_rigid(g, corrections[idx].to(device))
-        out.append(g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend).rgb
-                   .permute(0, 3, 1, 2).cpu())
-    return torch.cat(out) if out else torch.zeros(0, 3, R, R)
+        out = g.render(b["world_to_cam"], b["K"], R, R, background=(1.0, 1.0, 1.0), backend=backend)
+        rgb.append(out.rgb.permute(0, 3, 1, 2).cpu())
+        alpha.append(out.alpha.permute(0, 3, 1, 2).cpu())
+    return (torch.cat(rgb), torch.cat(alpha)) if with_alpha else torch.cat(rgb)
 
 
 def batch_gaussians(model: AvatarModel, stage: str) -> Callable[[dict], Gaussians]:
@@ -376,6 +378,7 @@ def batch_gaussians(model: AvatarModel, stage: str) -> Callable[[dict], Gaussian
 
 
 def render_avatar(model: AvatarModel, frames: FrameSet, stage: str, backend: str = "auto", chunk: int = 8,
-                  corrections: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`render_frames` of the avatar at ``stage`` on its device -> (T, 3, R, R) in [0, 1] on CPU."""
-    return render_frames(frames, batch_gaussians(model, stage), model.device, backend, chunk, corrections)
+                  corrections: torch.Tensor | None = None, with_alpha: bool = False):
+    """:func:`render_frames` of the avatar at ``stage`` on its device -> (T, 3, R, R) in [0, 1] on CPU
+    (and its opacity (T, 1, R, R) with ``with_alpha``)."""
+    return render_frames(frames, batch_gaussians(model, stage), model.device, backend, chunk, corrections, with_alpha)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dejavu.personalize.evaluate import overview, per_frame_psnr
+from dejavu.personalize.evaluate import overview, per_frame_psnr, silhouette_iou
 
 
 def test_per_frame_psnr_known_errors():
@@ -49,3 +49,16 @@ def test_quick_heldout_psnr_is_the_mean_per_frame_psnr(monkeypatch):
 
     out = quick_heldout_psnr(None, Frames())
     assert out["psnr_full"] == pytest.approx(30.0, abs=1e-3) and out["psnr_global"] == pytest.approx(30.0, abs=1e-3)
+
+
+def test_silhouette_iou_counts_what_sticks_out_and_what_is_missing():
+    mask = torch.zeros(2, 1, 10, 10)
+    mask[:, :, 2:8, 2:8] = 1.0  # a 6x6 head
+    alpha = mask.clone()
+    assert silhouette_iou(alpha, mask) == pytest.approx(1.0)
+    alpha[0, :, 0:2, 2:8] = 0.9  # frame 0: 12 pixels of hair sticking out -> 36 / 48
+    alpha[1, :, 2:5, 2:8] = 0.2  # frame 1: the top half missing (below 0.5) -> 18 / 36
+    assert silhouette_iou(alpha, mask) == pytest.approx((36 / 48 + 18 / 36) / 2)
+    seen = torch.ones_like(mask)
+    seen[0, :, 0:2] = 0.0  # unknown pixels (outside the source frame) count neither way
+    assert silhouette_iou(alpha, mask, seen) == pytest.approx((1.0 + 0.5) / 2)
