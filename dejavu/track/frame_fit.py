@@ -21,8 +21,20 @@ import torch
 
 from dejavu.head.base import HeadModel
 from dejavu.render.camera import DEFAULT_FOV_DEG, intrinsics
-from dejavu.track.fit import FitConfig, LandmarkModel, expression_bounds, frontal_pose, landmark_weights
-from dejavu.track.landmark_jacobian import POSE, LandmarkJacobian, expression_slice, eyes_slice, jaw_slice
+from dejavu.track.fit import (
+    FitConfig,
+    LandmarkModel,
+    expression_bounds,
+    frontal_pose,
+    landmark_weights,
+)
+from dejavu.track.landmark_jacobian import (
+    POSE,
+    LandmarkJacobian,
+    expression_slice,
+    eyes_slice,
+    jaw_slice,
+)
 from dejavu.track.landmarks import STABLE
 
 

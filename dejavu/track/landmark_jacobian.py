@@ -72,7 +72,7 @@ def _euler_with_derivatives(angles: torch.Tensor) -> tuple[torch.Tensor, torch.T
     cy, cp, cr = torch.cos(angles).unbind()
     sy, sp, sr = torch.sin(angles).unbind()
     o, i = torch.zeros_like(cy), torch.ones_like(cy)
-    m = lambda *v: torch.stack(v).reshape(3, 3)  # noqa: E731
+    m = lambda *v: torch.stack(v).reshape(3, 3)
     Ry, dRy = m(cy, o, sy, o, i, o, -sy, o, cy), m(-sy, o, cy, o, o, o, -cy, o, -sy)
     Rx, dRx = m(i, o, o, o, cp, -sp, o, sp, cp), m(o, o, o, o, -sp, -cp, o, cp, -sp)
     Rz, dRz = m(cr, -sr, o, sr, cr, o, o, o, i), m(-sr, -cr, o, cr, -sr, o, o, o, o)

@@ -21,6 +21,7 @@ Latency = from the frame being captured (read from the webcam, due in the paced 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import statistics
@@ -95,7 +96,7 @@ class LiveStats:
 
     def summary(self) -> dict:
         lat = sorted(self.latency_ms) or [float("nan")]
-        med = lambda v: round(statistics.median(v), 3) if v else float("nan")  # noqa: E731
+        med = lambda v: round(statistics.median(v), 3) if v else float("nan")
         return {"frames_tracked": self.tracked, "frames_without_face": self.missed, "frames_dropped": self.dropped,
                 "seconds": round(self.seconds, 3),
                 "fps": round(self.tracked / self.seconds, 2) if self.seconds > 0 else 0.0,
@@ -237,7 +238,7 @@ def crop_landmarks(points: np.ndarray, crop_size: int) -> np.ndarray:
 def message(frame: int, p: dict, latency_ms: float) -> str:
     """One frame's parameters as the page's JSON message (head_rotation from the fitted camera)."""
 
-    r = lambda t: [round(float(x), 5) for x in np.asarray(t).ravel()]  # noqa: E731
+    r = lambda t: [round(float(x), 5) for x in np.asarray(t).ravel()]
     return json.dumps({"frame": frame, "expression": r(p["expression"][0]), "jaw": r(p["jaw"][0]),
                        "eyes": r(p["eyes"][0]), "head_rotation": r(pose6_to_head_pose(p["pose6"])[0]),
                        "latency_ms": round(latency_ms, 2)})
@@ -280,7 +281,7 @@ def track_stream(frames, fitter, detector, send, config: LiveConfig, progress: b
             send(message(frame.index, p, (time.perf_counter() - start) * 1e3))
             marks.append((time.perf_counter(), time.thread_time()))
             stats.latency_ms.append((marks[-1][0] - start) * 1e3)
-            for stage, (a, b) in zip(STAGES, zip(marks, marks[1:])):
+            for stage, (a, b) in zip(STAGES, itertools.pairwise(marks)):
                 stats.stage_wall_ms[stage].append((b[0] - a[0]) * 1e3)
                 stats.stage_cpu_ms[stage].append((b[1] - a[1]) * 1e3)
             stats.tracked += 1

