@@ -26,6 +26,7 @@ TARGETS: dict[str, str] = {
     "web": "dejavu.bench.web",
     "drive": "dejavu.bench.drive",
     "retarget": "dejavu.bench.retarget",
+    "live": "dejavu.bench.live",
 }
 
 

@@ -18,26 +18,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the page (default 8000; 0: any)")
     parser.add_argument("--ws-port", type=int, default=8765, help="WebSocket port (default 8765; 0: any)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many source frames")
-    parser.add_argument("--realtime", action="store_true", help="pace a video file at its frame rate")
+    parser.add_argument("--realtime", action="store_true",
+                        help="pace a video file at its frame rate and drop the frames tracking is too busy for, as a "
+                             "webcam does (default: every frame of a file, as fast as tracking goes)")
     parser.add_argument("--wait-client", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for a page to connect before tracking starts")
-    parser.add_argument("--steps", type=int, default=8, help="fitting steps per frame (default 8)")
+    parser.add_argument("--fitter", choices=("lm", "adam"), default="lm",
+                        help="per-frame fit: lm (Levenberg-Marquardt, default) or adam (the slower reference)")
+    parser.add_argument("--iterations", type=int, default=2, help="lm: most iterations per frame (default 2)")
     parser.add_argument("--json", default=None, help="write the run's figures (fps, latency) to this JSON file")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.web.live import LiveConfig, run_live
+    from dejavu.cli.values import check_positive
+    from dejavu.web.live import LiveConfig, run_live, summary_line
 
-    config = LiveConfig(max_frames=args.max_frames, realtime=args.realtime, steps=args.steps)
+    check_positive("--iterations", args.iterations)
+    config = LiveConfig(max_frames=args.max_frames, realtime=args.realtime, fitter=args.fitter,
+                        iterations=args.iterations)
     summary = run_live(args.source, args.avatar, config, host=args.host, port=args.port, ws_port=args.ws_port,
                        wait_client=args.wait_client,
                        on_ready=lambda url: print(f"open {url}", flush=True))
-    print(f"{summary['frames_tracked']} frames tracked in {summary['seconds']:.1f} s: {summary['fps']:.1f} frames/s, "
-          f"latency (frame read -> sent) median {summary['latency_ms_median']:.1f} ms, "
-          f"p90 {summary['latency_ms_p90']:.1f} ms; {summary['cpu_ms_per_frame']:.0f} ms of CPU per frame; "
-          f"{summary['frames_without_face']} frame(s) without a face",
-          flush=True)
+    print(summary_line(summary), flush=True)
     if args.json:
         from dejavu.io import write_json
 

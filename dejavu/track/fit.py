@@ -185,14 +185,15 @@ class LandmarkModel(nn.Module):
         return out
 
 
-def _landmark_weights(head: HeadModel) -> torch.Tensor:
+def landmark_weights(head: HeadModel) -> torch.Tensor:
+    """(L,) weight of each landmark in the fit (the head's, iris points zero for heads without eyes)."""
     w = head.landmark_weight.clone()
     if not head.has_eyes:
         w[468:] = 0.0  # iris points only mean something on an eyeball that can turn
     return w
 
 
-def _init_pose(target: torch.Tensor, w: torch.Tensor, model_pts: torch.Tensor, f: float, size: int) -> torch.Tensor:
+def frontal_pose(target: torch.Tensor, w: torch.Tensor, model_pts: torch.Tensor, f: float, size: int) -> torch.Tensor:
     """Frontal camera placing the neutral landmarks (L, 3) over ``target`` (B, L, 2): (B, 6)."""
     wn = w / w.sum()
     c2 = (target * wn[None, :, None]).sum(1)  # (B, 2)
@@ -217,7 +218,7 @@ class _Problem:
         self.gram = gram  # (C, C) prior matrix of the vertex-offset coefficients (dejavu.head.detail.prior_gram)
         self.size = size
         head = model.head
-        self.w = _landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
+        self.w = landmark_weights(head)[None] * valid[:, None].float()  # (B, L)
         self.stable = torch.zeros_like(self.w)
         self.stable[:, STABLE] = self.w[:, STABLE]
         self.K = intrinsics(size, size, cfg.fov_deg, batch=target.shape[0])
@@ -346,7 +347,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
     model = LandmarkModel(head, basis)
     gram = prior_gram(basis) if basis is not None else None
     bounds = expression_bounds(head)
-    w = _landmark_weights(head)
+    w = landmark_weights(head)
     with torch.no_grad():
         neutral = model(torch.zeros(head.n_shape), torch.zeros(1, head.n_expr))[0]
     z = lambda n, k: torch.zeros(n, k)  # noqa: E731
@@ -361,7 +362,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
         kcfg = replace(cfg, fov_deg=fov)
         f = float(intrinsics(crop_size, crop_size, fov)[0, 0, 0])
         pk = {"shape": torch.zeros(head.n_shape), "expression": z(n_key, head.n_expr), "jaw": z(n_key, 3),
-              "eyes": z(n_key, 6), "pose6": _init_pose(target[key], w, neutral, f, crop_size)}
+              "eyes": z(n_key, 6), "pose6": frontal_pose(target[key], w, neutral, f, crop_size)}
         if basis is not None:
             pk["detail"] = torch.zeros(basis.shape[1], 3)
         prob = _Problem(model, target[key], torch.ones(n_key, dtype=torch.bool), crop_size, kcfg, bounds,
@@ -397,7 +398,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
         p = {"shape": shape, **fixed, **{k: init[k][sl].clone() for k in out}}
         if not video:  # unrelated images: start each from its own frontal camera, neutral face
             p.update(expression=z(n, head.n_expr), jaw=z(n, 3), eyes=z(n, 6),
-                     pose6=_init_pose(target[sl], w, neutral, f, crop_size))
+                     pose6=frontal_pose(target[sl], w, neutral, f, crop_size))
         prob = _Problem(model, target[sl], valid[sl], crop_size, cfg, bounds, video=video)
         prob.run(p, cfg.rigid_steps, rigid=True, fit_shape=False)
         prob.run(p, cfg.steps, rigid=False, fit_shape=False)
@@ -463,7 +464,7 @@ def _finish(model, head, p, shape, offsets, target, valid, crop_size, cfg) -> Fi
         lm = torch.cat([head.landmarks(head(shape, p["expression"][c:c + n], p["jaw"][c:c + n], p["eyes"][c:c + n],
                                             vertex_offsets=offsets)) for c in range(0, B, n)])
         proj = project_points(lm, world_to_cam, K)
-        w = _landmark_weights(head)[None].expand(B, -1)
+        w = landmark_weights(head)[None].expand(B, -1)
         err = _rmse(proj, target, w)
         err[~valid] = float("nan")
     params = HeadParams(p["expression"], p["jaw"], p["eyes"]).detach()
@@ -478,7 +479,10 @@ __all__ = ["FitConfig", "FitResult", "fast_photo_config", "LandmarkModel", "fit_
 
 
 class FrameFitter:
-    """Live tracking: fit one frame at a time with the identity fixed, warm-started from the previous frame.
+    """Live tracking's reference fit: one frame at a time with Adam, the identity fixed, warm-started.
+
+    ``dejavu live`` uses :class:`dejavu.track.frame_fit.GaussNewtonFitter` (the same loss, minimised by
+    Levenberg-Marquardt in a fraction of the time); this one stays as the reference it is measured against.
 
     The batched fitter above optimises a whole video at once; a live stream has one frame at a time and a
     known person (an avatar's shape and vertex offsets). Each call runs ``rigid_steps`` camera-only steps
@@ -505,6 +509,10 @@ class FrameFitter:
         with torch.no_grad():
             self.neutral = self.model(self.shape, torch.zeros(1, head.n_expr), detail=self.detail)[0]
 
+    def reset(self) -> None:
+        """Forget the previous frame (the next one starts frontal and neutral), e.g. after the face was lost."""
+        self.prev = None
+
     def __call__(self, landmarks: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """landmarks (478, 2) crop pixels -> {expression (1, Ne), jaw (1, 3), eyes (1, 6), pose6 (1, 6)}."""
         target = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)[None]
@@ -512,7 +520,7 @@ class FrameFitter:
         if self.prev is None:
             f = float(intrinsics(self.crop_size, self.crop_size, self.cfg.fov_deg)[0, 0, 0])
             init = {"expression": torch.zeros(1, head.n_expr), "jaw": torch.zeros(1, 3), "eyes": torch.zeros(1, 6),
-                    "pose6": _init_pose(target, _landmark_weights(head), self.neutral, f, self.crop_size)}
+                    "pose6": frontal_pose(target, landmark_weights(head), self.neutral, f, self.crop_size)}
         else:
             init = {k: v.clone() for k, v in self.prev.items()}
         p = {"shape": self.shape, **init}

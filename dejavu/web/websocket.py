@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import socket
 import struct
 import threading
@@ -150,6 +151,39 @@ class Broadcaster:
             except OSError:
                 pass
         self.sock.close()
+
+
+def connect(host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    """A client connection to a :class:`Broadcaster` after the opening handshake (benchmarks and tests)."""
+    conn = socket.create_connection((host, port), timeout=timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn.sendall((f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during handshake")
+        reply += chunk
+    if not reply.startswith(b"HTTP/1.1 101") or accept_key(key).encode() not in reply:
+        raise ConnectionError(f"handshake refused: {reply.splitlines()[0]!r}")
+    conn.settimeout(None)
+    return conn
+
+
+def receive(conn: socket.socket) -> str | None:
+    """The next text message a server sends on ``conn`` (unmasked frames), or None once it closes."""
+    try:
+        b = _recv_exact(conn, 2)
+        n = b[1] & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", _recv_exact(conn, 2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", _recv_exact(conn, 8))[0]
+        payload = _recv_exact(conn, n)
+    except (OSError, ConnectionError):
+        return None
+    return None if b[0] & 0x0F == 0x8 else payload.decode()
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:

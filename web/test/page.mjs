@@ -1,7 +1,7 @@
 // Drive the player in headless Chromium for tests/web: `node web/test/page.mjs JOB.json`.
 // JOB: {url, chromium, out, size, steps: [{op: "evaluate"|"evaluateGpu"|"evaluateExtra"|"evaluateExtraGpu"|
-// "loadRuntime"|"setPath"|"show"|"bench"|"screenshot"|"pageshot"|"waitLive", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
-import { readFileSync, writeFileSync } from "node:fs";
+// "loadRuntime"|"setPath"|"show"|"bench"|"screenshot"|"pageshot"|"waitLive"|"waitLiveFile", ...}]}. Writes {results: [...]} as JSON to JOB.out; screenshots to the given paths.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import puppeteer from "puppeteer-core";
 
 const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -39,6 +39,13 @@ try {
     else if (step.op === "settle") value = await page.evaluate(async (n) => { await window.dejavu.settle(n); return true; }, step.n || 10);
     else if (step.op === "waitLive") {
       await page.waitForFunction((n) => window.dejavu.liveFrames >= n, { timeout: step.timeout_ms || 60000, polling: 100 }, step.frames);
+      value = await page.evaluate(() => window.dejavu.liveFrames);
+    } else if (step.op === "waitLiveFile") {
+      // the stream's sender writes how many messages it sent into step.path once it has ended
+      const deadline = Date.now() + (step.timeout_ms || 240000);
+      while (!existsSync(step.path) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const n = Number(readFileSync(step.path, "utf8"));
+      await page.waitForFunction((k) => window.dejavu.liveFrames >= k, { timeout: step.timeout_ms || 60000, polling: 100 }, n);
       value = await page.evaluate(() => window.dejavu.liveFrames);
     } else if (step.op === "pageshot") {
       await page.screenshot({ path: step.path });
