@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.io import write_json
+from dejavu.web.live import LiveConfig, run_live
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "live", help="track a webcam or video live and drive the avatar in the browser over a WebSocket",
-        description="Serve the avatar's web player, then track SOURCE frame by frame (landmarks + a per-frame fit "
-                    "with the avatar's identity) and stream expression, jaw, eyes and head rotation to the page "
-                    "over a WebSocket. Prints the page URL, then frames per second and latency (frame read -> "
-                    "parameters sent).")
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Serve the avatar's web player, then track SOURCE frame by frame (landmarks + a per-frame "
+                          "fit with the avatar's identity) and stream expression, jaw, eyes and head rotation to the "
+                          "page over a WebSocket. Prints the page URL, then frames per second and latency (frame read "
+                          "-> parameters sent).")
     parser.add_argument("source", help="a video file, or a webcam's OpenCV index (0, 1, ...)")
     parser.add_argument("--avatar", required=True, help="avatar directory")
     parser.add_argument("--host", default="127.0.0.1", help="address both servers listen on (default 127.0.0.1)")
@@ -27,8 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.web.live import LiveConfig, run_live
-
     config = LiveConfig(max_frames=args.max_frames, realtime=args.realtime, steps=args.steps)
     summary = run_live(args.source, args.avatar, config, host=args.host, port=args.port, ws_port=args.ws_port,
                        wait_client=args.wait_client,
@@ -39,8 +39,6 @@ def _run(args: argparse.Namespace) -> int:
           f"{summary['frames_without_face']} frame(s) without a face",
           flush=True)
     if args.json:
-        from dejavu.io import write_json
-
         write_json(args.json, summary)
         print(f"figures written to {args.json}")
     return 0

@@ -31,6 +31,7 @@ from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import Gaussians
 from dejavu.io import atomic_path, write_image
 from dejavu.metrics.image import ssim
+from dejavu.metrics.lpips import get_lpips
 from dejavu.model.avatar_model import AvatarModel
 from dejavu.model.blend import BlendScheme, compose_delta
 from dejavu.model.rigid import apply_rigid, centred
@@ -88,8 +89,6 @@ class Trainer:
         self.unseen_weight = None if seen is None else (self.scale_weight * (1 - seen.to(device).clamp(0, 1)))
         self.lpips = None
         if cfg.w_lpips > 0:
-            from dejavu.metrics.lpips import get_lpips
-
             self.lpips = get_lpips(cfg.lpips_net, device)
         self._step_times: list[float] = []
         #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)

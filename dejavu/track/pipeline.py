@@ -18,10 +18,18 @@ import numpy as np
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dejavu import __version__
+from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.head import load_head, load_head_assets
 from dejavu.io import PART_SUFFIX, clean_stale_parts, output_mode, part_prefix, write_json
+from dejavu.render.camera import camera_to_pixels, to_camera
+from dejavu.track import align
+from dejavu.track.align import inside_source, warp
+from dejavu.track.fit import FitConfig, fit_landmarks
+from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
+from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
 from dejavu.track.overlay import draw_overlay, face_shading
-from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, is_tracking_dir, load_tracking, save_tracking
+from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, load_tracking, save_tracking
 from dejavu.track.video import iter_frames, probe
 
 # torch (the fit, cameras, head models) and MediaPipe load inside the functions that use them: importing
@@ -71,14 +79,10 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     Returns:
         :class:`TrackResult` (also readable later with :func:`load_tracking`).
     """
-    from dejavu.device import resolve_device
-    from dejavu.track.fit import FitConfig
-
     input, out_dir = Path(input), Path(out_dir)
     info = probe(input)
     resolve_device(device)  # validates the flag; fitting stays on the CPU
     cfg = config or FitConfig()
-    from dejavu.head import load_head_assets
 
     settings = {"head": head, "head_fingerprint": load_head_assets(head).fingerprint(), "fps": fps, "max_frames": max_frames, "crop_size": crop_size,
                 "overlay": overlay, "fit": asdict(cfg)}
@@ -144,11 +148,6 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
          settings: dict, key: str, progress: bool, pre=None) -> TrackResult:
     from tqdm import tqdm
-
-    from dejavu.head import load_head
-    from dejavu.track import align
-    from dejavu.track.fit import fit_landmarks
-    from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
 
     head = load_head(head_spec, "cpu")  # not timed: a first built-in build is a one-off cache fill
     t0, c0 = time.perf_counter(), time.process_time()
@@ -268,10 +267,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     import cv2
     import torch
     from tqdm import tqdm
-
-    from dejavu.render.camera import camera_to_pixels, to_camera
-    from dejavu.track.align import inside_source, warp
-    from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
 
     for sub in ("crops", "masks", "face_masks"):
         (tmp / sub).mkdir()
