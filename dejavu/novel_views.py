@@ -40,6 +40,7 @@ from dejavu.model.avatar_model import STAGES, AvatarModel
 from dejavu.model.rigid import apply_rigid_points, predict_corrections
 from dejavu.personalize.evaluate import label_image
 from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam, project_points, to_camera
+from dejavu.track.landmarks import LandmarkDetector
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,6 @@ def evaluate_novel_views(avatar_dir: str | Path, json_path: str | Path | None = 
         "summary": {"front", "yaw30_45", "ratio", "faces_found", "faces_found_to_45", "views"}}``;
         RMSEs in pixels at 512, per view averaged over the expressions where a face was found.
     """
-    from dejavu.track.landmarks import LandmarkDetector  # mediapipe: loaded only when used
-
     cfg = cfg or NovelViewConfig()
     if cfg.stage not in STAGES:
         raise DejavuError(f"--stage {cfg.stage!r}: expected one of {', '.join(STAGES)}")

@@ -1,128 +1,23 @@
-"""Benchmarks behind ``dejavu bench <target>``: a registry of targets plus shared timing helpers.
+"""Benchmarks behind ``dejavu bench <target>``: one module per target, listed in :data:`TARGETS`.
 
-A target is a module in this package exposing ``add_arguments(parser)`` and ``run(args) -> dict``
-(the result, printed and optionally saved as JSON). Add one by listing it in :data:`TARGETS`
-(name -> module path); heavy imports stay inside ``run``.
+A target is the module ``dejavu.bench.<name>``, exposing ``add_arguments(parser)`` and ``run(args) -> dict``
+(the result, printed and optionally saved as JSON); it imports what it times at its top, and the CLI imports
+it only when its target is chosen (:mod:`dejavu.cli.commands`). Helpers the targets share: :mod:`.common`.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import time
-from dataclasses import dataclass
-from typing import Callable
-
-# name -> module; the CLI adds one sub-subcommand per entry, in this order.
+#: Target name (module ``dejavu.bench.<name>``) -> its line in ``dejavu bench --help``, in listing order.
 TARGETS: dict[str, str] = {
-    "render": "dejavu.bench.render",
-    "track": "dejavu.bench.track",
-    "personalize": "dejavu.bench.personalize",
-    "animate": "dejavu.bench.animate",
-    "reconstruct": "dejavu.bench.reconstruct",
-    "quality": "dejavu.bench.quality",
-    "dataprep": "dejavu.bench.dataprep",
-    "web": "dejavu.bench.web",
-    "drive": "dejavu.bench.drive",
-    "retarget": "dejavu.bench.retarget",
-    "live": "dejavu.bench.live",
+    "render": "time the Gaussian rasterizer (forward, forward+backward) against the torch reference",
+    "track": "time face tracking (landmarks, fit, crops, masks) on the first frames of a video",
+    "personalize": "time personalization training steps (both stages) on a tracked video",
+    "animate": "time avatar animation: frames/s rendering the expression sweep, then encoding",
+    "reconstruct": "time and score `dejavu reconstruct` on photos (fresh processes), photo vs network colours",
+    "quality": "personalize videos and score their held-out frames against the quality targets",
+    "dataprep": "time training-data preparation with 1 and more worker processes",
+    "web": "time the web player's avatar evaluation in headless Chromium and size its site",
+    "drive": "time reading a Live Link Face take into a Drive, against rendering it",
+    "retarget": "fit the ARKit <-> FLAME retargeting maps for a FLAME model; accuracy and fit time",
+    "live": "time live tracking (landmarks + per-frame fit) streamed over a WebSocket, against the Adam fitter",
 }
-
-
-def flat_builtin_avatar(uv_size: int = 64):
-    """A network-free avatar on the built-in head: uniform grey, opaque, texel-sized Gaussians (timing only):
-    7.8 mm at UV 64, shrinking with the texel spacing (1 / S) as a trained avatar's do (UV 256 with UV 64's
-    sizes rendered 4.4x slower than a sized avatar)."""
-    import math
-
-    import torch
-
-    from dejavu.avatar import Avatar
-    from dejavu.gaussians import channels as ch
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
-
-    head = load_head("builtin")
-    off = torch.zeros(ch.N_CHANNELS, uv_size, uv_size)
-    off[ch.LOG_SCALE], off[ch.OPACITY], off[ch.COLOR] = 3.5 - math.log(uv_size / 64), 2.0, 3.0
-    return Avatar(head="builtin", uv_size=uv_size, shape=torch.zeros(head.n_shape),
-                  mean_offsets=off * UVGaussianMap(head, uv_size).mask.float())
-
-
-def register_target(name: str, module: str) -> None:
-    """Add a bench target (``dejavu bench NAME``) implemented by ``module``."""
-    TARGETS[name] = module
-
-
-@dataclass
-class Timing:
-    """Seconds per call: wall clock and this process's CPU time (all its threads).
-
-    On a machine shared with other jobs, wall time inflates while CPU time stays put; report both.
-    """
-
-    wall: list[float]
-    cpu: list[float]
-
-    @property
-    def wall_median(self) -> float:
-        return median(self.wall)
-
-    @property
-    def cpu_median(self) -> float:
-        return median(self.cpu)
-
-
-def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
-    """Time ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return Timing(wall, cpu)
-
-
-def median(values: list[float]) -> float:
-    """Median of a non-empty list."""
-    return float(statistics.median(values))
-
-
-def machine_info() -> dict:
-    """What the numbers were measured on: CPU, cores, load, library versions, GPU if any."""
-    import torch
-
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        info["load_average_1m"] = os.getloadavg()[0]
-    except OSError:
-        info["load_average_1m"] = None
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        info["numba"] = None
-    return info
-
-
-def finish(result: dict, json_path: str | None) -> None:
-    """Write ``result`` atomically as JSON when asked and say where it went."""
-    if json_path:
-        from dejavu.io import write_json
-
-        write_json(json_path, result)
-        print(f"wrote {json_path}")

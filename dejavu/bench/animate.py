@@ -4,6 +4,16 @@ as ``dejavu animate`` does (the encoder's share, reported apart)."""
 from __future__ import annotations
 
 import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from dejavu.animate import cameras, render_sequence
+from dejavu.avatar import Avatar
+from dejavu.bench.common import flat_builtin_avatar, machine_info
+from dejavu.device import resolve_device
+from dejavu.drive.sources import expression_sweep
+from dejavu.io import write_video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,24 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import math
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from dejavu.animate import cameras, render_sequence
-    from dejavu.avatar import Avatar
-    from dejavu.bench import machine_info
-    from dejavu.device import resolve_device
-    from dejavu.drive.sources import expression_sweep
-    from dejavu.io import write_video
-
     dev = resolve_device(args.device)
     if args.avatar:
         avatar = Avatar.load(args.avatar)
     else:
-        from dejavu.bench import flat_builtin_avatar
-
         avatar = flat_builtin_avatar(args.uv_size)
     model = avatar.model(dev)
     uvmap = model.uvmap

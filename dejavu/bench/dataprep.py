@@ -12,7 +12,16 @@ processes is what lets P idle cores give P times the rate.
 from __future__ import annotations
 
 import argparse
+import resource
+import tempfile
+import time
 from pathlib import Path
+
+from dejavu.bench.common import machine_info
+from dejavu.errors import DejavuError
+from dejavu.head import load_head_assets
+from dejavu.recon.config import preset
+from dejavu.recon.dataprep import prepare_parallel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(root: Path, args: argparse.Namespace, identities: int, people: int):
-    from dejavu.recon.config import preset
-
     cfg = preset("cpu-small")
     cfg.model.head = args.head
     d = cfg.data
@@ -40,11 +47,6 @@ def _config(root: Path, args: argparse.Namespace, identities: int, people: int):
 
 
 def _timed(cfg, source: str, processes: int) -> dict:
-    import resource
-    import time
-
-    from dejavu.recon.dataprep import prepare_parallel
-
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     reports = prepare_parallel(cfg, (source,), processes, progress=False)
@@ -61,15 +63,8 @@ def _timed(cfg, source: str, processes: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import tempfile
-
-    from dejavu.bench import machine_info
-    from dejavu.head import load_head_assets
-
     counts = [int(p) for p in args.processes.split(",")]
     if args.photos and not Path(args.photos).is_dir():
-        from dejavu.errors import DejavuError
-
         raise DejavuError(f"--photos {args.photos}: not a folder (give '' to time synthetic rendering only)")
     load_head_assets(args.head)  # a one-off head build is not timed
     sources = ["synthetic"] + (["real"] if args.photos and args.people else [])

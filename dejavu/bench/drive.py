@@ -9,6 +9,19 @@ The target: parsing is a small fraction of rendering.
 from __future__ import annotations
 
 import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dejavu.animate import cameras, render_sequence
+from dejavu.bench.common import flat_builtin_avatar, machine_info
+from dejavu.device import resolve_device
+from dejavu.drive import drive_from_file
+from dejavu.drive.arkit import ARKIT_NAMES, read_live_link_csv, read_live_link_csv_rowwise
+from dejavu.drive.sources import expression_sweep
+from dejavu.head import load_head
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_live_link_take(path, seconds: float, fps: int, seed: int = 0) -> int:
     """A synthetic Live Link Face CSV (all 52 units, head and eye angles, columns in the app's order); T rows."""
-    import numpy as np
-
-    from dejavu.drive.arkit import ARKIT_NAMES
-    from dejavu.drive.sources import expression_sweep
-
     T = int(round(seconds * fps))
     rng = np.random.default_rng(seed)
     t = np.arange(T) / fps
@@ -45,18 +53,6 @@ def write_live_link_take(path, seconds: float, fps: int, seed: int = 0) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from dejavu.animate import cameras, render_sequence
-    from dejavu.bench import flat_builtin_avatar, machine_info
-    from dejavu.device import resolve_device
-    from dejavu.drive import drive_from_file
-    from dejavu.drive.arkit import read_live_link_csv, read_live_link_csv_rowwise
-    from dejavu.drive.sources import expression_sweep
-    from dejavu.head import load_head
-
     dev = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "take.csv"

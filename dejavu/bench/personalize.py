@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from dejavu.bench.common import machine_info, median
+from dejavu.device import resolve_device
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.io import cache_dir
+from dejavu.model.blend import fit_pca_basis
+from dejavu.personalize.config import preset
+from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
+from dejavu.personalize.pipeline import check_run_memory, flat_mean_offsets
+from dejavu.personalize.train import Trainer
+from dejavu.track import is_tracking_dir, load_tracking, track
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,25 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import dataclasses
-    import tempfile
-    import time
-    from pathlib import Path
-
-    import torch
-
-    from dejavu.bench import machine_info, median
-    from dejavu.device import resolve_device
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
-    from dejavu.io import cache_dir
-    from dejavu.model.blend import fit_pca_basis
-    from dejavu.personalize.pipeline import check_run_memory, flat_mean_offsets
-    from dejavu.personalize.config import preset
-    from dejavu.personalize.frames import add_feature_masks, frames_from_tracking
-    from dejavu.personalize.train import Trainer
-    from dejavu.track import is_tracking_dir, load_tracking, track
-
     dev = resolve_device(args.device)
     src = Path(args.input)
     if is_tracking_dir(src):

@@ -17,6 +17,16 @@ the command to resume).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from dejavu.bench.common import machine_info
+from dejavu.novel_views import NovelViewConfig, evaluate_novel_views
+from dejavu.personalize.config import preset
+from dejavu.personalize.evaluate import evaluate_video
+from dejavu.personalize.pipeline import personalize
+from dejavu.track import is_tracking_dir
 
 #: metric -> (comparison, threshold) on the held-out whole image, tracked poses.
 HELDOUT_TARGETS: dict[str, tuple[str, float]] = {"PSNR": (">=", 24.0), "SSIM": (">=", 0.88), "LPIPS-alex": ("<=", 0.12)}
@@ -61,10 +71,6 @@ def check_targets(evaluation: dict, seconds: float, novel_ratio: float | None = 
 
 def _novel_views(avatar_dir, out, name: str, device: str) -> dict:
     """Novel-view summaries of the avatar and of its network-only stage, cached as JSON in ``out``."""
-    import json
-
-    from dejavu.novel_views import NovelViewConfig, evaluate_novel_views
-
     result = {}
     for stage in ("full", "mean"):
         path = out / f"{name}_novel_{stage}.json"
@@ -78,16 +84,6 @@ def _novel_views(avatar_dir, out, name: str, device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from dejavu.bench import machine_info
-    from dejavu.personalize.pipeline import personalize
-    from dejavu.personalize.config import preset
-    from dejavu.personalize.evaluate import evaluate_video
-    from dejavu.track import is_tracking_dir
-
     cfg = preset(args.preset)
     if args.minutes is not None:
         cfg = dataclasses.replace(cfg, minutes=args.minutes)

@@ -8,6 +8,16 @@ network-only avatar, no colours read off the photo). Ratios: time photo / networ
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dejavu.bench.common import machine_info, median
+from dejavu.errors import DejavuError
+from dejavu.recon.evaluate import evaluate_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,23 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _command(photo: str, out: str, network_colors: bool, no_turntable: bool) -> list[str]:
-    import sys
-
     cmd = [sys.executable, "-m", "dejavu", "reconstruct", photo, "-o", out]
     return cmd + (["--network-colors"] if network_colors else []) + (["--no-turntable"] if no_turntable else [])
 
 
 def run(args: argparse.Namespace) -> dict:
-    import shutil
-    import subprocess
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from dejavu.bench import machine_info, median
-    from dejavu.errors import DejavuError
-    from dejavu.recon.evaluate import evaluate_image
-
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dejavu-bench-reconstruct-"))
     rows = []
     for photo in args.photos:

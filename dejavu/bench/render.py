@@ -9,6 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import statistics
+import time
+
+import torch
+
+from dejavu.bench.common import machine_info, time_call
+from dejavu.device import resolve_device
+from dejavu.render import cpu, render
+from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu"):
     """Random head-shaped scene: (means, quats, scales, opacities, colors, world_to_cam, K) for ``render``."""
-    import torch
-
-    from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
-
     g = torch.Generator().manual_seed(seed)
     d = torch.randn(n, 3, generator=g)
     d = d / d.norm(dim=-1, keepdim=True)
@@ -46,11 +51,6 @@ def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu")
 
 def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = True):
     """(forward Timing or None, forward+backward Timing)."""
-    import torch
-
-    from dejavu.bench import time_call
-    from dejavu.render import render
-
     w2c, K = scene[5], scene[6]
     sync = torch.cuda.synchronize if scene[0].is_cuda else (lambda: None)
 
@@ -80,11 +80,6 @@ def cpu_stage_times(scene, resolution: int, repeats: int) -> dict[str, float]:
     Wraps the module's stage functions with timers for the duration of the call (the pipeline looks
     them up by name at call time); a stage called twice per pass (``_reduce``) counts both calls.
     """
-    import statistics
-    import time
-
-    from dejavu.render import cpu, render
-
     spent: dict[str, float] = {}
     originals = {name: getattr(cpu, name) for name in CPU_STAGES}
 
@@ -117,9 +112,6 @@ def cpu_stage_times(scene, resolution: int, repeats: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> dict:
     """Time the fast backend and the reference; print medians; return the JSON-able result."""
-    from dejavu.bench import machine_info
-    from dejavu.device import resolve_device
-
     device = resolve_device(args.backend)
     scene = head_scene(args.gaussians, args.batch, args.resolution, args.seed, device)
     ft, fbt = _timings(args.backend, scene, args.resolution, args.repeats)

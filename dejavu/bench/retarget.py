@@ -8,6 +8,16 @@ head, in millimetres over the landmarks embedded on both heads (:mod:`dejavu.dri
 from __future__ import annotations
 
 import argparse
+import os
+import time
+
+import numpy as np
+
+from dejavu.bench.common import machine_info
+from dejavu.drive.arkit import ARKIT_NAMES
+from dejavu.drive.retarget import retarget_maps
+from dejavu.errors import DejavuError
+from dejavu.head import load_head
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,17 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import os
-    import time
-
-    import numpy as np
-
-    from dejavu.bench import machine_info
-    from dejavu.drive.arkit import ARKIT_NAMES
-    from dejavu.drive.retarget import retarget_maps
-    from dejavu.errors import DejavuError
-    from dejavu.head import load_head
-
     flame = args.flame or os.environ.get("DEJAVU_FLAME")
     if not flame:
         raise DejavuError("dejavu bench retarget: give --flame PATH (or set $DEJAVU_FLAME)")

@@ -7,6 +7,14 @@ model already loaded); ``stage_cpu_seconds`` is the process CPU time, a fairer f
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from dejavu.bench.common import machine_info
+from dejavu.head import load_head_assets
+from dejavu.track import track
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,15 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import json
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from dejavu.bench import machine_info
-    from dejavu.head import load_head_assets
-    from dejavu.track import track
-
     load_head_assets(args.head)  # build/load the head first so a one-off cache fill is not timed
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-track-") as tmp:
         out = Path(args.output) if args.output else Path(tmp) / "tracking"

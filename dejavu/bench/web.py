@@ -15,6 +15,20 @@ upload size and the CPU side carry over to a real GPU.
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from dejavu.avatar import Avatar
+from dejavu.bench.common import machine_info
+from dejavu.gaussians import channels as ch
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.model.blend import fit_pca_basis
+from dejavu.web.browser import run_page
+from dejavu.web.server import serve_in_thread
+from dejavu.web.site import build_site
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,14 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _synthetic_avatar(directory) -> None:
-    import torch
-
-    from dejavu.avatar import Avatar
-    from dejavu.gaussians import channels as ch
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
-    from dejavu.model.blend import fit_pca_basis
-
     head = load_head("builtin")
     S, K = 256, 10
     g = torch.Generator().manual_seed(0)
@@ -47,14 +53,6 @@ def _synthetic_avatar(directory) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import tempfile
-    from pathlib import Path
-
-    from dejavu.bench import machine_info
-    from dejavu.web.browser import run_page
-    from dejavu.web.server import serve_in_thread
-    from dejavu.web.site import build_site
-
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-web-") as tmp:
         avatar = args.avatar
         if avatar is None:

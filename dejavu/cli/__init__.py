@@ -1,26 +1,42 @@
 """The ``dejavu`` command: parses arguments and dispatches; no work is done here.
 
-Each subcommand lives in its own module ``dejavu.cli.<name>`` exposing
-``register(subparsers) -> None``, which adds a parser whose ``func(args) -> int`` runs the job.
-Heavy imports happen inside ``func`` so ``dejavu --help`` stays fast.
+Each subcommand lives in its own module ``dejavu.cli.<name>``, listed in :data:`COMMANDS`, exposing
+``register(parser) -> None``, which describes the command on its parser and sets ``func(args) -> int`` to
+run the job. A command's module (and the stage it imports at its top) loads only when that command is
+chosen (:mod:`dejavu.cli.subcommands`), so ``dejavu --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
+import os
 import signal
 import sys
 import threading
+from types import ModuleType
 
 from dejavu import __version__
+from dejavu.cli.subcommands import add_subcommands
 from dejavu.errors import DejavuError
+from dejavu.outputs import os_error_line
 
-# Order = the pipeline's order, which is also the order --help lists them in.
-COMMANDS = ("demo", "head", "track", "reconstruct", "personalize", "animate", "export", "web", "live", "evaluate",
-            "prepare", "train", "bench")
+#: Command name (module ``dejavu.cli.<name>``) -> its line in ``dejavu --help``, in the pipeline's order.
+COMMANDS: dict[str, str] = {
+    "demo": "run the pipeline end to end on a sample photo (or --video)",
+    "head": "inspect head models (built-in, FLAME, procedural)",
+    "track": "fit the head model to a photo, a folder of photos or a video",
+    "reconstruct": "make an avatar from a single photo",
+    "personalize": "personalize an avatar to a short video of one person",
+    "animate": "animate an avatar from a video, tracking or parameter file, or an expression sweep",
+    "export": "export an avatar (neutral, one frame, or a driven sequence) as splat files",
+    "web": "build a static web site that plays the avatar in a browser (sliders, sequences, live)",
+    "live": "track a webcam or video live and drive the avatar in the browser over a WebSocket",
+    "evaluate": "score an avatar: video self-reenactment (held-out frames), a single image, or novel views",
+    "prepare": "prepare training data (synthetic renders, tracked photos) with several processes",
+    "train": "train the generalized reconstruction network",
+    "bench": "time a pipeline stage (render, ...)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,13 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dejavu {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        module_name = f"dejavu.cli.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).register(sub)
+    add_subcommands(parser, "command", "COMMAND", "dejavu.cli", COMMANDS, _register)
     return parser
+
+
+def _register(module: ModuleType, parser: argparse.ArgumentParser) -> None:
+    module.register(parser)
 
 
 class Terminated(KeyboardInterrupt):
@@ -61,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dejavu {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a disk that filled up or went read-only during the run: the path and the reason
-        from dejavu.outputs import os_error_line
-
         print(f"dejavu {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError:
@@ -93,8 +106,6 @@ def run() -> None:
     `dejavu reconstruct`. Every output is complete by then (written atomically, writers and thread
     pools closed), so after flushing the streams and logging there is nothing left to clean up.
     """
-    import os
-
     rc = main()
     sys.stdout.flush()
     sys.stderr.flush()

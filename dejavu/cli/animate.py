@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.animate import RESOLUTION, animate
+from dejavu.errors import DejavuError
+from dejavu.limits import check_memory
+from dejavu.outputs import check_output_file
+
 #: Largest output side: a 4K square; beyond it a frame's render buffers outgrow a laptop.
 MAX_RESOLUTION = 4096
 #: Peak bytes per output pixel while a frame renders (rasterizer tiles, depth, alpha, the encoded frame).
 RENDER_BYTES_PER_PIXEL = 256
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "animate", help="animate an avatar from a video, tracking or parameter file, or an expression sweep",
-        description="Render the avatar driven by --drive (a video, tracked on the fly; a tracking directory; a "
-                    "Live Link Face CSV; an ARKit/MediaPipe blendshape CSV or JSON; a FLAME .npz with exp and jaw; "
-                    "or a .json/.npz file with expression (T, Ne) and optional jaw (T, 3), eyes (T, 6), pose6 "
-                    "(T, 6), fps; files are told apart by content), or with --expressions a built-in tour of "
-                    "expressions. No network runs.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Render the avatar driven by --drive (a video, tracked on the fly; a tracking directory; a "
+                          "Live Link Face CSV; an ARKit/MediaPipe blendshape CSV or JSON; a FLAME .npz with exp and "
+                          "jaw; or a .json/.npz file with expression (T, Ne) and optional jaw (T, 3), eyes (T, 6), "
+                          "pose6 (T, 6), fps; files are told apart by content), or with --expressions a built-in tour "
+                          "of expressions. No network runs.")
     parser.add_argument("avatar", help="avatar directory")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--drive", default=None, help="driving video, tracking directory, Live Link Face CSV, "
@@ -42,9 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.animate import RESOLUTION, animate
-    from dejavu.errors import DejavuError
-
     if args.resolution is None:
         args.resolution = RESOLUTION
     if not 16 <= args.resolution <= MAX_RESOLUTION or args.resolution % 2:
@@ -52,8 +53,6 @@ def _run(args: argparse.Namespace) -> int:
                           f"{MAX_RESOLUTION}")
     if args.frames is not None and args.frames <= 0:
         raise DejavuError(f"--frames {args.frames}: expected a positive count")
-    from dejavu.limits import check_memory
-    from dejavu.outputs import check_output_file
 
     side = args.resolution * (2 if args.side_by_side else 1)
     check_memory(args.resolution * side * RENDER_BYTES_PER_PIXEL, f"--resolution {args.resolution}")

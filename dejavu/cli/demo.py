@@ -4,12 +4,16 @@ itself is :func:`dejavu.demo.run_demo`. Prints where everything is."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="run the pipeline end to end on a sample photo (or --video)",
-        description="Without --video: reconstruct an avatar from skimage's astronaut photo, animate it through "
-                    "expressions and an orbit, export a .ply. With --video: personalize (short budget), animate, export.")
+from dejavu.cli.values import check_positive
+from dejavu.demo import run_demo
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Without --video: reconstruct an avatar from skimage's astronaut photo, animate it through "
+                          "expressions and an orbit, export a .ply. With --video: personalize (short budget), "
+                          "animate, export.")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--video", default=None, help="a short talking-head video to personalize on")
     parser.add_argument("--minutes", type=float, default=6.0, help="personalization budget with --video (default 6)")
@@ -19,11 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dejavu.cli.values import check_positive
-    from dejavu.demo import run_demo
-
     check_positive("--minutes", args.minutes)
     outputs = run_demo(Path(args.output), video=args.video, minutes=args.minutes, device=args.device, force=args.force)
     print("demo outputs:")

@@ -4,17 +4,26 @@ and the novel-view landmark check."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from dejavu.errors import DejavuError
+from dejavu.io import write_json
+from dejavu.novel_views import NovelViewConfig, evaluate_novel_views, print_summary
+from dejavu.outputs import check_output_dir, check_output_file
+from dejavu.personalize.evaluate import evaluate_video
+from dejavu.recon.evaluate import evaluate_image
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="score an avatar: video self-reenactment (held-out frames), a single image, or novel views",
-        description="--video: drive the avatar with the tracked held-out frames of the video (the last 10%%, or with "
-                    "--holdout yaw the most turned 10%%) and compare (L1, PSNR, SSIM, LPIPS alex/vgg; face region "
-                    "and whole head), for the full avatar and stage 1 only. --image: the single-image reconstruction "
-                    "metrics (dejavu.recon.evaluate). --novel-views: render the avatar from yaw 0, +-15, +-30, +-45, "
-                    "+-60 and pitch +-15 degrees, detect landmarks on each render and report their RMSE (px at 512) "
-                    "to the avatar's own head-model landmarks (dejavu.novel_views).")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("--video: drive the avatar with the tracked held-out frames of the video (the last 10%, or "
+                          "with --holdout yaw the most turned 10%) and compare (L1, PSNR, SSIM, LPIPS alex/vgg; face "
+                          "region and whole head), for the full avatar and stage 1 only. --image: the single-image "
+                          "reconstruction metrics (dejavu.recon.evaluate). --novel-views: render the avatar from yaw "
+                          "0, +-15, +-30, +-45, +-60 and pitch +-15 degrees, detect landmarks on each render and "
+                          "report their RMSE (px at 512) to the avatar's own head-model landmarks "
+                          "(dejavu.novel_views).")
     parser.add_argument("avatar", help="avatar directory")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", default=None, help="the personalization video (or its tracking directory)")
@@ -43,12 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from dejavu.errors import DejavuError
-    from dejavu.outputs import check_output_dir, check_output_file
-
     if args.json is None and not args.novel_views:
         raise DejavuError("--json FILE: required with --video and --image (where the metrics go)")
     if args.resolution is not None and args.resolution <= 0:
@@ -64,8 +67,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.frames is not None:
         check_output_dir(args.frames, what="--frames", need_bytes=64 << 20)
     if args.novel_views:
-        from dejavu.novel_views import NovelViewConfig, evaluate_novel_views, print_summary
-
         picture = (Path(args.frames) / "novel_views.png" if args.frames else
                    Path(args.json).with_suffix(".png") if args.json else Path(args.avatar) / "novel_views.png")
         out = evaluate_novel_views(args.avatar, args.json, picture,
@@ -74,8 +75,6 @@ def _run(args: argparse.Namespace) -> int:
         print((f"metrics written to {args.json}; " if args.json else "") + f"renders in {picture}")
         return 0
     if args.video is not None:
-        from dejavu.personalize.evaluate import evaluate_video
-
         out = evaluate_video(args.avatar, args.video, args.json, frames_dir=args.frames, device=args.device,
                              refine_pose=args.refine_pose, holdout=args.holdout, resolution=args.resolution)
         print(f"held-out frames: {out['frames']} (--holdout {out['holdout']})")
@@ -92,12 +91,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "
                   f"ones on average")
     else:
-        try:
-            from dejavu.recon.evaluate import evaluate_image
-        except ImportError:
-            raise DejavuError("--image: single-image evaluation (dejavu.recon.evaluate) is not available in this build") from None
-        from dejavu.io import write_json
-
         out = evaluate_image(args.avatar, args.image, args.frames, device=args.device,
                              **({"crop_size": args.resolution} if args.resolution else {}))
         write_json(args.json, out)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.errors import DejavuError
+from dejavu.export import DEFAULT_UP, SUFFIXES, export_avatar, export_sequence
+from dejavu.outputs import check_output_file
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from dejavu.export import DEFAULT_UP, SUFFIXES
 
-    parser = subparsers.add_parser(
-        "export", help="export an avatar (neutral, one frame, or a driven sequence) as splat files",
-        description="Write the avatar's Gaussians as a 3D Gaussian Splatting .ply (binary little endian: x y z, "
-                    "normals, f_dc_0..2, [f_rest_0..44], opacity logit, log scales, rotation wxyz; its frame in a "
-                    "header comment), an antimatter15 .splat, a Niantic .spz or a PlayCanvas .compressed.ply, by "
-                    "the output's suffix. With --drive, one file per frame into a folder plus index.json.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Write the avatar's Gaussians as a 3D Gaussian Splatting .ply (binary little endian: x y z, "
+                          "normals, f_dc_0..2, [f_rest_0..44], opacity logit, log scales, rotation wxyz; its frame in "
+                          "a header comment), an antimatter15 .splat, a Niantic .spz or a PlayCanvas .compressed.ply, "
+                          "by the output's suffix. With --drive, one file per frame into a folder plus index.json.")
     parser.add_argument("avatar", help="avatar directory")
     parser.add_argument("-o", "--output", required=True,
                         help=f"output file ({', '.join(SUFFIXES)}), or a folder with --drive")
@@ -39,10 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.errors import DejavuError
-    from dejavu.export import export_avatar, export_sequence
-    from dejavu.outputs import check_output_file
-
     if args.drive is not None:
         if args.params is not None:
             raise DejavuError("--drive exports a whole sequence, --params one frame: give one of them")

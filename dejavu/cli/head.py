@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dejavu.gaussians.uvmap import UVGaussianMap
+from dejavu.head import load_head
+from dejavu.head.pictures import mesh_views, uv_layout_image
+from dejavu.io import write_image
+from dejavu.limits import check_uv_size
+from dejavu.outputs import check_output_dir
 
 UV_SIZES = (128, 256, 320)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("head", help="inspect head models (built-in, FLAME, procedural)",
-                                   description="Inspect head models.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = "Inspect head models."
     sub = parser.add_subparsers(dest="head_command", metavar="ACTION")
     info = sub.add_parser("info", help="print counts and write the UV-layout and mesh pictures",
                           description="Print vertex/face counts, bases, joints, Gaussians per UV size and region "
@@ -22,19 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import numpy as np
-
-    from dejavu.errors import DejavuError
-    from dejavu.gaussians.uvmap import UVGaussianMap
-    from dejavu.head import load_head
-    from dejavu.head.pictures import mesh_views, uv_layout_image
-    from dejavu.io import write_image
-
-    from dejavu.limits import check_uv_size
-    from dejavu.outputs import check_output_dir
-
     check_uv_size(args.uv_size)
     check_output_dir(args.output, need_bytes=4 << 20)
     head = load_head(args.head)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.io import write_json
+from dejavu.cli.values import check_positive
+from dejavu.web.live import LiveConfig, run_live, summary_line
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "live", help="track a webcam or video live and drive the avatar in the browser over a WebSocket",
-        description="Serve the avatar's web player, then track SOURCE frame by frame (landmarks + a per-frame fit "
-                    "with the avatar's identity) and stream expression, jaw, eyes and head rotation to the page "
-                    "over a WebSocket. Prints the page URL, then frames per second and latency (frame read -> "
-                    "parameters sent).")
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Serve the avatar's web player, then track SOURCE frame by frame (landmarks + a per-frame "
+                          "fit with the avatar's identity) and stream expression, jaw, eyes and head rotation to the "
+                          "page over a WebSocket. Prints the page URL, then frames per second and latency (frame read "
+                          "-> parameters sent).")
     parser.add_argument("source", help="a video file, or a webcam's OpenCV index (0, 1, ...)")
     parser.add_argument("--avatar", required=True, help="avatar directory")
     parser.add_argument("--host", default="127.0.0.1", help="address both servers listen on (default 127.0.0.1)")
@@ -31,9 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.cli.values import check_positive
-    from dejavu.web.live import LiveConfig, run_live, summary_line
-
     check_positive("--iterations", args.iterations)
     config = LiveConfig(max_frames=args.max_frames, realtime=args.realtime, fitter=args.fitter,
                         iterations=args.iterations)
@@ -42,8 +42,6 @@ def _run(args: argparse.Namespace) -> int:
                        on_ready=lambda url: print(f"open {url}", flush=True))
     print(summary_line(summary), flush=True)
     if args.json:
-        from dejavu.io import write_json
-
         write_json(args.json, summary)
         print(f"figures written to {args.json}")
     return 0

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from dejavu.cli.track import add_fov_argument, fov_value
+from dejavu.cli.values import check_positive
+from dejavu.errors import DejavuError
+from dejavu.limits import check_uv_size
+from dejavu.personalize.config import preset
+from dejavu.personalize.pipeline import VIEWS_FILE, heldout_summary, personalize
+from dejavu.personalize.pose import REFINE_POSE_LR
+from dejavu.track.result import is_tracking_dir
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "personalize", help="personalize an avatar to a short video of one person",
-        description="Track the video (cached), average the reconstruction network's offsets over ~50 frames "
-                    "(or start from --init), then train a global delta (stage 1) and K expression blendmaps "
-                    "(stage 2) on the first 90%% of the frames (--holdout yaw: all but the most turned 10%%). "
-                    "See docs/PERSONALIZATION.md.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Track the video (cached), average the reconstruction network's offsets over ~50 frames (or "
+                          "start from --init), then train a global delta (stage 1) and K expression blendmaps (stage "
+                          "2) on the first 90% of the frames (--holdout yaw: all but the most turned 10%). See "
+                          "docs/PERSONALIZATION.md.")
     parser.add_argument("video", help="video file (or a tracking directory from `dejavu track`)")
     parser.add_argument("-o", "--output", required=True, help="avatar directory to write")
     parser.add_argument("--init", default=None, help="start from this avatar's mean offsets (e.g. from `dejavu reconstruct`)")
@@ -45,15 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from dejavu.cli.values import check_positive
-    from dejavu.errors import DejavuError
-    from dejavu.limits import check_uv_size
-    from dejavu.personalize.pipeline import VIEWS_FILE, heldout_summary, personalize
-    from dejavu.personalize.config import preset
-    from dejavu.personalize.pose import REFINE_POSE_LR
-
     cfg = preset(args.preset)
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
                "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net, "holdout": args.holdout}
@@ -70,7 +68,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise DejavuError("--resume and --force: give one of them (--force starts over, --resume continues)")
     cfg.validate("settings")
-    from dejavu.track.result import is_tracking_dir
 
     if args.fov is not None and is_tracking_dir(args.video):
         raise DejavuError(f"--fov: {args.video} is a tracking directory, its FOV is fixed; "

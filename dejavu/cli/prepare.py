@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.device import resolve_device
+from dejavu.errors import DejavuError
+from dejavu.recon.config import load_config, preset
+from dejavu.recon.dataprep import SOURCES, prepare_parallel
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "prepare", help="prepare training data (synthetic renders, tracked photos) with several processes",
-        description="Render the synthetic identities and track the real photo folders of a reconstruction "
-                    "config into its shard folders (data.synthetic_dir, data.real_cache), one shard file per "
-                    "work unit of data.shard_identities. Finished shards are kept, so a rerun resumes. Several "
-                    "machines share the work with --nodes M --node m (each with --processes P) on one shared "
-                    "folder, or on folders copied together afterwards.")
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Render the synthetic identities and track the real photo folders of a reconstruction "
+                          "config into its shard folders (data.synthetic_dir, data.real_cache), one shard file per "
+                          "work unit of data.shard_identities. Finished shards are kept, so a rerun resumes. Several "
+                          "machines share the work with --nodes M --node m (each with --processes P) on one shared "
+                          "folder, or on folders copied together afterwards.")
     parser.add_argument("what", choices=["recon"], help="what to prepare data for (recon: the reconstruction network)")
     parser.add_argument("--config", default=None, help="JSON config (see configs/recon_*.json); default: cpu-small")
     parser.add_argument("--preset", default=None, help="start from a named preset instead: cpu-small or gpu-paper")
@@ -27,15 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.errors import DejavuError
-    from dejavu.recon.config import load_config, preset
-    from dejavu.recon.dataprep import SOURCES, prepare_parallel
-
     if args.config and args.preset:
         raise DejavuError("--config and --preset: give one of them")
     cfg = load_config(args.config) if args.config else preset(args.preset or "cpu-small")
     sources = (args.only,) if args.only else SOURCES
-    from dejavu.device import resolve_device
 
     device = resolve_device(args.device).type  # a clear error when cuda is asked for without a GPU
     reports = prepare_parallel(cfg, sources, args.processes, args.node, args.nodes, device=device)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.limits import check_uv_size
+from dejavu.outputs import check_output_dir
+from dejavu.track.prefetch import MediaPipePrefetch
+
 #: What a reconstruction writes at the default sizes (avatar, tracking crop and masks, turntable, .ply), with room.
 OUTPUT_BYTES = 64 << 20
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "reconstruct", help="make an avatar from a single photo",
-        description="Track the face, run the generalized reconstruction network and save an avatar "
-                    "(avatar.json + avatar.safetensors), a reconstruction.png (input | render), a turntable.mp4 "
-                    "(+-60 degrees) and an avatar.ply. See docs/RECONSTRUCTION.md.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Track the face, run the generalized reconstruction network and save an avatar (avatar.json "
+                          "+ avatar.safetensors), a reconstruction.png (input | render), a turntable.mp4 (+-60 "
+                          "degrees) and an avatar.ply. See docs/RECONSTRUCTION.md.")
     parser.add_argument("image", help="a photo with a face")
     parser.add_argument("-o", "--output", required=True, help="avatar folder to write")
     parser.add_argument("--head", default=None, help="head model (default: the one the weights were trained on)")
@@ -30,17 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.limits import check_uv_size
-    from dejavu.outputs import check_output_dir
-
     if args.uv_size is not None:
         check_uv_size(args.uv_size)
     check_output_dir(args.output, kind="avatar", force=args.force, need_bytes=OUTPUT_BYTES)
-    # MediaPipe works on the photo in a child process while this one imports torch (saves ~1 s).
-    from dejavu.track.prefetch import MediaPipePrefetch
-
+    # MediaPipe works on the photo in a child process while this one imports torch (saves ~1 s): the network's
+    # module (torch, the head models) is imported here, after the child started, not at the top.
     prefetch = MediaPipePrefetch(args.image)
-
     from dejavu.recon.predict import DEFAULT_PHOTO_ITERATIONS, DEFAULT_UV_SIZE, reconstruct
 
     try:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.cli.values import check_positive
+from dejavu.errors import DejavuError
+from dejavu.outputs import check_output_dir
+from dejavu.track import track
+from dejavu.track.fit import FitConfig
+from dejavu.track.video import probe
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "track", help="fit the head model to a photo, a folder of photos or a video",
-        description="Detect MediaPipe landmarks, align FFHQ-style crops, fit camera, identity and per-frame "
-                    "expression/jaw/eyes, and write tracking.npz, summary.json, crops, masks and an overlay "
-                    "(see docs/TRACKING.md). Re-running with the same input and settings reuses the result.")
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Detect MediaPipe landmarks, align FFHQ-style crops, fit camera, identity and per-frame "
+                          "expression/jaw/eyes, and write tracking.npz, summary.json, crops, masks and an overlay "
+                          "(see docs/TRACKING.md). Re-running with the same input and settings reuses the result.")
     parser.add_argument("input", help="image, folder of images, or video file")
     parser.add_argument("-o", "--output", required=True, help="output folder (created; replaced atomically)")
     parser.add_argument("--head", default="builtin", help="builtin (default), flame:PATH or procedural")
@@ -34,8 +40,6 @@ def add_fov_argument(parser: argparse.ArgumentParser) -> None:
 
 def fov_value(text: str | None) -> float | None:
     """``--fov`` text (None when not given) -> ``FitConfig.fov_deg``: degrees, or None for auto."""
-    from dejavu.errors import DejavuError
-
     if text is None or text == "auto":
         return None
     try:
@@ -48,12 +52,6 @@ def fov_value(text: str | None) -> float | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.cli.values import check_positive
-    from dejavu.errors import DejavuError
-    from dejavu.outputs import check_output_dir
-    from dejavu.track import track
-    from dejavu.track.video import probe
-
     if args.crop_size < 64 or args.crop_size > 2048 or args.crop_size % 2:
         raise DejavuError(f"--crop-size {args.crop_size}: expected an even size between 64 and 2048 pixels")
     check_positive("--fps", args.fps, "a positive frame rate")
@@ -66,7 +64,6 @@ def _run(args: argparse.Namespace) -> int:
         n = min(n, int(info.n_frames * args.fps / info.fps) + 1)
     # crops and masks as PNG: ~2 bytes a crop pixel a frame, plus the overlay video
     check_output_dir(args.output, need_bytes=max(1, n) * args.crop_size ** 2 * 2)
-    from dejavu.track.fit import FitConfig
 
     result = track(args.input, args.output, head=args.head, fps=args.fps, max_frames=args.max_frames,
                    crop_size=args.crop_size, device=args.device, overlay=not args.no_overlay, force=args.force,

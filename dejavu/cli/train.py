@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from dejavu.errors import DejavuError
+from dejavu.outputs import check_output_dir
+from dejavu.recon.config import load_config, preset
+from dejavu.recon.train import train
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train the generalized reconstruction network",
-        description="Train the reconstruction network on synthetic multi-view renders (+ tracked real photos). "
-                    "Writes config.json, checkpoint.pt, scalars.csv, previews/ and weights.safetensors into the "
-                    "config's run_dir. Multi-GPU: torchrun --nproc_per_node N -m dejavu train recon ...")
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Train the reconstruction network on synthetic multi-view renders (+ tracked real photos). "
+                          "Writes config.json, checkpoint.pt, scalars.csv, previews/ and weights.safetensors into the "
+                          "config's run_dir. Multi-GPU: torchrun --nproc_per_node N -m dejavu train recon ...")
     parser.add_argument("what", choices=["recon"], help="what to train (recon: the reconstruction network)")
     parser.add_argument("--config", default=None,
                         help="JSON config (a 'preset' plus overrides; see configs/recon_*.json); default: cpu-small")
@@ -23,10 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dejavu.errors import DejavuError
-    from dejavu.recon.config import load_config, preset
-    from dejavu.recon.train import train
-
     if args.config and args.preset:
         raise DejavuError("--config and --preset: give one of them")
     cfg = load_config(args.config) if args.config else preset(args.preset or "cpu-small")
@@ -36,7 +36,6 @@ def _run(args: argparse.Namespace) -> int:
         if args.steps <= 0:
             raise DejavuError(f"--steps {args.steps}: expected a positive number")
         cfg.optim.steps = args.steps
-    from dejavu.outputs import check_output_dir
 
     check_output_dir(cfg.log.run_dir, what="--run-dir", need_bytes=64 << 20)
     path = train(cfg, device=args.device, resume=args.resume)

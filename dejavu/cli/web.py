@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from dejavu.errors import DejavuError
+from dejavu.web.server import make_server
+from dejavu.web.site import SiteConfig, build_site, cached_site_dir
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "web", help="build a static web site that plays the avatar in a browser (sliders, sequences, live)",
-        description="Write a self-contained static folder (index.html, the bundled player, the avatar as float16 "
-                    "maps + JSON, driving sequences) that any static file server can serve; nothing is fetched "
-                    "from elsewhere. --serve also serves it on 127.0.0.1 and prints the URL.")
+def register(parser: argparse.ArgumentParser) -> None:
+    """Describe the command on ``parser`` (its summary: ``dejavu.cli.COMMANDS``)."""
+    parser.description = ("Write a self-contained static folder (index.html, the bundled player, the avatar as "
+                          "float16 maps + JSON, driving sequences) that any static file server can serve; nothing is "
+                          "fetched from elsewhere. --serve also serves it on 127.0.0.1 and prints the URL.")
     parser.add_argument("avatar", help="avatar directory")
     parser.add_argument("-o", "--output", default=None,
                         help="site folder (default with --serve: a folder under the dejavu cache)")
@@ -32,11 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dejavu.errors import DejavuError
-    from dejavu.web.site import SiteConfig, build_site, cached_site_dir
-
     if args.output is None and not args.serve:
         raise DejavuError("-o/--output is required (or pass --serve to build into the cache and serve)")
     out = Path(args.output) if args.output else cached_site_dir(args.avatar)
@@ -47,8 +46,6 @@ def _run(args: argparse.Namespace) -> int:
     print(f"site written to {record['site']} ({record['bytes'] / 1e6:.1f} MB, {record['n_gaussians']} Gaussians, "
           f"{record['sequences']} sequence(s))")
     if args.serve:
-        from dejavu.web.server import make_server
-
         try:
             server = make_server(out, args.host, args.port)
         except OSError as exc:

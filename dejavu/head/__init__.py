@@ -14,6 +14,9 @@ import torch
 
 from dejavu.errors import DejavuError
 from dejavu.head.base import REGIONS, HeadAssets, HeadModel
+from dejavu.head.builtin import build_builtin_assets
+from dejavu.head.flame import load_flame_assets
+from dejavu.head.procedural import build_procedural_assets
 
 __all__ = ["HeadAssets", "HeadModel", "REGIONS", "load_head", "load_head_assets", "DEFAULT_HEAD"]
 
@@ -25,19 +28,13 @@ def load_head_assets(spec: str = DEFAULT_HEAD) -> HeadAssets:
     """Build or load the assets named by ``spec`` (cached per process)."""
     kind, _, arg = spec.partition(":")
     if kind == "builtin":
-        from dejavu.head.builtin import build_builtin_assets
-
         return build_builtin_assets()
     if kind == "flame":
         path = arg or os.environ.get("DEJAVU_FLAME", "")
         if not path:
             raise DejavuError("--head flame: give the FLAME model path as flame:PATH or set $DEJAVU_FLAME")
-        from dejavu.head.flame import load_flame_assets
-
         return load_flame_assets(path)
     if kind == "procedural":
-        from dejavu.head.procedural import build_procedural_assets
-
         return build_procedural_assets()
     raise DejavuError(f"--head {spec!r}: expected builtin, flame:PATH or procedural")
 

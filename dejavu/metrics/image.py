@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dejavu.errors import DejavuError
+from dejavu.metrics.lpips import get_lpips
 
 #: Gaussian SSIM window (pytorch-msssim / skimage / Wang et al. 2004 defaults).
 SSIM_WIN_SIZE = 11
@@ -142,8 +143,6 @@ def lpips(pred: Tensor, target: Tensor, mask: Tensor | None = None, net: str = "
     Masked: both images get the outside of the mask set to ``background`` (white) first, as the
     paper's face/head region metrics do.
     """
-    from dejavu.metrics.lpips import get_lpips
-
     mask = _check(pred, target, mask)
     model = get_lpips(net, pred.device)  # float32 weights
     x, y = (composite(v, mask, background).float() for v in (pred, target))
@@ -173,8 +172,6 @@ def evaluate_predictions(preds: Mapping[str, Tensor], target: Tensor, masks: Map
     """:func:`evaluate_images` for several predictions of the same targets (e.g. the stages of a model):
     ``{name: {region: {metric: value}}}``. The LPIPS features of each region's target are computed once
     for all predictions (LPIPS-VGG is ~0.4 s per 256^2 image on a 2-core CPU)."""
-    from dejavu.metrics.lpips import get_lpips
-
     unknown = set(metrics) - set(METRIC_NAMES)
     if unknown:
         raise DejavuError(f"metrics: unknown {sorted(unknown)}; expected a subset of {list(METRIC_NAMES)}")

@@ -27,12 +27,13 @@ import torch
 from dejavu.avatar import Avatar
 from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.head.base import HeadModel
 from dejavu.io import write_image, write_json
 from dejavu.losses import fill_unseen
 from dejavu.metrics.image import evaluate_predictions, psnr
 from dejavu.model.rigid import correction_summary
 from dejavu.personalize.config import PersonalizeConfig
-from dejavu.personalize.frames import frames_from_tracking, holdout_split
+from dejavu.personalize.frames import FrameSet, frames_from_tracking, holdout_split
 from dejavu.personalize.pose import refine_poses
 from dejavu.personalize.train import batch_gaussians, render_avatar
 from dejavu.render.camera import DEFAULT_FOV_DEG
@@ -63,24 +64,8 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     if resolution is not None and not 32 <= resolution <= 2048:
         raise DejavuError(f"--resolution {resolution}: expected a side between 32 and 2048 pixels")
     resolution = resolution or int(avatar.settings.get("resolution", cfg.get("resolution", 256)))
-    train_fraction = float(cfg.get("train_fraction", 0.9))
-    trained_with = (str(cfg.get("holdout", "last")), int(cfg.get("holdout_margin", 0)))
-    holdout = holdout or trained_with[0]
-    result = _tracking(video, Path(avatar_dir), avatar.head, cfg, str(dev), progress)
-    if result.expression.shape[1] != head.n_expr:
-        raise DejavuError(f"--video {video}: tracked with a head of {result.expression.shape[1]} expressions; "
-                          f"the avatar's head {avatar.head!r} has {head.n_expr}")
-    frames = frames_from_tracking(result, resolution)
-    frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
-    margin = trained_with[1] if holdout == trained_with[0] else PersonalizeConfig.holdout_margin
-    _, held = frames.split(train_fraction, holdout, margin)
-    if len(held) == 0:
-        raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")
-    trained, _ = holdout_split(frames.world_to_cam, train_fraction, *trained_with)
-    trained_on = int(torch.isin(held.index, frames.index[trained]).sum())
-    if trained_on:
-        log.warning("evaluate: %d of the %d held-out frames (--holdout %s) trained the avatar (it was trained with "
-                    "--holdout %s): those scores are not held-out", trained_on, len(held), holdout, trained_with[0])
+    holdout = holdout or str(cfg.get("holdout", "last"))
+    held, trained_on = _held_out(video, Path(avatar_dir), avatar, head, str(dev), progress, resolution, holdout)
     target = held.pixels("images")
     masks = {"face": held.pixels("face_masks"), "head": held.pixels("masks"),
              # whole frame, both images white outside the head: the protocol of the papers we compare with
@@ -91,12 +76,10 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
                  "training": {k: avatar.training.get(k) for k in ("seconds", "steps", "device", "seconds_training",
                                                                   "seconds_tracking")},
                  "stages": {}}
-    preds, silhouettes = {}, {}
     seen = held.pixels("seen")
+    preds, silhouettes = {}, {}
     for stage in stages:
-        if stage == "full" and avatar.blendmaps is None:
-            continue
-        if stage == "global" and avatar.global_delta is None:
+        if stage == "full" and avatar.blendmaps is None or stage == "global" and avatar.global_delta is None:
             continue
         preds[stage], alpha = render_avatar(model, held, stage, chunk=chunk, with_alpha=True)
         silhouettes[stage] = round(silhouette_iou(alpha, masks["head"], seen), 5)
@@ -112,18 +95,49 @@ def evaluate_video(avatar_dir: str | Path, video: str | Path, json_path: str | P
     out["per_frame"] = per_frame_psnr(preds, target, masks["face"])
     out["silhouette_iou"] = silhouettes
     if frames_dir is not None:
-        d = Path(frames_dir)
-        if preds:  # an avatar with neither stage (network offsets only) has nothing to show
-            write_image(d / "overview.png", overview(preds, target, out["per_frame"]))
-        for i, fi in enumerate(held.index.tolist()):
-            for stage, pred in preds.items():
-                write_image(d / stage / f"pred_{fi:06d}.png", pred[i].permute(1, 2, 0).numpy())
-            write_image(d / "target" / f"{fi:06d}.png", target[i].permute(1, 2, 0).numpy())
-            write_image(d / "mask_face" / f"{fi:06d}.png", masks["face"][i].permute(1, 2, 0).numpy())
-            write_image(d / "mask_head" / f"{fi:06d}.png", masks["head"][i].permute(1, 2, 0).numpy())
+        _write_frames(Path(frames_dir), held.index.tolist(), preds, target, masks, out["per_frame"])
     if json_path is not None:
         write_json(json_path, out)
     return out
+
+
+def _held_out(video: str | Path, avatar_dir: Path, avatar: Avatar, head: HeadModel, device: str, progress: bool,
+              resolution: int, holdout: str) -> tuple[FrameSet, int]:
+    """The frames of ``video`` (tracked or its tracking read) that protocol ``holdout`` holds out, at
+    ``resolution``, with the avatar's identity; and how many of them trained the avatar (another protocol
+    than its own), which is logged."""
+    cfg = avatar.settings.get("config", {})
+    train_fraction = float(cfg.get("train_fraction", 0.9))
+    trained_with = (str(cfg.get("holdout", "last")), int(cfg.get("holdout_margin", 0)))
+    result = _tracking(video, avatar_dir, avatar.head, cfg, device, progress)
+    if result.expression.shape[1] != head.n_expr:
+        raise DejavuError(f"--video {video}: tracked with a head of {result.expression.shape[1]} expressions; "
+                          f"the avatar's head {avatar.head!r} has {head.n_expr}")
+    frames = frames_from_tracking(result, resolution)
+    frames.shape, frames.vertex_offsets = avatar.shape.clone(), avatar.vertex_offsets
+    margin = trained_with[1] if holdout == trained_with[0] else PersonalizeConfig.holdout_margin
+    _, held = frames.split(train_fraction, holdout, margin)
+    if len(held) == 0:
+        raise DejavuError(f"--video {video}: too few frames ({len(frames)}) to hold any out for evaluation")
+    trained, _ = holdout_split(frames.world_to_cam, train_fraction, *trained_with)
+    trained_on = int(torch.isin(held.index, frames.index[trained]).sum())
+    if trained_on:
+        log.warning("evaluate: %d of the %d held-out frames (--holdout %s) trained the avatar (it was trained with "
+                    "--holdout %s): those scores are not held-out", trained_on, len(held), holdout, trained_with[0])
+    return held, trained_on
+
+
+def _write_frames(d: Path, index: list[int], preds: dict, target: torch.Tensor, masks: dict, per_frame: dict) -> None:
+    """overview.png and, per held-out frame (``index``), each stage's prediction, the target and both masks as
+    PNGs in ``d``. preds: stage -> (T, 3, R, R); target (T, 3, R, R); masks "face"/"head": (T, 1, R, R)."""
+    if preds:  # an avatar with neither stage (network offsets only) has nothing to show
+        write_image(d / "overview.png", overview(preds, target, per_frame))
+    for i, fi in enumerate(index):
+        for stage, pred in preds.items():
+            write_image(d / stage / f"pred_{fi:06d}.png", pred[i].permute(1, 2, 0).numpy())
+        write_image(d / "target" / f"{fi:06d}.png", target[i].permute(1, 2, 0).numpy())
+        write_image(d / "mask_face" / f"{fi:06d}.png", masks["face"][i].permute(1, 2, 0).numpy())
+        write_image(d / "mask_head" / f"{fi:06d}.png", masks["head"][i].permute(1, 2, 0).numpy())
 
 
 def silhouette_iou(alpha: torch.Tensor, mask: torch.Tensor, seen: torch.Tensor | None = None) -> float:

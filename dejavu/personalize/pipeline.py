@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ from dejavu.outputs import check_free_space, check_output_dir
 from dejavu.personalize.config import PersonalizeConfig
 from dejavu.personalize.frames import FrameSet, add_feature_masks, frames_from_tracking
 from dejavu.personalize.pose import fit_training_poses
-from dejavu.personalize.train import CHECKPOINT_NAME, Trainer, load_checkpoint, render_avatar
+from dejavu.personalize.train import CHECKPOINT_NAME, Trainer, TrainState, load_checkpoint, render_avatar
 from dejavu.recon.photo_texture import best_view_weight, photo_texture
 from dejavu.recon.predict import default_weights, predict_offsets
 from dejavu.recon.train import load_weights
@@ -67,65 +68,30 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     t_start = time.time()
     cfg = (cfg or PersonalizeConfig()).validate()
     out_dir, video = Path(out_dir), Path(video)
-    check_output_dir(out_dir, kind="avatar", force=force, resume=resume,
-                     need_bytes=cfg.uv_size ** 2 * 13 * 4 * (cfg.n_blendmaps + 2) * 4 + (64 << 20))
-    dev = resolve_device(device)
-    work_dir = out_dir / "train"
-    init_avatar = Avatar.load(init) if init else None
-    head_spec = init_avatar.head if init_avatar else cfg.head
-    uv_size = init_avatar.uv_size if init_avatar else cfg.uv_size
+    run = _start_run(video, out_dir, cfg, init, device, resume, force)
     deadline = t_start + 60.0 * cfg.minutes if cfg.minutes else None
-    result = load_tracking(video) if is_tracking_dir(video) else None
-    n_planned = planned_frames(video, cfg, result)
-    check_run_memory(cfg, n_planned)
-    if result is None:  # crops, masks and overlay of every frame (~2 bytes a crop pixel as PNG)
-        check_free_space(out_dir, n_planned * cfg.crop_size ** 2 * 2)
-    for folder in (work_dir, work_dir / "previews"):  # checkpoints and previews of killed runs
-        clean_stale_parts(folder)
-    run_record = {"input": str(video.resolve()), "input_sha256": input_sha256(video),
-                  "settings": {k: cfg.to_dict()[k] for k in RUN_SETTINGS} | {"head": head_spec, "uv_size": uv_size}}
-    state = load_checkpoint(work_dir, uv_size) if resume else None
-    if state is not None:
-        check_same_run(state, run_record, work_dir)
 
     # 1. tracking (cached by the tracker) and frames
-    if result is None:
-        result = track(video, out_dir / "tracking", head=head_spec, fps=cfg.fps,
-                       max_frames=cfg.max_frames, crop_size=cfg.crop_size, device=device, progress=progress,
-                       config=FitConfig(fov_deg=cfg.fov_deg))
+    result = run.result if run.result is not None else _track(video, out_dir, run.head_spec, cfg, device, progress)
     t_tracked = time.time()
-    head = load_head(head_spec, dev)
-    uvmap = UVGaussianMap(head, uv_size).to(dev)
+    head = load_head(run.head_spec, run.dev)
+    uvmap = UVGaussianMap(head, run.uv_size).to(run.dev)
     frames = add_feature_masks(frames_from_tracking(result, cfg.resolution, progress=progress), head)
     train, held = frames.split(cfg.train_fraction, cfg.holdout, cfg.holdout_margin)
-
-    run_record["train_frames"] = len(train)
-    if state is not None:
-        check_same_run(state, run_record, work_dir)
+    run.record["train_frames"] = len(train)
+    if run.state is not None:
+        check_same_run(run.state, run.record, run.work_dir)
 
     # 2. mean offsets and the blend scheme
-    if state is not None and state.mean_offsets is not None:
-        mean, mean_source = state.mean_offsets, "checkpoint"
-    elif init_avatar is not None:
-        mean, mean_source = init_avatar.mean_offsets, f"init:{init}"
-    else:
-        mean, mean_source = start_offsets(train, head, uvmap, cfg, result, dev)
-    blend = blend_scheme(train.params.expression, head_spec, cfg)
+    mean, mean_source = _mean_offsets(run, init, train, head, uvmap, cfg, result)
+    blend = blend_scheme(train.params.expression, run.head_spec, cfg)
 
     # 3. the two stages
-    needs_seen = cfg.w_unseen_color > 0 or cfg.unseen_scale_weight(len(train)) > 0
-    seen = training_view_seen(train, head, uvmap, mean, dev, cfg.render_backend) if needs_seen else None
-    trainer = Trainer(head, uvmap, train, mean, blend, cfg, work_dir, dev, deadline=deadline, progress=progress,
-                      seen=seen)
-    trainer.run_record = run_record
-    if state is not None:
-        log.info("personalize: resuming from %s at step %d (stage %d)", work_dir, state.step, state.stage)
-    state = trainer.run(state)
-    trainer.save_checkpoint(state)
+    trainer, state = _train(run, train, head, uvmap, mean, blend, cfg, deadline, progress)
 
     # 4. the pose model, a quick held-out check and the avatar
-    avatar = trained_avatar(state, trainer, train, mean, blend, head_spec, uv_size)
-    model = avatar.model(dev, head=head, uvmap=uvmap)
+    avatar = trained_avatar(state, trainer, train, mean, blend, run.head_spec, run.uv_size)
+    model = avatar.model(run.dev, head=head, uvmap=uvmap)
     metrics = quick_heldout_psnr(model, held, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
     avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position,
@@ -136,7 +102,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     avatar.training.update({
         "steps": state.step, "stage1_steps": state.stage1_steps, "seconds": round(seconds, 1),
         "seconds_tracking": round(t_tracked - t_start, 1), "seconds_training": round(state.elapsed, 1),
-        "device": str(dev), "source": str(video), "frames": len(frames), "metrics": metrics,
+        "device": str(run.dev), "source": str(video), "frames": len(frames), "metrics": metrics,
         "history": state.history[-50:],
     })
     avatar.save(out_dir)
@@ -144,6 +110,86 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     log.info("personalize: %d steps in %.0f s (tracking %.0f s); %s", state.step, seconds, t_tracked - t_start,
              heldout_summary(metrics))
     return avatar
+
+
+@dataclass
+class _Run:
+    """What a personalization run starts from, checked before any work.
+
+    dev: the torch device. work_dir: ``OUT/train`` (checkpoints, previews). init_avatar: the ``init`` avatar
+    or None. head_spec, uv_size: the avatar's (the init avatar's, else the config's). result: the tracking
+    when the input is a tracking directory, else None (tracked later). record: input and settings, kept
+    with each checkpoint and compared on ``--resume``. state: the checkpoint resumed from, or None.
+    """
+
+    dev: torch.device
+    work_dir: Path
+    init_avatar: Avatar | None
+    head_spec: str
+    uv_size: int
+    result: TrackResult | None
+    record: dict
+    state: TrainState | None
+
+
+def _start_run(video: Path, out_dir: Path, cfg: PersonalizeConfig, init: str | Path | None, device: str,
+               resume: bool, force: bool) -> _Run:
+    """Check the outputs, memory and free space a run needs; read the init avatar and the checkpoint resumed."""
+    check_output_dir(out_dir, kind="avatar", force=force, resume=resume,
+                     need_bytes=cfg.uv_size ** 2 * 13 * 4 * (cfg.n_blendmaps + 2) * 4 + (64 << 20))
+    dev = resolve_device(device)
+    work_dir = out_dir / "train"
+    init_avatar = Avatar.load(init) if init else None
+    head_spec = init_avatar.head if init_avatar else cfg.head
+    uv_size = init_avatar.uv_size if init_avatar else cfg.uv_size
+    result = load_tracking(video) if is_tracking_dir(video) else None
+    n_planned = planned_frames(video, cfg, result)
+    check_run_memory(cfg, n_planned)
+    if result is None:  # crops, masks and overlay of every frame (~2 bytes a crop pixel as PNG)
+        check_free_space(out_dir, n_planned * cfg.crop_size ** 2 * 2)
+    for folder in (work_dir, work_dir / "previews"):  # checkpoints and previews of killed runs
+        clean_stale_parts(folder)
+    record = {"input": str(video.resolve()), "input_sha256": input_sha256(video),
+              "settings": {k: cfg.to_dict()[k] for k in RUN_SETTINGS} | {"head": head_spec, "uv_size": uv_size}}
+    state = load_checkpoint(work_dir, uv_size) if resume else None
+    if state is not None:
+        check_same_run(state, record, work_dir)
+    return _Run(dev, work_dir, init_avatar, head_spec, uv_size, result, record, state)
+
+
+def _track(video: Path, out_dir: Path, head_spec: str, cfg: PersonalizeConfig, device: str,
+           progress: bool) -> TrackResult:
+    """Track ``video`` into ``OUT/tracking`` (the tracker reuses a result with the same input and settings)."""
+    return track(video, out_dir / "tracking", head=head_spec, fps=cfg.fps, max_frames=cfg.max_frames,
+                 crop_size=cfg.crop_size, device=device, progress=progress, config=FitConfig(fov_deg=cfg.fov_deg))
+
+
+def _mean_offsets(run: _Run, init: str | Path | None, train: FrameSet, head: HeadModel, uvmap: UVGaussianMap,
+                  cfg: PersonalizeConfig, result: TrackResult) -> tuple[torch.Tensor, str]:
+    """The mean offsets (13, S, S) the stages start from and where they came from: the checkpoint resumed,
+    the init avatar, else the network's over the training frames (:func:`start_offsets`)."""
+    if run.state is not None and run.state.mean_offsets is not None:
+        return run.state.mean_offsets, "checkpoint"
+    if run.init_avatar is not None:
+        return run.init_avatar.mean_offsets, f"init:{init}"
+    return start_offsets(train, head, uvmap, cfg, result, run.dev)
+
+
+def _train(run: _Run, train: FrameSet, head: HeadModel, uvmap: UVGaussianMap, mean: torch.Tensor,
+           blend: BlendScheme, cfg: PersonalizeConfig, deadline: float | None,
+           progress: bool) -> tuple[Trainer, TrainState]:
+    """The two training stages from ``mean`` (13, S, S), resumed from ``run.state`` if any; checkpointed."""
+    needs_seen = cfg.w_unseen_color > 0 or cfg.unseen_scale_weight(len(train)) > 0
+    seen = training_view_seen(train, head, uvmap, mean, run.dev, cfg.render_backend) if needs_seen else None
+    trainer = Trainer(head, uvmap, train, mean, blend, cfg, run.work_dir, run.dev, deadline=deadline,
+                      progress=progress, seen=seen)
+    trainer.run_record = run.record
+    if run.state is not None:
+        log.info("personalize: resuming from %s at step %d (stage %d)", run.work_dir, run.state.step,
+                 run.state.stage)
+    state = trainer.run(run.state)
+    trainer.save_checkpoint(state)
+    return trainer, state
 
 
 def start_offsets(train: FrameSet, head: HeadModel, uvmap: UVGaussianMap, cfg: PersonalizeConfig,

@@ -31,6 +31,7 @@ from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import Gaussians
 from dejavu.io import atomic_path, write_image
 from dejavu.metrics.image import ssim
+from dejavu.metrics.lpips import get_lpips
 from dejavu.model.avatar_model import AvatarModel
 from dejavu.model.blend import BlendScheme, compose_delta
 from dejavu.model.rigid import apply_rigid, centred
@@ -88,8 +89,6 @@ class Trainer:
         self.unseen_weight = None if seen is None else (self.scale_weight * (1 - seen.to(device).clamp(0, 1)))
         self.lpips = None
         if cfg.w_lpips > 0:
-            from dejavu.metrics.lpips import get_lpips
-
             self.lpips = get_lpips(cfg.lpips_net, device)
         self._step_times: list[float] = []
         #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)
@@ -176,8 +175,28 @@ class Trainer:
         """Train both stages from ``state`` (a fresh one by default, or a loaded checkpoint)."""
         from tqdm.auto import tqdm
 
-        cfg = self.cfg
-        S = self.uvmap.size
+        state = self._initial_state(state)
+        t_start = time.time()
+        bar = tqdm(total=self._planned_total(state), initial=state.step, disable=not self.progress,
+                   desc="personalize", unit="step", dynamic_ncols=True)
+        try:
+            while state.stage == 1 or state.stage == 2:
+                params, pose, opt, sched, stage_step = self._stage_optimizer(state)
+                while not self._stage_done(state, stage_step, t_start):
+                    pred, batch, loss, terms = self._step(state, stage_step, params, pose, opt, sched)
+                    stage_step += 1
+                    self._after_step(state, t_start, bar, pred, batch, loss, terms, params, pose, opt, sched)
+                self._keep(state, params, pose)
+                self._end_stage(state, t_start)
+            state.elapsed += time.time() - t_start
+        finally:
+            bar.close()
+        return state
+
+    def _initial_state(self, state: TrainState | None) -> TrainState:
+        """``state``, or a fresh one, with a zero delta, zero pose corrections (when learnt) and, without a
+        deadline, the planned stage-1 length filled in."""
+        cfg, S = self.cfg, self.uvmap.size
         state = state or TrainState()
         if state.delta is None:
             state.delta = torch.zeros(1, ch.N_CHANNELS, S, S)
@@ -185,66 +204,74 @@ class Trainer:
             state.pose = torch.zeros(len(self.frames), 6)
         if self.deadline is None and state.stage1_steps is None:
             state.stage1_steps = cfg.stage_steps()[0]
-        t_start = time.time()
-        bar = tqdm(total=self._planned_total(state), initial=state.step, disable=not self.progress,
-                   desc="personalize", unit="step", dynamic_ncols=True)
-        try:
-            while state.stage == 1 or state.stage == 2:
-                if state.stage == 1:
-                    params = state.delta.to(self.device).clone().requires_grad_(True)
-                    first = state.step
-                else:
-                    params = state.blendmaps.to(self.device).clone().requires_grad_(True)
-                    first = state.step - state.stage1_steps
-                groups = [{"params": [params], "lr": cfg.lr}]
-                pose = None
-                if state.pose is not None:
-                    pose = state.pose.to(self.device).clone().requires_grad_(True)
-                    groups.append({"params": [pose], "lr": cfg.lr_pose})
-                opt = torch.optim.Adam(groups)
-                sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_decay_every), gamma=cfg.lr_decay)
-                self._load_optimizer(state, opt, sched)
-                stage_step = first
-                while not self._stage_done(state, stage_step, t_start):
-                    t0 = time.time()
-                    idx = self._sample(state.step)
-                    batch = self.frames.batch(idx, self.device)
-                    delta = self.delta_for(state.stage, params, batch["params"].expression)
-                    pred, alpha = self.render_batch(batch, delta, idx, pose)
-                    loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    state.step += 1
-                    stage_step += 1
-                    self._step_times.append(time.time() - t0)
-                    seen_pred = losses.fill_unseen(pred.detach(), batch["images"], batch["seen"])
-                    psnr = float(-10 * torch.log10(((seen_pred - batch["images"]) ** 2).mean().clamp_min(1e-10)))
-                    if state.step % 5 == 0 or state.step == 1:
-                        state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss.detach()), "psnr": psnr,
-                                              **terms})
-                    bar.total = max(self._planned_total(state, t_start), state.step)
-                    bar.set_postfix(stage=state.stage, loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr:.2f}")
-                    bar.update(1)
-                    self._keep(state, params, pose)
-                    if cfg.preview_every and state.step % cfg.preview_every == 0:
-                        self.write_preview(state.step, pred.detach(), batch["images"])
-                    if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                        self.save_checkpoint(state, opt, sched, time.time() - t_start)
-                self._keep(state, params, pose)
-                if state.stage == 1:
-                    state.stage1_steps = state.step
-                    state.blendmaps = state.delta.expand(cfg.n_blendmaps, -1, -1, -1).clone()
-                    state.stage = 2
-                    state.optim = None
-                    self.save_checkpoint(state, None, None, time.time() - t_start)
-                else:
-                    state.stage = 3  # done
-            state.elapsed += time.time() - t_start
-        finally:
-            bar.close()
         return state
+
+    def _stage_optimizer(self, state: TrainState):
+        """The current stage's parameters (delta (1, 13, S, S) or blendmaps (K, 13, S, S)), pose corrections
+        (T, 6) or None, Adam with its step schedule (restored from the checkpoint) and the step within the stage."""
+        cfg = self.cfg
+        if state.stage == 1:
+            params = state.delta.to(self.device).clone().requires_grad_(True)
+            first = state.step
+        else:
+            params = state.blendmaps.to(self.device).clone().requires_grad_(True)
+            first = state.step - state.stage1_steps
+        groups = [{"params": [params], "lr": cfg.lr}]
+        pose = None
+        if state.pose is not None:
+            pose = state.pose.to(self.device).clone().requires_grad_(True)
+            groups.append({"params": [pose], "lr": cfg.lr_pose})
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_decay_every), gamma=cfg.lr_decay)
+        self._load_optimizer(state, opt, sched)
+        return params, pose, opt, sched, first
+
+    def _step(self, state: TrainState, stage_step: int, params: torch.Tensor, pose: torch.Tensor | None, opt,
+              sched) -> tuple[torch.Tensor, dict, torch.Tensor, dict]:
+        """One optimisation step on a sampled batch: (prediction (B, 3, H, W), batch, loss, loss terms)."""
+        t0 = time.time()
+        idx = self._sample(state.step)
+        batch = self.frames.batch(idx, self.device)
+        delta = self.delta_for(state.stage, params, batch["params"].expression)
+        pred, alpha = self.render_batch(batch, delta, idx, pose)
+        loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        state.step += 1
+        self._step_times.append(time.time() - t0)
+        return pred, batch, loss, terms
+
+    def _after_step(self, state: TrainState, t_start: float, bar, pred: torch.Tensor, batch: dict,
+                    loss: torch.Tensor, terms: dict, params: torch.Tensor, pose: torch.Tensor | None, opt,
+                    sched) -> None:
+        """Progress, history, the state kept, previews and checkpoints after a step."""
+        cfg = self.cfg
+        seen_pred = losses.fill_unseen(pred.detach(), batch["images"], batch["seen"])
+        psnr = float(-10 * torch.log10(((seen_pred - batch["images"]) ** 2).mean().clamp_min(1e-10)))
+        if state.step % 5 == 0 or state.step == 1:
+            state.history.append({"step": state.step, "stage": state.stage, "loss": float(loss.detach()), "psnr": psnr,
+                                  **terms})
+        bar.total = max(self._planned_total(state, t_start), state.step)
+        bar.set_postfix(stage=state.stage, loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr:.2f}")
+        bar.update(1)
+        self._keep(state, params, pose)
+        if cfg.preview_every and state.step % cfg.preview_every == 0:
+            self.write_preview(state.step, pred.detach(), batch["images"])
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            self.save_checkpoint(state, opt, sched, time.time() - t_start)
+
+    def _end_stage(self, state: TrainState, t_start: float) -> None:
+        """Stage 1 done: every blendmap starts from its delta, checkpointed; stage 2 done: the run is."""
+        if state.stage == 1:
+            state.stage1_steps = state.step
+            state.blendmaps = state.delta.expand(self.cfg.n_blendmaps, -1, -1, -1).clone()
+            state.stage = 2
+            state.optim = None
+            self.save_checkpoint(state, None, None, time.time() - t_start)
+        else:
+            state.stage = 3  # done
 
     def _keep(self, state: TrainState, params: torch.Tensor, pose: torch.Tensor | None = None) -> None:
         if pose is not None:

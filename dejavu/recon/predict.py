@@ -36,6 +36,7 @@ from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 from dejavu.track import track
 from dejavu.track.fit import fast_photo_config
 from dejavu.track.masks import rasterize_labels
+from dejavu.track.result import TrackResult
 
 #: The shipped weights (trained on this project's CPU with configs/recon_cpu.json).
 DEFAULT_WEIGHTS = "recon_cpu.safetensors"
@@ -132,7 +133,6 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started for ``image`` before torch loaded.
         force: replace a finished avatar in ``out_dir`` (refused otherwise, before any work).
     """
-
     t0 = time.perf_counter()
     check_output_dir(out_dir, kind="avatar", force=force)
     if uv_size is not None:
@@ -155,48 +155,70 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
     offsets = predict_offsets(model, crop, mask, result.shape)
     uvmap = model.uvmap
     if uv_size is not None and uv_size != uvmap.size:
-
         uvmap = UVGaussianMap(model.head, uv_size).to(dev)
         offsets = resample_offsets(offsets, model.uvmap.mask, uvmap.mask)
-    w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
-    K = torch.as_tensor(result.K[:1], device=dev)
-    with torch.no_grad():
-        verts = model.head(**result.identity(dev), **result.head_params(dev)[0].kwargs())
+    verts, w2c, K = _tracked_mesh(model.head, result, dev)
     settings = {"source": str(Path(image).resolve()), "crop_size": crop_size, "weights": str(weights or DEFAULT_WEIGHTS),
                 "network_uv_size": model.uvmap.size}
     t3 = time.perf_counter()
     if photo_iterations is not None:
-
-        tex = photo_texture(uvmap, verts, offsets, torch.as_tensor(crop, device=dev)[None].float(),
-                            torch.as_tensor(mask, device=dev)[None].float(), w2c, K, iterations=photo_iterations,
-                            backend=backend)
-        offsets = tex.offsets
-        settings["photo_texture"] = {"iterations": photo_iterations,
-                                     "seen_fraction": round(float(tex.weight[uvmap.mask].mean()), 4),
-                                     "residual_rmse": [round(r, 5) for r in tex.residual_rmse]}
+        offsets, settings["photo_texture"] = _photo_colors(uvmap, verts, offsets, crop, mask, w2c, K,
+                                                           photo_iterations, backend)
     avatar = Avatar(head=model.head_spec, uv_size=uvmap.size, shape=torch.as_tensor(result.shape).float(),
                     vertex_offsets=result.torch_vertex_offsets(),
                     mean_offsets=offsets.cpu(), settings=settings, training={"kind": "single-image reconstruction"})
     files = {"avatar": avatar.save(out_dir)}
     t4 = time.perf_counter()
-
     with torch.no_grad():
         g = uvmap.gaussians(verts, offsets[None])
-        render = g.render(w2c, K, crop_size, crop_size, backend=backend).rgb[0].clamp(0, 1).cpu().numpy()
+    files.update(_pictures(out_dir, g, w2c, K, crop, mask, backend, ply, turntable_size if turntable else None))
+    t5 = time.perf_counter()
+    seconds = {"load": t1 - t0, "track": t2 - t1, "network": t3 - t2, "photo_texture": t4 - t3, "outputs": t5 - t4,
+               "total": t5 - t0}
+    return Reconstruction(avatar=avatar, out_dir=out_dir, files=files, seconds=seconds)
+
+
+def _tracked_mesh(head, result: TrackResult, dev: torch.device):
+    """The photo's posed mesh (1, V, 3) in metres and its camera: world-to-camera (1, 4, 4) and intrinsics
+    (1, 3, 3) in crop pixels."""
+    w2c = torch.as_tensor(result.world_to_cam[:1], device=dev)
+    K = torch.as_tensor(result.K[:1], device=dev)
+    with torch.no_grad():
+        verts = head(**result.identity(dev), **result.head_params(dev)[0].kwargs())
+    return verts, w2c, K
+
+
+def _photo_colors(uvmap: UVGaussianMap, verts: torch.Tensor, offsets: torch.Tensor, crop: np.ndarray,
+                  mask: np.ndarray, w2c: torch.Tensor, K: torch.Tensor, iterations: int,
+                  backend: str) -> tuple[torch.Tensor, dict]:
+    """The offsets (13, S, S) with the colours the photo sees read off it (:func:`photo_texture`; crop (H, W, 3)
+    and mask (H, W) in [0, 1], the posed mesh (1, V, 3)), and the settings recorded about it."""
+    dev = offsets.device
+    tex = photo_texture(uvmap, verts, offsets, torch.as_tensor(crop, device=dev)[None].float(),
+                        torch.as_tensor(mask, device=dev)[None].float(), w2c, K, iterations=iterations,
+                        backend=backend)
+    return tex.offsets, {"iterations": iterations, "seen_fraction": round(float(tex.weight[uvmap.mask].mean()), 4),
+                         "residual_rmse": [round(r, 5) for r in tex.residual_rmse]}
+
+
+def _pictures(out_dir: Path, g, w2c: torch.Tensor, K: torch.Tensor, crop: np.ndarray, mask: np.ndarray, backend: str,
+              ply: bool, turntable_size: int | None) -> dict[str, Path]:
+    """reconstruction.png (the masked photo | the render at the crop's size), avatar.ply and turntable.mp4
+    (when ``turntable_size``) of the Gaussians ``g`` (one frame); name -> path."""
+    files = {}
+    size = crop.shape[0]
+    with torch.no_grad():
+        render = g.render(w2c, K, size, size, backend=backend).rgb[0].clamp(0, 1).cpu().numpy()
     m = mask[..., None].astype(np.float32)
     files["reconstruction"] = write_image(out_dir / "reconstruction.png",
                                           np.concatenate([crop * m + (1 - m), render], axis=1))
     if ply:
-
         files["ply"] = write_ply(out_dir / "avatar.ply", g)
-    if turntable:
+    if turntable_size:
         center = g.means[0].mean(0)
         distance = float(torch.linalg.norm(w2c[0, :3, 3]))
         # 30 frames at 15 fps: the same 2 s swing as 48 at 24; rendering the turntable is the largest
         # share of the command's 5 s budget (~25 ms a frame on 2 cores)
         frames = iter_turntable(g, distance, center, turntable_size, n_frames=30, backend=backend)
         files["turntable"] = write_video(out_dir / "turntable.mp4", frames, fps=15)
-    t5 = time.perf_counter()
-    seconds = {"load": t1 - t0, "track": t2 - t1, "network": t3 - t2, "photo_texture": t4 - t3, "outputs": t5 - t4,
-               "total": t5 - t0}
-    return Reconstruction(avatar=avatar, out_dir=out_dir, files=files, seconds=seconds)
+    return files

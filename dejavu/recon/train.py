@@ -28,6 +28,7 @@ from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
 from dejavu.io import atomic_path, write_image
 from dejavu.losses import fill_unseen, position_regularizer, render_loss_terms, scale_regularizer, view_consistency
+from dejavu.metrics.lpips import get_lpips
 from dejavu.recon.config import ReconConfig, config_from_dict
 from dejavu.recon.data import MultiViewSet, _normals_and_spacing, make_batch
 from dejavu.recon.dataprep import prepare_for_rank
@@ -207,7 +208,6 @@ def prepare_data(cfg: ReconConfig, device: torch.device, dist: DistInfo | None =
 def _lpips(cfg: ReconConfig, device: torch.device):
     if not cfg.loss.lpips:
         return None
-    from dejavu.metrics.lpips import get_lpips
 
     return get_lpips(cfg.loss.lpips_net, device)
 
@@ -289,7 +289,6 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
-
         state = {"net": self.model.net.state_dict(), "optim": self.optim.state_dict(), "step": self.step,
                  "positions": dict(self.positions), "torch_rng": torch.get_rng_state(),
                  "world": self.world, "config": self.cfg.to_dict()}

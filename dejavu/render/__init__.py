@@ -8,23 +8,11 @@ alpha and depth. Backends: ``"cpu"`` (numba tile rasterizer with a hand-written 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from dejavu.render.dispatch import RenderOutput, render_dispatch, transpose_dispatch
 
-@dataclass
-class RenderOutput:
-    """What every backend returns.
-
-    rgb:   (B, H, W, 3) in [0, 1] over the background colour.
-    alpha: (B, H, W, 1) accumulated opacity in [0, 1].
-    depth: (B, H, W, 1) alpha-weighted camera z, metres (sum_i w_i z_i, not divided by alpha).
-    """
-
-    rgb: torch.Tensor
-    alpha: torch.Tensor
-    depth: torch.Tensor
+__all__ = ["RenderOutput", "render", "render_transpose"]
 
 
 def render(
@@ -45,8 +33,6 @@ def render(
     Returns:
         :class:`RenderOutput` with (B, H, W, C) tensors.
     """
-    from dejavu.render.dispatch import render_dispatch
-
     return render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background, backend)
 
 
@@ -70,6 +56,4 @@ def render_transpose(
     once, without the geometry's gradients. With ``cotangent`` = 1 it gives each Gaussian's footprint
     weight. The cpu backend does it in one compositing pass; the others through autograd.
     """
-    from dejavu.render.dispatch import transpose_dispatch
-
     return transpose_dispatch(means, quats, scales, opacities, world_to_cam, K, width, height, cotangent, backend)

@@ -1,15 +1,35 @@
 """Validates ``render`` inputs and hands them to one backend (``"auto" | "cpu" | "cuda" | "reference"``).
 
-Backends are imported lazily: numba compiles on first CPU use, gsplat only with a GPU.
+The cpu backend is imported on first use: it brings numba (0.3-0.4 s to import on a 2-core CPU), which
+importing the avatar model (``dejavu.model``, ``dejavu.gaussians``) should not cost. The cuda backend
+imports gsplat itself on first use (only with a GPU); the reference backend is plain torch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from dejavu.errors import DejavuError
+from dejavu.render.cuda import render_cuda
+from dejavu.render.reference import render_reference
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
+
+
+@dataclass
+class RenderOutput:
+    """What every backend returns.
+
+    rgb:   (B, H, W, 3) in [0, 1] over the background colour.
+    alpha: (B, H, W, 1) accumulated opacity in [0, 1].
+    depth: (B, H, W, 1) alpha-weighted camera z, metres (sum_i w_i z_i, not divided by alpha).
+    """
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
 
 
 def _check(name: str, t: torch.Tensor, shape: tuple) -> None:
@@ -53,17 +73,13 @@ def background_tensor(background, B: int, dtype: torch.dtype, device: torch.devi
 
 def render_dispatch(means, quats, scales, opacities, colors, world_to_cam, K, width, height, background, backend):
     """Validate, resolve the backend, render. See :func:`dejavu.render.render`."""
-    from dejavu.render import RenderOutput
-
     width, height = _validate(means, quats, scales, opacities, colors, world_to_cam, K, width, height)
     bg = background_tensor(background, means.shape[0], means.dtype, means.device)
     name = resolve_backend(backend, means.device)
-    if name == "reference":
-        from dejavu.render.reference import render_reference as fn
-    elif name == "cpu":
-        from dejavu.render.cpu import render_cpu as fn
+    if name == "cpu":
+        from dejavu.render.cpu import render_cpu as fn  # numba: see the module doc
     else:
-        from dejavu.render.cuda import render_cuda as fn
+        fn = render_reference if name == "reference" else render_cuda
     rgb, alpha, depth = fn(means, quats, scales, opacities, colors, world_to_cam, K, width, height, bg)
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
 
@@ -100,7 +116,7 @@ def transpose_dispatch(means, quats, scales, opacities, world_to_cam, K, width, 
     _check("cotangent", cotangent, (B, height, width, None))
     name = resolve_backend(backend, means.device)
     if name == "cpu":
-        from dejavu.render.cpu import transpose_cpu
+        from dejavu.render.cpu import transpose_cpu  # numba: see the module doc
 
         return transpose_cpu(means, quats, scales, opacities, world_to_cam, K, width, height, cotangent)
     C = cotangent.shape[-1]

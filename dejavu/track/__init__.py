@@ -12,7 +12,19 @@ Example:
     >>> res.expression.shape, res.world_to_cam.shape   # (B, Ne), (B, 4, 4)
 """
 
-from dejavu.track.pipeline import cache_key, track
-from dejavu.track.result import TrackResult, is_tracking_dir, load_tracking
+from __future__ import annotations
 
-__all__ = ["track", "load_tracking", "is_tracking_dir", "TrackResult", "cache_key"]
+import importlib
+
+# The names load on first use, not here: the MediaPipe child of dejavu.track.prefetch imports .landmarks,
+# .segment, .align and .video, and Python runs this file first; importing .pipeline here would load torch
+# and numba into that child (2.6 s on a 2-core CPU), the very cost it exists to overlap.
+_EXPORTS = {"track": "pipeline", "cache_key": "pipeline", "load_tracking": "result", "is_tracking_dir": "result",
+            "TrackResult": "result"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"dejavu.track.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'dejavu.track' has no attribute {name!r}")

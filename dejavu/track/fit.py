@@ -390,15 +390,32 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
         return _finish(model, head, pk, shape, offsets, target, valid, crop_size, cfg)
 
     # Stage 2: all frames in chunks, warm-started by interpolating the keyframes.
+    params = _fit_frames(model, head, pk, key, {"shape": shape, **fixed}, target, valid, crop_size, cfg, bounds,
+                         video, _init_pose_at(w, neutral, f, crop_size), progress)
+    return _finish(model, head, params, shape, offsets, target, valid, crop_size, cfg)
+
+
+def _init_pose_at(w: torch.Tensor, neutral: torch.Tensor, f: float, crop_size: int):
+    """``targets (n, L, 2) -> (n, 6)``: each frame's own frontal camera for the neutral face (:func:`frontal_pose`)."""
+    return lambda targets: frontal_pose(targets, w, neutral, f, crop_size)
+
+
+def _fit_frames(model: LandmarkModel, head: HeadModel, pk: dict, key: torch.Tensor, fixed: dict,
+                target: torch.Tensor, valid: torch.Tensor, crop_size: int, cfg: FitConfig, bounds, video: bool,
+                init_pose, progress) -> dict[str, torch.Tensor]:
+    """Stage 2: every frame's expression, jaw, eyes and camera (B, ...) in chunks of ``cfg.chunk_size``, the
+    identity (``fixed``: shape, detail coefficients) held; videos start from the keyframes' ``pk`` at ``key``
+    interpolated, unrelated images each from a neutral face seen frontally (``init_pose``)."""
+    B = target.shape[0]
     out = {k: [] for k in ("expression", "jaw", "eyes", "pose6")}
     init = {k: _interpolate(key, pk[k], B) for k in out}
     for start in range(0, B, cfg.chunk_size):
         sl = slice(start, min(B, start + cfg.chunk_size))
         n = sl.stop - sl.start
-        p = {"shape": shape, **fixed, **{k: init[k][sl].clone() for k in out}}
+        p = {**fixed, **{k: init[k][sl].clone() for k in out}}
         if not video:  # unrelated images: start each from its own frontal camera, neutral face
-            p.update(expression=z(n, head.n_expr), jaw=z(n, 3), eyes=z(n, 6),
-                     pose6=frontal_pose(target[sl], w, neutral, f, crop_size))
+            p.update(expression=torch.zeros(n, head.n_expr), jaw=torch.zeros(n, 3), eyes=torch.zeros(n, 6),
+                     pose6=init_pose(target[sl]))
         prob = _Problem(model, target[sl], valid[sl], crop_size, cfg, bounds, video=video)
         prob.run(p, cfg.rigid_steps, rigid=True, fit_shape=False)
         prob.run(p, cfg.steps, rigid=False, fit_shape=False)
@@ -406,8 +423,7 @@ def _fit(head, landmarks, crop_size, valid, video, cfg, progress) -> FitResult:
             out[k].append(p[k])
         if progress:
             progress(sl.stop - sl.start)
-    params = {k: torch.cat(v) for k, v in out.items()}
-    return _finish(model, head, params, shape, offsets, target, valid, crop_size, cfg)
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def estimate_fov(fit_at, lo: float, hi: float, default: float = DEFAULT_FOV_DEG, min_gain: float = 0.01,

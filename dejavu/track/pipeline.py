@@ -11,21 +11,31 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dejavu import __version__
+from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
+from dejavu.head import load_head, load_head_assets
 from dejavu.io import PART_SUFFIX, clean_stale_parts, output_mode, part_prefix, write_json
+from dejavu.render.camera import camera_to_pixels, to_camera
+from dejavu.track import align
+from dejavu.track.align import inside_source, warp
+from dejavu.track.fit import FitConfig, fit_landmarks
+from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
+from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
 from dejavu.track.overlay import draw_overlay, face_shading
-from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, is_tracking_dir, load_tracking, save_tracking
+from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, load_tracking, save_tracking
 from dejavu.track.video import iter_frames, probe
 
-# torch (the fit, cameras, head models) and MediaPipe load inside the functions that use them: importing
-# dejavu.track stays light for the MediaPipe prefetch child process (dejavu.track.prefetch).
+# This module brings torch and numba (the fit, the head models, the masks); the MediaPipe child of
+# dejavu.track.prefetch never imports it (dejavu/track/__init__.py loads the package's names on first use).
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +81,21 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     Returns:
         :class:`TrackResult` (also readable later with :func:`load_tracking`).
     """
-    from dejavu.device import resolve_device
-    from dejavu.track.fit import FitConfig
-
     input, out_dir = Path(input), Path(out_dir)
     info = probe(input)
     resolve_device(device)  # validates the flag; fitting stays on the CPU
     cfg = config or FitConfig()
-    from dejavu.head import load_head_assets
 
     settings = {"head": head, "head_fingerprint": load_head_assets(head).fingerprint(), "fps": fps, "max_frames": max_frames, "crop_size": crop_size,
                 "overlay": overlay, "fit": asdict(cfg)}
     key = cache_key(input, settings)
     _check_out_dir(out_dir)
-    if not force and (out_dir / TRACKING_FILE).is_file():
-        try:
-            cached = load_tracking(out_dir)
-        except DejavuError:
-            cached = None
-        if cached is not None and cached.cache_key == key:
-            log.info("tracking: reusing %s (same input, settings and code)", out_dir)
-            if prefetch is not None:
-                prefetch.close()
-            return cached
+    cached = None if force else _cached(out_dir, key)
+    if cached is not None:
+        log.info("tracking: reusing %s (same input, settings and code)", out_dir)
+        if prefetch is not None:
+            prefetch.close()
+        return cached
     pre = None
     if prefetch is not None:
         pre = prefetch.take(input, crop_size) if info.kind == "image" else None
@@ -120,6 +122,17 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
     return result
 
 
+def _cached(out_dir: Path, key: str) -> TrackResult | None:
+    """The tracking already in ``out_dir`` if it was made with cache key ``key`` (an unreadable one: None)."""
+    if not (out_dir / TRACKING_FILE).is_file():
+        return None
+    try:
+        cached = load_tracking(out_dir)
+    except DejavuError:
+        return None
+    return cached if cached is not None and cached.cache_key == key else None
+
+
 def _parent(out_dir: Path) -> Path:
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -143,76 +156,33 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
          settings: dict, key: str, progress: bool, pre=None) -> TrackResult:
-    from tqdm import tqdm
-
-    from dejavu.head import load_head
-    from dejavu.track import align
-    from dejavu.track.fit import fit_landmarks
-    from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
-
     head = load_head(head_spec, "cpu")  # not timed: a first built-in build is a one-off cache fill
     t0, c0 = time.perf_counter(), time.process_time()
 
     # 1. landmarks (streaming; frames are decoded again in step 4 instead of being kept in memory)
-    idx, times, points, failed, sizes = [], [], [], [], []
-    expected = int(info.n_frames * min(1.0, fps / info.fps)) if fps and info.fps else info.n_frames
-    bar = tqdm(total=min(max_frames or expected, expected) or None, desc="landmarks", unit="frame",
-               disable=not progress)
-    if pre is not None:  # a single image whose landmarks a child process found (dejavu.track.prefetch)
-        bar.update(1)
-        if pre.points is None:
-            failed.append(0)
-        else:
-            idx, times, points, sizes = [0], [0.0], [pre.points], [pre.size]
-            if pre.n_faces > 1:
-                log.info("%d faces found; tracking the largest", pre.n_faces)
-    else:
-        with LandmarkDetector(video=info.kind == "video") as detector:
-            for frame in iter_frames(input, fps, max_frames):
-                det = detector(frame.image)
-                bar.update(1)
-                if det is None:
-                    failed.append(frame.index)
-                    continue
-                idx.append(frame.index)
-                times.append(frame.time)
-                points.append(det.points)
-                sizes.append(det.size)
-    bar.close()
-    if not idx:
-        what = "the image" if info.kind == "image" else f"any of its {len(failed)} frames"
-        raise DejavuError(f"{input}: no face found in {what}")
-    if failed:
-        log.warning("%s: no face in %d of %d frames (skipped): %s", input, len(failed), len(failed) + len(idx),
-                    _ranges(failed))
-    if min(sizes) < TINY_FACE_PX:
-        log.warning("%s: the face is tiny (%.0f px across); crops are upscaled to %d px and will be blurry",
-                    input, min(sizes), crop_size)
-    points = np.stack(points)
+    lms = _landmarks(input, info, fps, max_frames, progress, pre)
+    _check_faces(input, info, lms, crop_size)
+    points = np.stack(lms.points)
     out_fps = (min(fps, info.fps) if fps else info.fps) if info.kind == "video" else (fps or 0.0)
-
     t_landmarks, c_landmarks = time.perf_counter() - t0, time.process_time() - c0
 
     # 2. alignment
-    params = align.crop_params(points)
-    if info.kind == "video":
-        params = align.smooth_params(params, ALIGN_SMOOTH_S * out_fps)
-    affine = align.params_to_affine(params, crop_size)
-    lm_crop = align.apply_affine(affine, points).astype(np.float32)
+    affine, lm_crop = _align(points, info.kind == "video", out_fps, crop_size)
 
     # 3. fit
-    fit_bar = tqdm(total=len(idx), desc="fitting", unit="frame", disable=not progress)
+    fit_bar = tqdm(total=len(lms.index), desc="fitting", unit="frame", disable=not progress)
     fit = fit_landmarks(head, lm_crop, crop_size, video=info.kind == "video", config=cfg,
                         progress=lambda n: fit_bar.update(n))
     fit_bar.close()
     t_fit, c_fit = time.perf_counter() - t0 - t_landmarks, time.process_time() - c0 - c_landmarks
 
     # 4. crops, masks, overlay
+    idx, failed = lms.index, lms.failed
     source_hw = _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
                               info.kind, out_fps, progress, person=pre.person if pre is not None else None)
 
     result = TrackResult(
-        frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
+        frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(lms.times, np.float64),
         shape=fit.shape.numpy(), **fit.params.numpy(),
         pose6=fit.pose6.numpy(), world_to_cam=fit.world_to_cam.numpy(), K=fit.K.numpy(),
         landmarks_2d=lm_crop, fitted_2d=fit.projected.numpy().astype(np.float32), crop_affine=affine,
@@ -222,26 +192,96 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
         input_path=str(input.resolve()), failed_frames=[int(i) for i in failed], settings=settings,
         cache_key=key, directory=str(tmp))
     save_tracking(result, tmp)
-    elapsed = time.perf_counter() - t0
-    timings = {"landmarks": round(t_landmarks, 3), "fit": round(t_fit, 3),
-               "crops_masks_overlay": round(elapsed - t_landmarks - t_fit, 3)}
-    cpu = time.process_time() - c0  # this process's CPU time (helps judge runs on a busy machine)
-    cpu_timings = {"landmarks": round(c_landmarks, 3), "fit": round(c_fit, 3),
-                   "crops_masks_overlay": round(cpu - c_landmarks - c_fit, 3)}
-    summary = {
-        "input": str(input.resolve()), "kind": info.kind, "frames": len(idx), "failed_frames": result.failed_frames,
-        "seconds": round(elapsed, 3), "seconds_per_frame": round(elapsed / len(idx), 4),
-        "frames_per_second": round(len(idx) / elapsed, 2), "stage_seconds": timings,
-        "stage_cpu_seconds": cpu_timings,
-        "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
-        "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": crop_size,
-        "fov_deg": round(result.fov_deg, 2),
-        "head": head_spec, "fps": out_fps, "min_face_px": round(float(min(sizes)), 1), "cache_key": key,
-    }
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0  # CPU: this process's (busy machines)
+    stages = {"landmarks": (t_landmarks, c_landmarks), "fit": (t_fit, c_fit),
+              "crops_masks_overlay": (elapsed - t_landmarks - t_fit, cpu - c_landmarks - c_fit)}
+    summary = _summary(input, info.kind, result, elapsed, stages, min(lms.sizes), head_spec, out_fps, key)
     write_json(tmp / SUMMARY_FILE, summary)
     log.info("tracked %d frames, %.3f s/frame, landmark RMSE %.2f px", len(idx), summary["seconds_per_frame"],
              summary["landmark_rmse_px"])
     return result
+
+
+@dataclass
+class _Landmarks:
+    """Step 1's output: per frame with a face, its index, time (s), (478, 2) landmarks (source pixels) and face
+    size (px); the indices of the frames without one."""
+
+    index: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    points: list[np.ndarray] = field(default_factory=list)
+    sizes: list[float] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def _landmarks(input: Path, info, fps, max_frames, progress: bool, pre=None) -> _Landmarks:
+    """MediaPipe landmarks of every frame (streamed), or of the single image a prefetch child already did."""
+    out = _Landmarks()
+    expected = int(info.n_frames * min(1.0, fps / info.fps)) if fps and info.fps else info.n_frames
+    bar = tqdm(total=min(max_frames or expected, expected) or None, desc="landmarks", unit="frame",
+               disable=not progress)
+    if pre is not None:  # a single image whose landmarks a child process found (dejavu.track.prefetch)
+        bar.update(1)
+        if pre.points is None:
+            out.failed.append(0)
+        else:
+            out.index, out.times, out.points, out.sizes = [0], [0.0], [pre.points], [pre.size]
+            if pre.n_faces > 1:
+                log.info("%d faces found; tracking the largest", pre.n_faces)
+    else:
+        with LandmarkDetector(video=info.kind == "video") as detector:
+            for frame in iter_frames(input, fps, max_frames):
+                det = detector(frame.image)
+                bar.update(1)
+                if det is None:
+                    out.failed.append(frame.index)
+                    continue
+                out.index.append(frame.index)
+                out.times.append(frame.time)
+                out.points.append(det.points)
+                out.sizes.append(det.size)
+    bar.close()
+    return out
+
+
+def _check_faces(input: Path, info, lms: _Landmarks, crop_size: int) -> None:
+    """Refuse an input without a face; warn about frames without one and about tiny faces."""
+    if not lms.index:
+        what = "the image" if info.kind == "image" else f"any of its {len(lms.failed)} frames"
+        raise DejavuError(f"{input}: no face found in {what}")
+    if lms.failed:
+        log.warning("%s: no face in %d of %d frames (skipped): %s", input, len(lms.failed),
+                    len(lms.failed) + len(lms.index), _ranges(lms.failed))
+    if min(lms.sizes) < TINY_FACE_PX:
+        log.warning("%s: the face is tiny (%.0f px across); crops are upscaled to %d px and will be blurry",
+                    input, min(lms.sizes), crop_size)
+
+
+def _align(points: np.ndarray, video: bool, fps: float, crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """FFHQ-style crops of (B, 478, 2) source landmarks, smoothed over time for videos: the (B, 2, 3) crop
+    affines and the landmarks in crop pixels (B, 478, 2) float32."""
+    params = align.crop_params(points)
+    if video:
+        params = align.smooth_params(params, ALIGN_SMOOTH_S * fps)
+    affine = align.params_to_affine(params, crop_size)
+    return affine, align.apply_affine(affine, points).astype(np.float32)
+
+
+def _summary(input: Path, kind: str, result: TrackResult, elapsed: float, stages: dict[str, tuple[float, float]],
+             min_face_px: float, head_spec: str, fps: float, key: str) -> dict:
+    """summary.json: frames, timings (``stages``: name -> (wall s, CPU s)), landmark error, settings."""
+    n = len(result.frame_index)
+    return {
+        "input": str(input.resolve()), "kind": kind, "frames": n, "failed_frames": result.failed_frames,
+        "seconds": round(elapsed, 3), "seconds_per_frame": round(elapsed / n, 4),
+        "frames_per_second": round(n / elapsed, 2),
+        "stage_seconds": {name: round(wall, 3) for name, (wall, _) in stages.items()},
+        "stage_cpu_seconds": {name: round(cpu, 3) for name, (_, cpu) in stages.items()},
+        "landmark_rmse_px": round(float(np.sqrt(np.mean(result.error_px ** 2))), 3),
+        "landmark_rmse_px_max": round(float(result.error_px.max()), 3), "crop_size": result.crop_size,
+        "fov_deg": round(result.fov_deg, 2),
+        "head": head_spec, "fps": fps, "min_face_px": round(float(min_face_px), 1), "cache_key": key,
+    }
 
 
 def _ranges(values: list[int]) -> str:
@@ -266,12 +306,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
                   kind, out_fps, progress, person: np.ndarray | None = None) -> np.ndarray:
     """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2)."""
     import cv2
-    import torch
-    from tqdm import tqdm
-
-    from dejavu.render.camera import camera_to_pixels, to_camera
-    from dejavu.track.align import inside_source, warp
-    from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
 
     for sub in ("crops", "masks", "face_masks"):
         (tmp / sub).mkdir()
@@ -279,13 +313,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     labels = head.face_region.numpy().astype(np.int32)
     pos = {int(f): i for i, f in enumerate(idx)}
     png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    writer = None
-    if overlay and kind != "image":
-        import imageio.v2 as imageio
-
-        writer = imageio.get_writer(tmp / "overlay.mp4", format="FFMPEG", fps=out_fps or 10.0, codec="libx264",
-                                    quality=7, macro_block_size=1, ffmpeg_log_level="error",
-                                    output_params=["-preset", "veryfast"])
+    writer = _overlay_writer(tmp / "overlay.mp4", out_fps) if overlay and kind != "image" else None
     seg = PersonSegmenter() if person is None else None  # a prefetched single image brings its own
     bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
     chunk, cache = 64, {}
@@ -298,12 +326,7 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
             if i is None:
                 continue
             if i not in cache:  # mesh for a chunk of frames at once
-                sl = slice(i, min(len(idx), i + chunk))
-                with torch.no_grad():
-                    verts = head(fit.shape, **fit.params[sl].kwargs(), vertex_offsets=fit.vertex_offsets)
-                    cam = to_camera(verts, fit.world_to_cam[sl])
-                    xy = camera_to_pixels(cam, fit.K[sl])
-                cache = {sl.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}
+                cache = _project_meshes(head, fit, slice(i, min(len(idx), i + chunk)))
             xy, cam = cache[i]
             crop = warp(frame.image, affine[i], crop_size)
             source_hw[i] = frame.image.shape[:2]
@@ -333,3 +356,20 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
         if writer is not None:
             writer.close()
     return source_hw
+
+
+def _overlay_writer(path: Path, fps: float):
+    """The overlay video's writer (H.264; 10 fps for a folder of photos, which has no rate)."""
+    import imageio.v2 as imageio
+
+    return imageio.get_writer(path, format="FFMPEG", fps=fps or 10.0, codec="libx264", quality=7,
+                              macro_block_size=1, ffmpeg_log_level="error", output_params=["-preset", "veryfast"])
+
+
+def _project_meshes(head, fit, frames: slice) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Frame index -> the fitted mesh of that frame in crop pixels (V, 2) and camera space (V, 3), metres."""
+    with torch.no_grad():
+        verts = head(fit.shape, **fit.params[frames].kwargs(), vertex_offsets=fit.vertex_offsets)
+        cam = to_camera(verts, fit.world_to_cam[frames])
+        xy = camera_to_pixels(cam, fit.K[frames])
+    return {frames.start + k: (xy[k].numpy(), cam[k].numpy()) for k in range(xy.shape[0])}

@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dejavu.track import align
+from dejavu.track.landmarks import LandmarkDetector
+from dejavu.track.segment import PersonSegmenter
+from dejavu.track.video import iter_frames
+
 log = logging.getLogger(__name__)
 
 #: How long the tracker waits for the child before doing the work itself (seconds).
@@ -112,11 +117,6 @@ def _child(image: str, crop_size: int, out: str) -> None:
     # calls; this short-lived process gets an empty stand-in. Never done in a user's process.
     for name in ("matplotlib", "matplotlib.pyplot"):
         sys.modules.setdefault(name, types.ModuleType(name))
-
-    from dejavu.track import align
-    from dejavu.track.landmarks import LandmarkDetector
-    from dejavu.track.segment import PersonSegmenter
-    from dejavu.track.video import iter_frames
 
     frame = next(iter(iter_frames(Path(image), None, None)))
     with LandmarkDetector(video=False) as detector:

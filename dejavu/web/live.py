@@ -37,6 +37,7 @@ from dejavu.errors import DejavuError
 from dejavu.track.align import apply_affine, crop_params, params_to_affine
 from dejavu.track.fit import FrameFitter
 from dejavu.track.frame_fit import FrameFitConfig, GaussNewtonFitter
+from dejavu.track.landmarks import LandmarkDetector
 from dejavu.track.video import iter_frames
 from dejavu.web.server import serve_in_thread
 from dejavu.web.site import build_site, cached_site_dir, pose6_to_head_pose
@@ -308,8 +309,6 @@ def run_live(source: str, avatar_dir: str | Path, config: LiveConfig | None = No
         wait_client: seconds to wait for a page to connect before tracking starts (0: start at once).
         on_ready: called with the page URL once the servers listen (the CLI prints it).
     """
-    from dejavu.track.landmarks import LandmarkDetector
-
     config = config or LiveConfig()
     if config.fitter not in FITTERS:
         raise DejavuError(f"--fitter {config.fitter!r}: expected one of {', '.join(FITTERS)}")

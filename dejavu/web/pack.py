@@ -113,8 +113,12 @@ def pack_arrays(avatar: Avatar, head: HeadModel, uvmap: UVGaussianMap, precision
             arrays[name] = f32(value)
         if avatar.pose_model is not None:
             arrays["pose_model"] = f32(avatar.pose_model)
-    joint_names = list(head.joint_names)
-    meta = {
+    return _manifest(avatar, head, uvmap, precision), arrays
+
+
+def _manifest(avatar: Avatar, head: HeadModel, uvmap: UVGaussianMap, precision: str) -> dict:
+    """The pack's scalars: format, sizes, names, the blend scheme, channel layout, constants and region priors."""
+    return {
         "format": PACK_FORMAT,
         "version": PACK_VERSION,
         "head": avatar.head,
@@ -123,7 +127,7 @@ def pack_arrays(avatar: Avatar, head: HeadModel, uvmap: UVGaussianMap, precision
         "n_verts": int(head.n_verts),
         "n_expr": int(head.n_expr),
         "expr_names": list(head.expr_names) or [f"expr_{i:03d}" for i in range(head.n_expr)],
-        "joint_names": joint_names,
+        "joint_names": list(head.joint_names),
         "stage": avatar.stage,
         "precision": precision,
         "blend": avatar.blend.meta(),
@@ -137,7 +141,6 @@ def pack_arrays(avatar: Avatar, head: HeadModel, uvmap: UVGaussianMap, precision
         "opacity_prior": [OPACITY_PRIOR[r] for r in REGIONS],
         "xyz_frozen": [r == "mouth" for r in REGIONS],
     }
-    return meta, arrays
 
 
 def write_pack(directory: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> tuple[Path, Path]:

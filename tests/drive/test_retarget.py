@@ -101,7 +101,7 @@ def test_bench_retarget_reports_accuracy(fake_flame_dir, capsys, monkeypatch):
 
     from dejavu.bench import retarget as bench
 
-    monkeypatch.setattr("dejavu.head.load_head", _loader(fake_flame_dir))
+    monkeypatch.setattr(bench, "load_head", _loader(fake_flame_dir))
     res = bench.run(argparse.Namespace(flame=str(fake_flame_dir)))
     assert res["arkit_to_flame"]["units"] > 0 and len(res["worst_arkit_units_mm"]) == 5
     assert "median landmark error" in capsys.readouterr().out

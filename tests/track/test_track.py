@@ -165,6 +165,19 @@ def test_prefetch_child_gives_the_same_tracking(shared_data, builtin_head_spec, 
     other.close()
 
 
+def test_prefetch_child_imports_neither_torch_nor_numba():
+    """The child exists to find landmarks while the parent imports torch: it must not import torch itself
+    (nor numba); dejavu.track's package names load on first use for that reason."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import dejavu.track.prefetch, dejavu.track.landmarks, dejavu.track.segment, "
+            "dejavu.track.align, dejavu.track.video; print(sorted(m for m in ('torch', 'numba', 'mediapipe') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_prefetch_no_face(tmp_path):
     from dejavu.io import write_image
     from dejavu.track.prefetch import MediaPipePrefetch
