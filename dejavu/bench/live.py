@@ -10,6 +10,21 @@ frame with the reference Adam fitter (the same-run reference the speed-up is mea
 from __future__ import annotations
 
 import argparse
+import statistics
+import threading
+from dataclasses import replace
+
+import torch
+
+from dejavu.avatar import Avatar
+from dejavu.bench.common import machine_info
+from dejavu.errors import DejavuError
+from dejavu.head import load_head
+from dejavu.track.frame_fit import GaussNewtonFitter
+from dejavu.track.landmarks import LandmarkDetector
+from dejavu.track.video import iter_frames, probe
+from dejavu.web.live import LiveConfig, make_fitter, summary_line, track_stream
+from dejavu.web.websocket import Broadcaster, connect, receive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from dejavu.errors import DejavuError
-
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -35,10 +48,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def webcam_frames(video: str, n: int, size: tuple[int, int]) -> tuple[list, float]:
     """The first ``n`` frames of ``video`` centre-cropped to ``size``'s aspect and resized: (H, W, 3) uint8 each; fps."""
-    import cv2
-
-    from dejavu.errors import DejavuError
-    from dejavu.track.video import iter_frames, probe
+    import cv2  # optional backend: only the benchmark resizes frames with it
 
     info = probe(video)
     if info.kind != "video":
@@ -55,9 +65,6 @@ def webcam_frames(video: str, n: int, size: tuple[int, int]) -> tuple[list, floa
 
 def _run_once(frames, fps, head, shape, offsets, config, live: bool, hub) -> tuple[dict, list[float]]:
     """One live run: its summary and the fitted frames' landmark RMSE (px at 512, the fit's data term)."""
-    from dejavu.track.frame_fit import GaussNewtonFitter
-    from dejavu.track.landmarks import LandmarkDetector
-    from dejavu.web.live import make_fitter, track_stream
 
     fitter = make_fitter(config, head, shape, offsets)
     judge = GaussNewtonFitter(head, shape, offsets, config.crop_size)  # only its landmark_rmse
@@ -79,16 +86,8 @@ def _run_once(frames, fps, head, shape, offsets, config, live: bool, hub) -> tup
 
 
 def run(args: argparse.Namespace) -> dict:
-    import statistics
-    import threading
-    from dataclasses import replace
 
-    import torch
 
-    from dejavu.bench import machine_info
-    from dejavu.errors import DejavuError
-    from dejavu.web.live import LiveConfig, summary_line
-    from dejavu.web.websocket import Broadcaster, connect, receive
 
     for flag, value in (("--frames", args.frames), ("--iterations", args.iterations)):
         if value < 1:
@@ -96,13 +95,9 @@ def run(args: argparse.Namespace) -> dict:
     size = _size(args.size)
     frames, fps = webcam_frames(args.video, args.frames, size)
     if args.avatar:
-        from dejavu.avatar import Avatar
-
         avatar = Avatar.load(args.avatar)
         head, shape, offsets = avatar.model("cpu").head, avatar.shape, avatar.vertex_offsets
     else:
-        from dejavu.head import load_head
-
         head = load_head("builtin")
         shape, offsets = torch.zeros(head.n_shape), None
     hub = Broadcaster("127.0.0.1", 0)

@@ -47,7 +47,7 @@ class HeadParams:
         def t(a, cols):
             if a is None:
                 return torch.zeros(len(expr), cols, device=device)
-            return torch.as_tensor(np.asarray(a, np.float32) if isinstance(a, np.ndarray) else a,
+            return torch.as_tensor(np.ascontiguousarray(a, np.float32) if isinstance(a, np.ndarray) else a,
                                    dtype=torch.float32, device=device)
         expr = t(expression, 0)
         return cls(expr, t(jaw, JAW_DIM), t(eyes, EYES_DIM))

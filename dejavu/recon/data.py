@@ -43,6 +43,7 @@ from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
 from dejavu.head.base import REGION_ID, HeadModel
+from dejavu.head.params import HeadParams
 from dejavu.io import atomic_path, is_image
 from dejavu.render import render
 from dejavu.render.camera import DEFAULT_FOV_DEG, focal_from_fov, intrinsics, pose6_to_world_to_cam, project_points
@@ -188,8 +189,8 @@ def make_batch(source, k: np.ndarray, v_in: np.ndarray, v_out: np.ndarray, group
     ``whiten``: real photos, background, clothes and neck to white (synthetic renders already are).
     Returns: input (B, 3, H, W) in [-1, 1], background white; target (B, H, W, 3) in [0, 1];
     target_mask (B, H, W, 1); target_seen (B, H, W, 1) (None when every pixel is: the loss takes no
-    error where it is 0); pose6 (B, 6) of the target view; shape (B, Ns); expression (B, Ne), jaw (B, 3)
-    of the target view; group (B,) identity label within the batch (``group``).
+    error where it is 0); pose6 (B, 6) of the target view; shape (B, Ns); params (the target view's
+    :class:`~dejavu.head.params.HeadParams`: expression (B, Ne), jaw (B, 3), eyes at rest); group (B,) identity label within the batch (``group``).
     """
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
     a_in = source.take(k, v_in)
@@ -209,8 +210,7 @@ def make_batch(source, k: np.ndarray, v_in: np.ndarray, v_out: np.ndarray, group
         "target_seen": None if seen is None else t(seen[..., None].astype(np.float32) / 255.0),
         "pose6": t(a_out["pose6"].astype(np.float32)),
         "shape": t(a_out["shape"].astype(np.float32)),
-        "expression": t(a_out["expression"].astype(np.float32)),
-        "jaw": t(a_out["jaw"].astype(np.float32)),
+        "params": HeadParams.of(a_out["expression"], a_out["jaw"], device=device),
         "group": torch.as_tensor(np.asarray(group, np.int64), device=device),
     }
 

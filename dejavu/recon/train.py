@@ -93,7 +93,7 @@ def render_batch(model: ReconModel, offsets: torch.Tensor, batch: dict[str, torc
                  backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Render offsets on each sample's target view -> (rgb (B, 3, H, W), alpha (B, 1, H, W))."""
 
-    verts = model.head(shape=batch["shape"], expression=batch["expression"], jaw=batch["jaw"])
+    verts = model.head(shape=batch["shape"], **batch["params"].kwargs())
     g = model.uvmap.gaussians(verts, offsets)
     B = offsets.shape[0]
     w2c = pose6_to_world_to_cam(batch["pose6"])
