@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from dejavu.export import DEFAULT_UP, SUFFIXES
+    from dejavu.splat_formats import DEFAULT_UP, SUFFIXES  # torch-free: the CLI parser loads no torch
 
     parser = subparsers.add_parser(
         "export", help="export an avatar (neutral, one frame, or a driven sequence) as splat files",

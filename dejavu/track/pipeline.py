@@ -52,7 +52,7 @@ def cache_key(input_path: Path, settings: dict) -> str:
 
 def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: float | None = None,
           max_frames: int | None = None, crop_size: int = 512, device: str = "cpu", overlay: bool = True,
-          force: bool = False, config=None, progress: bool = True, prefetch=None) -> TrackResult:
+          force: bool = False, config=None, progress: bool = True, prefetch=None, graphs=None) -> TrackResult:
     """Track a photo, a folder of photos or a video; write results to ``out_dir`` and return them.
 
     Args:
@@ -67,6 +67,8 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         config: a :class:`dejavu.track.fit.FitConfig` (defaults if None).
         prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started earlier for this image
             (its landmarks and person mask are used; results are identical without it).
+        graphs: a :class:`dejavu.track.graphs.MediaPipeGraphs` to take the MediaPipe graphs from and leave
+            them in (a process tracking many inputs builds them once); None builds and closes its own.
 
     Returns:
         :class:`TrackResult` (also readable later with :func:`load_tracking`).
@@ -107,7 +109,7 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         # the progress bars, not glued to a bar that the next redraw wipes
         with logging_redirect_tqdm() if progress else contextlib.nullcontext():
             result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress,
-                          pre)
+                          pre, graphs)
         _replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -142,13 +144,25 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
-         settings: dict, key: str, progress: bool, pre=None) -> TrackResult:
+         settings: dict, key: str, progress: bool, pre=None, graphs=None) -> TrackResult:
+    from dejavu.track.graphs import MediaPipeGraphs
+
+    if graphs is not None:
+        return _track(input, tmp, info, head_spec, fps, max_frames, crop_size, overlay, cfg, settings, key, progress,
+                      pre, graphs)
+    with MediaPipeGraphs() as own:
+        return _track(input, tmp, info, head_spec, fps, max_frames, crop_size, overlay, cfg, settings, key, progress,
+                      pre, own)
+
+
+def _track(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
+           settings: dict, key: str, progress: bool, pre, graphs) -> TrackResult:
     from tqdm import tqdm
 
     from dejavu.head import load_head
     from dejavu.track import align
     from dejavu.track.fit import fit_landmarks
-    from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
+    from dejavu.track.landmarks import TINY_FACE_PX
 
     head = load_head(head_spec, "cpu")  # not timed: a first built-in build is a one-off cache fill
     t0, c0 = time.perf_counter(), time.process_time()
@@ -167,17 +181,17 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
             if pre.n_faces > 1:
                 log.info("%d faces found; tracking the largest", pre.n_faces)
     else:
-        with LandmarkDetector(video=info.kind == "video") as detector:
-            for frame in iter_frames(input, fps, max_frames):
-                det = detector(frame.image)
-                bar.update(1)
-                if det is None:
-                    failed.append(frame.index)
-                    continue
-                idx.append(frame.index)
-                times.append(frame.time)
-                points.append(det.points)
-                sizes.append(det.size)
+        detector = graphs.detector(video=info.kind == "video")
+        for frame in iter_frames(input, fps, max_frames):
+            det = detector(frame.image)
+            bar.update(1)
+            if det is None:
+                failed.append(frame.index)
+                continue
+            idx.append(frame.index)
+            times.append(frame.time)
+            points.append(det.points)
+            sizes.append(det.size)
     bar.close()
     if not idx:
         what = "the image" if info.kind == "image" else f"any of its {len(failed)} frames"
@@ -209,7 +223,8 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
 
     # 4. crops, masks, overlay
     source_hw = _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                              info.kind, out_fps, progress, person=pre.person if pre is not None else None)
+                              info.kind, out_fps, progress, seg=graphs.segmenter() if pre is None else None,
+                              person=pre.person if pre is not None else None)
 
     result = TrackResult(
         frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(times, np.float64),
@@ -263,15 +278,18 @@ def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
 
 
 def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  kind, out_fps, progress, person: np.ndarray | None = None) -> np.ndarray:
-    """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2)."""
+                  kind, out_fps, progress, seg=None, person: np.ndarray | None = None) -> np.ndarray:
+    """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2).
+
+    The person mask comes from ``seg`` (a PersonSegmenter, left open) or, for a prefetched single image,
+    is ``person`` (C, C)."""
     import cv2
     import torch
     from tqdm import tqdm
 
     from dejavu.render.camera import camera_to_pixels, to_camera
     from dejavu.track.align import inside_source, warp
-    from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
+    from dejavu.track.masks import head_masks, rasterize_labels
 
     for sub in ("crops", "masks", "face_masks"):
         (tmp / sub).mkdir()
@@ -286,7 +304,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
         writer = imageio.get_writer(tmp / "overlay.mp4", format="FFMPEG", fps=out_fps or 10.0, codec="libx264",
                                     quality=7, macro_block_size=1, ffmpeg_log_level="error",
                                     output_params=["-preset", "veryfast"])
-    seg = PersonSegmenter() if person is None else None  # a prefetched single image brings its own
     bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
     chunk, cache = 64, {}
     pool = ThreadPoolExecutor(max_workers=2)  # PNG encoding releases the GIL: overlap it with the rest
@@ -329,8 +346,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     finally:
         pool.shutdown(wait=True)
         bar.close()
-        if seg is not None:
-            seg.close()
         if writer is not None:
             writer.close()
     return source_hw
