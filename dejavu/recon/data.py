@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -456,6 +457,24 @@ def tracking_to_set(result: TrackResult, views: int | None = None) -> MultiViewS
                         size=int(result.crop_size), seen=seen)
 
 
+def _image_counts(root: Path) -> list[tuple[Path, int]]:
+    """(folder, images directly in it) for ``root`` and every folder below it; a linked folder is counted
+    but not entered. One directory listing per folder (LFW: 5,750 folders; each data worker lists them)."""
+    out, todo = [], [(root, True)]
+    while todo:
+        folder, enter = todo.pop()
+        n = 0
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_dir():
+                    if enter:
+                        todo.append((Path(e.path), not e.is_symlink()))
+                elif e.is_file() and is_image(e.name):
+                    n += 1
+        out.append((folder, n))
+    return out
+
+
 def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> list[Path]:
     """Leaf folders holding photos of one person each (LFW layout: ``NAME/NAME_0001.jpg``), sorted and
     thinned evenly to ``max_groups``; folders with fewer than ``min_images`` photos are left out."""
@@ -465,9 +484,7 @@ def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> li
         root = Path(f).expanduser()
         if not root.is_dir():
             raise DejavuError(f"data.real_dirs: {root} is not a folder")
-        for d in sorted([root, *[p for p in root.rglob("*") if p.is_dir()]]):
-            if sum(1 for p in d.iterdir() if p.is_file() and is_image(p)) >= min_images:
-                groups.append(d)
+        groups += sorted(d for d, n in _image_counts(root) if n >= min_images)
     if not groups:
         raise DejavuError(f"data.real_dirs {folders}: no folders with at least {min_images} images")
     if len(groups) > max_groups:
