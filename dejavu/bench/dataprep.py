@@ -1,14 +1,15 @@
 """Time training-data preparation with 1 and more worker processes (synthetic renders, tracked photos).
 
 Each source and count of processes is one fresh ``dejavu prepare recon --only SOURCE --processes P``
-command into a new folder, as a user runs it: the cpu-small preset's synthetic identities, and the
-photos of ``--people`` person folders. Reported per run: the command's wall time and CPU time (all its
-processes), its start-up (launch until its last worker process has its tools built and starts its
-first unit), the steady-state rate (the sum over processes of items / seconds of each one's own work
-after start-up) and the wall-time rate (items over the whole command), the workers' CPU seconds per item,
-and both rates' speed-ups over the first process count. A CPU cost per item that stays flat from 1 to P
-processes is what lets P idle cores give P times the steady-state rate; on a machine shared with other
-jobs, wall-time speed-ups measure the other jobs as much as this code.
+command into a new folder, as a user runs it: the cpu-small preset's synthetic identities (units of
+``--per-shard``), and the photos of ``--people`` person folders (units of ``--people-per-shard``).
+Reported per run: the command's wall time and CPU time (all its processes), its start-up (launch until
+its last worker process has its tools built and starts its first unit), the steady-state rate (the sum
+over processes of items / seconds of each one's own work after start-up) and the wall-time rate (items
+over the whole command), the workers' CPU seconds per item, and both rates' speed-ups over the first
+process count. A CPU cost per item that stays flat from 1 to P processes is what lets P idle cores give
+P times the steady-state rate; on a machine shared with other jobs, wall-time speed-ups measure the
+other jobs as much as this code. The load average before and after is recorded.
 """
 
 from __future__ import annotations
@@ -19,22 +20,27 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", default="1,2", help="process counts to time, comma-separated (default 1,2)")
-    parser.add_argument("--identities", type=int, default=160, help="synthetic identities (default 160)")
-    parser.add_argument("--per-shard", type=int, default=4, help="identities / person folders per shard (default 4)")
+    parser.add_argument("--identities", type=int, default=400,
+                        help="synthetic identities (default 400, the cpu-small preset's)")
+    parser.add_argument("--per-shard", type=int, default=4, help="synthetic identities per shard (default 4)")
+    parser.add_argument("--people-per-shard", type=int, default=1,
+                        help="person folders per shard (default 1: units of a few seconds, so the last one "
+                             "leaves little idle time)")
     parser.add_argument("--photos", default="../shared/data/lfw",
                         help="root of person folders (LFW layout); '' skips the real photos (default ../shared/data/lfw)")
-    parser.add_argument("--people", type=int, default=24, help="person folders to track (default 24)")
+    parser.add_argument("--people", type=int, default=32, help="person folders to track (default 32)")
     parser.add_argument("--head", default="builtin", help="head model spec (default builtin)")
 
 
-def _config(root: Path, args: argparse.Namespace, identities: int, people: int):
+def _config(root: Path, args: argparse.Namespace, source: str, identities: int, people: int):
     from dejavu.recon.config import preset
 
     cfg = preset("cpu-small")
     cfg.model.head = args.head
     d = cfg.data
     d.synthetic_dir, d.real_cache = str(root / "synthetic"), str(root / "real")
-    d.synthetic_identities, d.shard_identities = identities, args.per_shard
+    d.synthetic_identities = identities
+    d.shard_identities = args.per_shard if source == "synthetic" else args.people_per_shard
     d.real_dirs = [str(Path(args.photos).resolve())] if args.photos and people else []
     d.real_max_people = max(people, 1)
     cfg.render_backend = "cpu"
@@ -91,15 +97,18 @@ def run(args: argparse.Namespace) -> dict:
     load_head_assets(args.head)  # a one-off head build is not timed
     sources = ["synthetic"] + (["real"] if args.photos and args.people else [])
     result = {"target": "dataprep", "identities": args.identities, "people": args.people, "per_shard": args.per_shard,
+              "people_per_shard": args.people_per_shard,
               "photos": str(Path(args.photos).resolve()) if args.photos else None,
               "load_average": [round(x, 2) for x in os.getloadavg()], "runs": {s: [] for s in sources}}
     with tempfile.TemporaryDirectory(prefix="dejavu-bench-dataprep-") as tmp:
-        prepare(_config(Path(tmp) / "warm", args, 1, 1), tuple(sources))  # numba and head caches on disk, untimed
+        for source in sources:  # numba and head caches on disk, untimed
+            prepare(_config(Path(tmp) / "warm", args, source, 1, 1), (source,))
         for source in sources:
             for p in counts:
                 root = Path(tmp) / f"{source}-p{p}"
                 root.mkdir()
-                result["runs"][source].append(_timed(_config(root, args, args.identities, args.people), root, source, p))
+                cfg = _config(root, args, source, args.identities, args.people)
+                result["runs"][source].append(_timed(cfg, root, source, p))
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     for source, runs in result["runs"].items():
         base = runs[0]
