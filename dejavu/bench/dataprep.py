@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="person folders per shard (default 1: units of a few seconds, so the last one "
                              "leaves little idle time)")
     parser.add_argument("--photos", default="../shared/data/lfw",
-                        help="root of person folders (LFW layout); '' skips the real photos (default ../shared/data/lfw)")
+                        help="root of person folders (LFW layout); '' skips the real photos "
+                             "(default ../shared/data/lfw)")
     parser.add_argument("--people", type=int, default=32, help="person folders to track (default 32)")
     parser.add_argument("--head", default="builtin", help="head model spec (default builtin)")
 

@@ -294,8 +294,8 @@ def _feature_texels(head: HeadModel, uvmap: UVGaussianMap) -> tuple[torch.Tensor
     """(1, 1, S, S) float 0/1 masks of the brow, lip and iris texels of ``uvmap``: fixed for a head and
     UV size, so built once per process (a data-preparation worker renders thousands of identities)."""
     radius = 0.5 / uvmap.size + 0.002
-    return tuple(_landmark_texels(head, uvmap, indices, r).float()[None, None]
-                 for indices, r in ((BROW_LANDMARKS, radius), (LIP_LANDMARKS, radius), (IRIS_LANDMARKS, radius + 0.003)))
+    parts = ((BROW_LANDMARKS, radius), (LIP_LANDMARKS, radius), (IRIS_LANDMARKS, radius + 0.003))
+    return tuple(_landmark_texels(head, uvmap, indices, r).float()[None, None] for indices, r in parts)
 
 
 def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

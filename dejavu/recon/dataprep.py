@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 class WorkerReport:
     """What one worker did for one source: ``worker`` the share it worked on (a machine's, or a training
     rank's), ``process`` which of the machine's processes it was; ``items`` (synthetic identities or
-    photos tracked) in ``units`` new shards; ``startup_seconds`` from its launch (or the end of its previous source) until its tools
-    were built and the first unit could start; ``seconds`` of work after that and ``cpu_seconds``, its
-    process's CPU time over the same span; ``started_at`` / ``finished_at``: that span as Unix times."""
+    photos tracked) in ``units`` new shards; ``startup_seconds`` from its launch (or the end of its
+    previous source) until its tools were built and the first unit could start; ``seconds`` of work
+    after that and ``cpu_seconds``, its process's CPU time over the same span; ``started_at`` /
+    ``finished_at``: that span as Unix times."""
 
     source: str
     worker: int
@@ -140,12 +141,13 @@ def _run_units(source: str, worker: int, process: int, units: Iterator[int], lau
         items += do_unit(u)
         n_units += 1
     finished = time.time()
-    return WorkerReport(source, worker, process, n_units, items, round(started - launched, 3), round(finished - started, 3),
-                        round(time.process_time() - c0, 3), started, finished)
+    return WorkerReport(source, worker, process, n_units, items, round(started - launched, 3),
+                        round(finished - started, 3), round(time.process_time() - c0, 3), started, finished)
 
 
 def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, device: str = "cpu",
-                      claims: UnitClaims | None = None, process: int = 0, launched: float | None = None) -> WorkerReport:
+                      claims: UnitClaims | None = None, process: int = 0,
+                      launched: float | None = None) -> WorkerReport:
     """Render the unfinished synthetic units of share ``worker`` of ``workers`` into ``data.synthetic_dir``
     (with ``claims``: those this process claims). ``launched``: when this worker began (Unix time; now)."""
 
