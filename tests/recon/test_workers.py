@@ -36,3 +36,17 @@ def test_a_failing_process_stops_the_others(fail, error, match):
     with pytest.raises(error, match=match):
         run_workers(TARGET, [(claims, p, 10_000, fail) for p in range(2)], claims)
     assert claims.claim("a") == STOPPED  # this process stopped long before its 10,000 units
+
+
+def test_the_command_starts_its_workers_before_torch_loads():
+    """`dejavu prepare recon` spawns its helpers before it imports torch, so their start-up runs beside its
+    own: what it imports until then (the CLI parser, the config, outputs checks, workers.py) is torch-free."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from dejavu.cli import build_parser; build_parser(); import dejavu.recon.workers, "
+            "dejavu.recon.config, dejavu.outputs, dejavu.io; print(sorted({'torch', 'numba'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "[]"
