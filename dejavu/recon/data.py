@@ -515,10 +515,11 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
     from tqdm import tqdm
 
     sets = []
-    for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
-        one = track_group(group, head_spec, size, views, track_dir)
-        if one is not None:
-            sets.append(one)
+    with MediaPipeGraphs() as graphs:
+        for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
+            one = track_group(group, head_spec, size, views, track_dir, graphs)
+            if one is not None:
+                sets.append(one)
     if not sets:
         raise DejavuError(f"data.real_dirs {folders}: no face could be tracked")
     return MultiViewSet.concat(sets)
