@@ -1,6 +1,6 @@
 """MediaPipe graphs kept across tracking runs: a process that tracks many inputs builds each graph once.
 
-Building a face mesh and a selfie segmenter costs ~0.1 s of CPU per input and starts their threads; a
+Building a face mesh and a selfie segmenter costs ~40 ms of CPU per input and starts their threads; a
 ``dejavu prepare recon`` worker tracks hundreds of person folders. :class:`MediaPipeGraphs` holds one
 :class:`~dejavu.track.landmarks.LandmarkDetector` per mode (photos, video) and one
 :class:`~dejavu.track.segment.PersonSegmenter`, built on first use; :func:`dejavu.track.track` takes it
