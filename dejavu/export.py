@@ -26,17 +26,21 @@ from dejavu.gaussians.channels import SH_C0
 from dejavu.gaussians.uvmap import Gaussians
 from dejavu.head.params import HeadParams
 from dejavu.io import atomic_path, write_json
-from dejavu.splat_formats import FRAME_TEXT, compressed_ply_bytes, splat_bytes, to_file_frame, write_spz_file
+from dejavu.splat_formats import (
+    DEFAULT_UP,
+    FRAME_TEXT,
+    SUFFIXES,
+    compressed_ply_bytes,
+    splat_bytes,
+    to_file_frame,
+    write_spz_file,
+)
 
 PLY_PROPERTIES: tuple[str, ...] = (
     "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
     "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
 )
 _EPS = 1e-6
-#: Output suffixes and what writes them (the longest match wins: ``.compressed.ply`` before ``.ply``).
-SUFFIXES: tuple[str, ...] = (".compressed.ply", ".ply", ".splat", ".spz")
-#: The frame files are written in unless ``--up`` says otherwise (see :mod:`dejavu.splat_formats`).
-DEFAULT_UP = "-y"
 SH_DEGREES = (0, 3)
 
 

@@ -37,6 +37,10 @@ from dejavu.gaussians.channels import SH_C0
 
 #: Frames a file can be written in (``--up``).
 UP_CHOICES = ("y", "-y")
+#: The frame files are written in unless ``--up`` says otherwise.
+DEFAULT_UP = "-y"
+#: Output suffixes of ``dejavu export`` (the longest match wins: ``.compressed.ply`` before ``.ply``).
+SUFFIXES: tuple[str, ...] = (".compressed.ply", ".ply", ".splat", ".spz")
 #: Header text stating each frame (written into .ply comments and the export index).
 FRAME_TEXT = {
     "y": "head frame: +Y up, +Z out of the face, +X subject's left (right-handed, metres; three.js/OpenGL style)",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
-from dejavu.device import resolve_device
+# torch-free, all of them: the worker processes start before this process imports torch (dejavu.recon.workers)
 from dejavu.errors import DejavuError
+from dejavu.io import write_json
+from dejavu.outputs import check_output_file
 from dejavu.recon.config import load_config, preset
-from dejavu.recon.dataprep import SOURCES, prepare_parallel
+from dejavu.recon.workers import SOURCES, prepare_parallel
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu, or cuda: render synthetic identities on this machine's GPUs, one per process "
                              "in turn (tracking stays on the CPU; default cpu)")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write what each worker process did (items, shards, start-up, work and CPU "
+                             "seconds) as JSON to FILE")
     parser.set_defaults(func=_run)
 
 
@@ -35,9 +41,18 @@ def _run(args: argparse.Namespace) -> int:
         raise DejavuError("--config and --preset: give one of them")
     cfg = load_config(args.config) if args.config else preset(args.preset or "cpu-small")
     sources = (args.only,) if args.only else SOURCES
+    device = "cpu"
+    if args.device != "cpu":
+        # imported here: it loads torch, and the worker processes are to start before this process loads it
+        from dejavu.device import resolve_device
 
-    device = resolve_device(args.device).type  # a clear error when cuda is asked for without a GPU
+        device = resolve_device(args.device).type  # a clear error when cuda is asked for without a GPU
+    if args.json:
+        check_output_file(args.json, what="--json", need_bytes=1 << 20)
     reports = prepare_parallel(cfg, sources, args.processes, args.node, args.nodes, device=device)
+    if args.json:
+        write_json(args.json, {"processes": args.processes, "node": args.node, "nodes": args.nodes,
+                               "workers": [asdict(r) for r in reports]})
     for source in sources:
         done = [r for r in reports if r.source == source]
         if done:

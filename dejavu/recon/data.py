@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from dejavu.render.camera import DEFAULT_FOV_DEG, focal_from_fov, intrinsics, po
 from dejavu.track import is_tracking_dir, load_tracking, track
 from dejavu.track.align import crop_params
 from dejavu.track.fit import FitConfig
+from dejavu.track.graphs import MediaPipeGraphs
 from dejavu.track.result import TrackResult
 
 log = logging.getLogger(__name__)
@@ -287,6 +289,15 @@ def _landmark_texels(head, uvmap, indices: tuple[int, ...], radius_uv: float) ->
     return (d.min(0).values < radius_uv) & uvmap.mask.cpu()
 
 
+@functools.lru_cache(maxsize=4)
+def _feature_texels(head: HeadModel, uvmap: UVGaussianMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1, 1, S, S) float 0/1 masks of the brow, lip and iris texels of ``uvmap``: fixed for a head and
+    UV size, so built once per process (a data-preparation worker renders thousands of identities)."""
+    radius = 0.5 / uvmap.size + 0.002
+    parts = ((BROW_LANDMARKS, radius), (LIP_LANDMARKS, radius), (IRIS_LANDMARKS, radius + 0.003))
+    return tuple(_landmark_texels(head, uvmap, indices, r).float()[None, None] for indices, r in parts)
+
+
 def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Outward normals (B, 3, S, S) and texel spacing (B, 1, S, S) in metres from a position map."""
     du = torch.zeros_like(pos)
@@ -334,14 +345,12 @@ def synthetic_uvmaps(head: HeadModel, uvmap: UVGaussianMap, vertices: torch.Tens
     bald = f(rng.random(B) < 0.1)[:, None, None, None]
     scalp = (region == REGION_ID["scalp"]).float()[None, None] * (1.0 - bald)
     rgb = rgb * (1 - scalp) + hair_rgb * scalp
-    radius = 0.5 / S + 0.002
-    brows = _landmark_texels(head, uvmap, BROW_LANDMARKS, radius).float()[None, None]
+    brows, lips, iris = _feature_texels(head, uvmap)
     rgb = rgb * (1 - brows) + (0.6 * hair[:, :, None, None] + 0.4 * rgb * 0.5) * brows
-    lips = _landmark_texels(head, uvmap, LIP_LANDMARKS, radius).float()[None, None]
     lip_rgb = rgb * f([1.0, 0.62, 0.62])[None, :, None, None] * f(rng.uniform(0.8, 1.0, (B, 1, 1, 1)))
     rgb = rgb * (1 - lips) + lip_rgb * lips
     eyes = (region == REGION_ID["eyes"]).float()[None, None]
-    iris = _landmark_texels(head, uvmap, IRIS_LANDMARKS, radius + 0.003).float()[None, None] * eyes
+    iris = iris * eyes
     rgb = rgb * (1 - eyes) + f([0.88, 0.86, 0.82])[None, :, None, None] * eyes
     iris_rgb = f(IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS), B)])[:, :, None, None]
     rgb = rgb * (1 - iris) + iris_rgb * iris
@@ -367,11 +376,14 @@ def synthetic_uvmaps(head: HeadModel, uvmap: UVGaussianMap, vertices: torch.Tens
 
 
 @functools.lru_cache(maxsize=2)
-def _synthetic_head(head_spec: str, uv_size: int, device: str):
-    """(head, UV map) for synthetic rendering, kept per process: a worker renders many units with them."""
+def synthetic_head(head_spec: str, uv_size: int, device: str) -> tuple[HeadModel, UVGaussianMap]:
+    """(head, UV map) for synthetic rendering, built once per process with the UV map's fixed feature
+    masks: a data-preparation worker renders many units with them."""
 
     head = load_head(head_spec, torch.device(device))
-    return head, UVGaussianMap(head, uv_size).to(device)
+    uvmap = UVGaussianMap(head, uv_size).to(device)
+    _feature_texels(head, uvmap)
+    return head, uvmap
 
 
 def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: int, uv_size: int,
@@ -387,7 +399,7 @@ def generate_synthetic(head_spec: str, n_identities: int, n_views: int, size: in
 
 
     rng = np.random.default_rng(seed)
-    head, uvmap = _synthetic_head(head_spec, uv_size, str(device))
+    head, uvmap = synthetic_head(head_spec, uv_size, str(device))
     parts = []
     bar = tqdm(total=n_identities, desc="synthetic identities", disable=not progress, unit="id")
     for lo in range(0, n_identities, chunk):
@@ -445,6 +457,24 @@ def tracking_to_set(result: TrackResult, views: int | None = None) -> MultiViewS
                         size=int(result.crop_size), seen=seen)
 
 
+def _image_counts(root: Path) -> list[tuple[Path, int]]:
+    """(folder, images directly in it) for ``root`` and every folder below it; a linked folder is counted
+    but not entered. One directory listing per folder (LFW: 5,750 folders; each data worker lists them)."""
+    out, todo = [], [(root, True)]
+    while todo:
+        folder, enter = todo.pop()
+        n = 0
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_dir():
+                    if enter:
+                        todo.append((Path(e.path), not e.is_symlink()))
+                elif e.is_file() and is_image(e.name):
+                    n += 1
+        out.append((folder, n))
+    return out
+
+
 def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> list[Path]:
     """Leaf folders holding photos of one person each (LFW layout: ``NAME/NAME_0001.jpg``), sorted and
     thinned evenly to ``max_groups``; folders with fewer than ``min_images`` photos are left out."""
@@ -454,9 +484,7 @@ def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> li
         root = Path(f).expanduser()
         if not root.is_dir():
             raise DejavuError(f"data.real_dirs: {root} is not a folder")
-        for d in sorted([root, *[p for p in root.rglob("*") if p.is_dir()]]):
-            if sum(1 for p in d.iterdir() if p.is_file() and is_image(p)) >= min_images:
-                groups.append(d)
+        groups += sorted(d for d, n in _image_counts(root) if n >= min_images)
     if not groups:
         raise DejavuError(f"data.real_dirs {folders}: no folders with at least {min_images} images")
     if len(groups) > max_groups:
@@ -464,13 +492,15 @@ def photo_groups(folders: list[str], max_groups: int, min_images: int = 1) -> li
     return groups
 
 
-def track_group(group: Path, head_spec: str, size: int, views: int, track_dir: str | Path) -> MultiViewSet | None:
+def track_group(group: Path, head_spec: str, size: int, views: int, track_dir: str | Path,
+                graphs: MediaPipeGraphs | None = None) -> MultiViewSet | None:
     """Track one person folder (shared identity, up to ``views`` photos) into ``track_dir/NAME`` as one
-    identity (``dejavu.track`` reuses a finished result); None, with a log line, when no face is found."""
+    identity (``dejavu.track`` reuses a finished result); None, with a log line, when no face is found.
+    ``graphs``: MediaPipe graphs to reuse (a worker tracking many people builds them once)."""
 
     try:
         result = track(group, Path(track_dir) / group.name, head=head_spec, max_frames=views, crop_size=size,
-                       overlay=False, progress=False, config=FitConfig(fov_deg=DATA_FOV_DEG))
+                       overlay=False, progress=False, config=FitConfig(fov_deg=DATA_FOV_DEG), graphs=graphs)
     except DejavuError as exc:
         log.info("skipping %s: %s", group, exc)
         return None
@@ -485,10 +515,11 @@ def track_photo_folders(folders: list[str], head_spec: str, size: int, max_group
     from tqdm import tqdm
 
     sets = []
-    for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
-        one = track_group(group, head_spec, size, views, track_dir)
-        if one is not None:
-            sets.append(one)
+    with MediaPipeGraphs() as graphs:
+        for group in tqdm(photo_groups(folders, max_groups, min_images), desc="tracking people", disable=not progress):
+            one = track_group(group, head_spec, size, views, track_dir, graphs)
+            if one is not None:
+                sets.append(one)
     if not sets:
         raise DejavuError(f"data.real_dirs {folders}: no face could be tracked")
     return MultiViewSet.concat(sets)
@@ -507,12 +538,12 @@ def gather_tracked(track_dir: str | Path, views: int) -> MultiViewSet:
 
 
 def track_video_identities(video: str, head_spec: str, size: int, frames_per_identity: int, track_dir: str | Path,
-                           max_frames: int | None = None) -> MultiViewSet:
+                           max_frames: int | None = None, graphs: MediaPipeGraphs | None = None) -> MultiViewSet:
     """Track a video (one shared identity) and group consecutive frames into pseudo multi-view identities."""
 
     # the data format has one camera FOV (meta "fov_deg"): a video's is not estimated
     result = track(video, Path(track_dir) / Path(video).stem, head=head_spec, crop_size=size, overlay=False,
-                   max_frames=max_frames, config=FitConfig(fov_deg=DATA_FOV_DEG))
+                   max_frames=max_frames, config=FitConfig(fov_deg=DATA_FOV_DEG), graphs=graphs)
     whole = tracking_to_set(result)
     V = frames_per_identity
     K = whole.views // V

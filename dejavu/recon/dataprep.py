@@ -3,14 +3,15 @@
 Both sources become shard folders (``dejavu.recon.shards``): ``data.synthetic_dir`` and
 ``data.real_cache``. The work is cut into units of ``data.shard_identities`` identities (synthetic:
 identities ``[u n, (u + 1) n)`` rendered from the seed sequence ``(data.synthetic_seed, u)``; real: the u-th group of
-``n`` person folders of the sorted, thinned list, then one unit per video). Worker w of W does the units
-w, w + W, ... and skips finished ones, so
+``n`` person folders of the sorted, thinned list, then one unit per video). Share w of W is the units
+w, w + W, ... (:func:`dejavu.recon.shards.units_for`); finished units are skipped, so
 
-- ``processes`` workers on one machine (:func:`prepare_parallel`, spawned processes), or
-- ``nodes`` machines with ``processes`` workers each (worker ids ``node * processes + p``), or
-- the ranks of a training job (:func:`prepare_for_rank`, before the first step)
+- ``nodes`` machines, each with its share (``--node m --nodes M``) split next-free among its
+  ``processes`` worker processes (:func:`prepare_parallel`, ``dejavu.recon.workers``), or
+- the ranks of a training job, one share each (:func:`prepare_for_rank`, before the first step)
 
-fill the same folders without racing, and a rerun finishes an interrupted preparation.
+fill the same folders without racing, and a rerun finishes an interrupted preparation. A worker builds
+its tools once (head model, UV map, MediaPipe graphs) and reuses them for every unit.
 """
 
 from __future__ import annotations
@@ -20,40 +21,50 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from dejavu.errors import DejavuError
-from dejavu.head import load_head
+from dejavu.head import load_head, load_head_assets
 from dejavu.recon.config import ReconConfig, config_from_dict
 from dejavu.recon.data import (
     DATA_FOV_DEG,
     MultiViewSet,
     generate_synthetic,
     photo_groups,
+    synthetic_head,
     track_group,
     track_video_identities,
 )
 from dejavu.recon.distributed import set_cpu_threads
 from dejavu.recon.shards import finished_units, has_shards, units_for, write_shard
+from dejavu.recon.workers import SOURCES, UnitClaims
+from dejavu.render import config as render_config
+from dejavu.track.graphs import MediaPipeGraphs
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("synthetic", "real")
 
 
 @dataclass
 class WorkerReport:
-    """What one worker did: ``items`` (synthetic identities or photos tracked) in ``units`` units,
-    ``seconds`` of work after start-up, ``cpu_seconds`` of its own CPU time over the same span."""
+    """What one worker did for one source: ``worker`` the share it worked on (a machine's, or a training
+    rank's), ``process`` which of the machine's processes it was; ``items`` (synthetic identities or
+    photos tracked) in ``units`` new shards; ``startup_seconds`` from its launch (or the end of its
+    previous source) until its tools were built and the first unit could start; ``seconds`` of work
+    after that and ``cpu_seconds``, its process's CPU time over the same span; ``started_at`` /
+    ``finished_at``: that span as Unix times."""
 
     source: str
     worker: int
+    process: int
     units: int
     items: int
+    startup_seconds: float
     seconds: float
     cpu_seconds: float
+    started_at: float
+    finished_at: float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,31 +121,62 @@ def _empty_set(cfg: ReconConfig) -> MultiViewSet:
 # One worker
 # ---------------------------------------------------------------------------------------------
 
-def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, device: str = "cpu") -> WorkerReport:
-    """Render worker ``worker``'s unfinished synthetic units into ``data.synthetic_dir``."""
+def _claimed(share: list[int], done: set[int], claims: UnitClaims | None, source: str) -> Iterator[int]:
+    """The unfinished units of ``share`` this worker does: all of them, or with ``claims`` the next
+    unclaimed one each time (the processes holding the same claims split ``share`` next-free)."""
+    if claims is None:
+        yield from (u for u in share if u not in done)
+        return
+    while (i := claims.claim(source)) < len(share):
+        if share[i] not in done:
+            yield share[i]
 
+
+def _run_units(source: str, worker: int, process: int, units: Iterator[int], launched: float,
+               do_unit: Callable[[int], int]) -> WorkerReport:
+    """``do_unit(u)`` (-> items) for each unit, timed from now (the worker's tools are built)."""
+    started, c0 = time.time(), time.process_time()
+    n_units = items = 0
+    for u in units:
+        items += do_unit(u)
+        n_units += 1
+    finished = time.time()
+    return WorkerReport(source, worker, process, n_units, items, round(started - launched, 3),
+                        round(finished - started, 3), round(time.process_time() - c0, 3), started, finished)
+
+
+def prepare_synthetic(cfg: ReconConfig, worker: int = 0, workers: int = 1, device: str = "cpu",
+                      claims: UnitClaims | None = None, process: int = 0,
+                      launched: float | None = None) -> WorkerReport:
+    """Render the unfinished synthetic units of share ``worker`` of ``workers`` into ``data.synthetic_dir``
+    (with ``claims``: those this process claims). ``launched``: when this worker began (Unix time; now)."""
+
+    launched = time.time() if launched is None else launched
     d = cfg.data
     per, recipe = d.shard_identities, synthetic_recipe(cfg)
     units = _n_units(d.synthetic_identities, per)
     folder = Path(d.synthetic_dir).expanduser()
-    done = finished_units(folder, recipe, units)
-    t0, c0, items, n_units = time.perf_counter(), time.process_time(), 0, 0
-    for u in units_for(worker, workers, units):
-        if u in done:
-            continue
+    todo = _claimed(units_for(worker, workers, units), finished_units(folder, recipe, units), claims, "synthetic")
+    synthetic_head(cfg.model.head, d.synthetic_uv_size, device)  # head, UV map, texel masks: once per worker
+
+    def unit(u: int) -> int:
         n = min(per, d.synthetic_identities - u * per)
         data = generate_synthetic(cfg.model.head, n, d.synthetic_views, d.render_size, d.synthetic_uv_size,
                                   seed=(d.synthetic_seed, u), max_yaw_deg=d.max_yaw_deg, max_pitch_deg=d.max_pitch_deg,
                                   backend=render_backend(cfg, device), device=device, progress=False)
         write_shard(folder, u, units, recipe, data)
-        items, n_units = items + n, n_units + 1
-    return WorkerReport("synthetic", worker, n_units, items, time.perf_counter() - t0, time.process_time() - c0)
+        return n
+
+    return _run_units("synthetic", worker, process, todo, launched, unit)
 
 
-def prepare_real(cfg: ReconConfig, worker: int = 0, workers: int = 1) -> WorkerReport:
-    """Track worker ``worker``'s unfinished real units (person folders, videos) into ``data.real_cache``
-    (tracking results under ``real_cache/tracks``, reused when a unit is redone)."""
+def prepare_real(cfg: ReconConfig, worker: int = 0, workers: int = 1, claims: UnitClaims | None = None,
+                 process: int = 0, launched: float | None = None) -> WorkerReport:
+    """Track the unfinished real units (person folders, videos) of share ``worker`` of ``workers`` into
+    ``data.real_cache`` (tracking results under ``real_cache/tracks``, reused when a unit is redone).
+    One set of MediaPipe graphs serves every person and video of the worker."""
 
+    launched = time.time() if launched is None else launched
     d = cfg.data
     groups = real_groups(cfg)
     per, recipe = d.shard_identities, real_recipe(cfg, groups)
@@ -142,91 +184,57 @@ def prepare_real(cfg: ReconConfig, worker: int = 0, workers: int = 1) -> WorkerR
     units = photo_units + len(d.video_paths)
     folder = Path(d.real_cache).expanduser()
     tracks = folder / "tracks"
-    done = finished_units(folder, recipe, units)
+    todo = _claimed(units_for(worker, workers, units), finished_units(folder, recipe, units), claims, "real")
     V = d.video_frames_per_identity
-    t0, c0, items, n_units = time.perf_counter(), time.process_time(), 0, 0
-    for u in units_for(worker, workers, units):
-        if u in done:
-            continue
-        if u < photo_units:
-            sets = [s for g in groups[u * per:(u + 1) * per]
-                    if (s := track_group(g, cfg.model.head, d.render_size, V, tracks)) is not None]
-        else:
-            sets = [track_video_identities(d.video_paths[u - photo_units], cfg.model.head, d.render_size, V, tracks)]
-        data = MultiViewSet.concat(sets) if sets else _empty_set(cfg)
-        write_shard(folder, u, units, recipe, data)
-        items, n_units = items + int(data.n_views.sum()), n_units + 1
-    return WorkerReport("real", worker, n_units, items, time.perf_counter() - t0, time.process_time() - c0)
+    load_head_assets(cfg.model.head)
+    with MediaPipeGraphs() as graphs:
+        graphs.detector(video=False), graphs.segmenter()  # built before the first unit, like the head
+
+        def unit(u: int) -> int:
+            if u < photo_units:
+                sets = [s for g in groups[u * per:(u + 1) * per]
+                        if (s := track_group(g, cfg.model.head, d.render_size, V, tracks, graphs)) is not None]
+            else:
+                sets = [track_video_identities(d.video_paths[u - photo_units], cfg.model.head, d.render_size, V,
+                                               tracks, graphs=graphs)]
+            data = MultiViewSet.concat(sets) if sets else _empty_set(cfg)
+            write_shard(folder, u, units, recipe, data)
+            return int(data.n_views.sum())
+
+        return _run_units("real", worker, process, todo, launched, unit)
 
 
 def prepare(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, worker: int = 0, workers: int = 1,
-            device: str = "cpu") -> list[WorkerReport]:
-    """Worker ``worker`` of ``workers``: its share of ``sources`` (real only when configured)."""
+            device: str = "cpu", claims: UnitClaims | None = None, process: int = 0,
+            launched: float | None = None) -> list[WorkerReport]:
+    """Worker ``worker`` of ``workers``: its share of ``sources`` (real only when configured); with
+    ``claims``, the part of it that this process (``process`` of the machine) claims."""
     reports = []
+    launched = time.time() if launched is None else launched
     if "synthetic" in sources:
-        reports.append(prepare_synthetic(cfg, worker, workers, device))
+        reports.append(prepare_synthetic(cfg, worker, workers, device, claims, process, launched))
+        launched = reports[-1].finished_at
     if "real" in sources and (cfg.data.real_dirs or cfg.data.video_paths):
-        reports.append(prepare_real(cfg, worker, workers))
+        reports.append(prepare_real(cfg, worker, workers, claims, process, launched))
     return reports
 
 
-def _worker_main(cfg_dict: dict, sources: tuple[str, ...], worker: int, workers: int,
-                 device: str = "cpu") -> list[WorkerReport]:
-    """Entry point of a spawned worker process: one thread each (processes are the parallelism)."""
-
-    logging.basicConfig(level=logging.WARNING)
-    cfg = config_from_dict(cfg_dict)
-    set_cpu_threads(max(1, cfg.cpu_threads))
-    return prepare(cfg, sources, worker, workers, device)
-
-
-# ---------------------------------------------------------------------------------------------
-# Many workers
-# ---------------------------------------------------------------------------------------------
-
-def _shard_count(cfg: ReconConfig, sources: tuple[str, ...]) -> int:
-    folders = [cfg.data.synthetic_dir] * ("synthetic" in sources) + [cfg.data.real_cache] * ("real" in sources)
-    return sum(len(list(Path(f).expanduser().glob("shard_*.safetensors"))) for f in folders)
-
-
-def prepare_parallel(cfg: ReconConfig, sources: tuple[str, ...] = SOURCES, processes: int = 1, node: int = 0,
-                     nodes: int = 1, progress: bool = True, device: str = "cpu") -> list[WorkerReport]:
-    """This machine's share (``node`` of ``nodes``) of the data, in ``processes`` spawned worker processes.
-
-    ``device`` "cuda": worker p renders the synthetic identities on GPU p mod (GPUs on this machine);
-    tracking stays on the CPU. Progress counts the shards in the output folders (every worker's,
-    including other machines' on a shared folder). Returns each worker's report.
-    """
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-
-    from tqdm import tqdm
-
-    if processes < 1 or nodes < 1 or not 0 <= node < nodes:
-        raise DejavuError(f"--processes {processes} --node {node} --nodes {nodes}: expected processes >= 1 "
-                          "and 0 <= node < nodes")
-    workers = processes * nodes
-    start = _shard_count(cfg, sources)
-    bar = tqdm(desc="data shards written", unit="shard", disable=not progress)
-    ctx = multiprocessing.get_context("spawn")  # no fork: torch / numba threads do not survive it
-    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
-        futures = [pool.submit(_worker_main, cfg.to_dict(), tuple(sources), node * processes + p, workers,
-                               f"cuda:{p % gpus}" if gpus else "cpu") for p in range(processes)]
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-            bar.n = _shard_count(cfg, sources) - start
-            bar.refresh()
-            for f in finished:
-                if f.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    bar.close()
-                    raise f.exception()
-        reports = [r for f in futures for r in f.result()]
-    bar.close()
-    return reports
+def run_worker(cfg_dict: dict, sources: tuple[str, ...], node: int, nodes: int, process: int, claims: UnitClaims,
+               device: str, threads: int, launched: float) -> list[WorkerReport]:
+    """Process ``process`` of ``dejavu.recon.workers.prepare_parallel`` (0: the calling one, whose thread
+    settings are restored afterwards): ``threads`` torch / numba threads, then the units of this
+    machine's share (``node`` of ``nodes``) that it claims. ``device`` "cuda": GPU process mod GPUs."""
+    if process > 0:
+        logging.basicConfig(level=logging.WARNING)
+    if device.startswith("cuda"):
+        device = f"cuda:{process % max(1, torch.cuda.device_count())}"
+    saved = torch.get_num_threads(), render_config.CPU_THREADS
+    set_cpu_threads(threads)
+    try:
+        return prepare(config_from_dict(cfg_dict), sources, node, nodes, device, claims, process, launched)
+    finally:
+        torch.set_num_threads(saved[0])
+        render_config.CPU_THREADS = saved[1]
 
 
 def prepare_for_rank(cfg: ReconConfig, rank: int, world: int, device: str = "cpu") -> None:

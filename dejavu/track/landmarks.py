@@ -94,6 +94,17 @@ class LandmarkDetector:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def reset(self) -> None:
+        """Forget the previous input, so the next image is treated as a new detector would treat it: the
+        previous face's box (which guides the small-face search) and, in video mode, the face the mesh is
+        following, whose graph is rebuilt. The static mesh keeps nothing between images and is kept."""
+        self._prev_box = None
+        self._warned_many = False
+        if self.video and self._mesh is not None:
+            self._loud.discard(id(self._mesh))
+            self._mesh.close()
+            self._mesh = self._make(static=False)
+
     # -- detection -------------------------------------------------------------------------------
     def _run(self, mesh, image: np.ndarray, offset=(0.0, 0.0), scale: float = 1.0) -> list[Detection]:
         h, w = image.shape[:2]

@@ -22,7 +22,6 @@ import numpy as np
 from numba import njit
 
 from dejavu.head.base import REGION_ID
-from dejavu.track.segment import PersonSegmenter  # noqa: F401  (re-exported: the tracker imports it from here)
 
 #: Face-oval landmarks along the jaw, from the subject's right cheek over the chin to the left cheek.
 #: Jaw-corner landmarks (near the gonion) on each side.

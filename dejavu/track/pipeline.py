@@ -28,8 +28,9 @@ from dejavu.render.camera import camera_to_pixels, to_camera
 from dejavu.track import align
 from dejavu.track.align import inside_source, warp
 from dejavu.track.fit import FitConfig, fit_landmarks
-from dejavu.track.landmarks import TINY_FACE_PX, LandmarkDetector
-from dejavu.track.masks import PersonSegmenter, head_masks, rasterize_labels
+from dejavu.track.graphs import MediaPipeGraphs
+from dejavu.track.landmarks import TINY_FACE_PX
+from dejavu.track.masks import head_masks, rasterize_labels
 from dejavu.track.overlay import draw_overlay, face_shading
 from dejavu.track.result import SUMMARY_FILE, TRACKING_FILE, TrackResult, load_tracking, save_tracking
 from dejavu.track.video import iter_frames, probe
@@ -62,7 +63,7 @@ def cache_key(input_path: Path, settings: dict) -> str:
 
 def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: float | None = None,
           max_frames: int | None = None, crop_size: int = 512, device: str = "cpu", overlay: bool = True,
-          force: bool = False, config=None, progress: bool = True, prefetch=None) -> TrackResult:
+          force: bool = False, config=None, progress: bool = True, prefetch=None, graphs=None) -> TrackResult:
     """Track a photo, a folder of photos or a video; write results to ``out_dir`` and return them.
 
     Args:
@@ -77,6 +78,8 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         config: a :class:`dejavu.track.fit.FitConfig` (defaults if None).
         prefetch: a :class:`dejavu.track.prefetch.MediaPipePrefetch` started earlier for this image
             (its landmarks and person mask are used; results are identical without it).
+        graphs: a :class:`dejavu.track.graphs.MediaPipeGraphs` to take the MediaPipe graphs from and leave
+            them in (a process tracking many inputs builds them once); None builds and closes its own.
 
     Returns:
         :class:`TrackResult` (also readable later with :func:`load_tracking`).
@@ -109,7 +112,7 @@ def track(input: str | Path, out_dir: str | Path, head: str = "builtin", fps: fl
         # the progress bars, not glued to a bar that the next redraw wipes
         with logging_redirect_tqdm() if progress else contextlib.nullcontext():
             result = _run(input, tmp, info, head, fps, max_frames, crop_size, overlay, cfg, settings, key, progress,
-                          pre)
+                          pre, graphs)
         _replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -155,12 +158,16 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_size: int, overlay: bool, cfg,
-         settings: dict, key: str, progress: bool, pre=None) -> TrackResult:
+         settings: dict, key: str, progress: bool, pre=None, graphs=None) -> TrackResult:
+    if graphs is None:
+        with MediaPipeGraphs() as own:
+            return _run(input, tmp, info, head_spec, fps, max_frames, crop_size, overlay, cfg, settings, key,
+                        progress, pre, own)
     head = load_head(head_spec, "cpu")  # not timed: a first built-in build is a one-off cache fill
     t0, c0 = time.perf_counter(), time.process_time()
 
     # 1. landmarks (streaming; frames are decoded again in step 4 instead of being kept in memory)
-    lms = _landmarks(input, info, fps, max_frames, progress, pre)
+    lms = _landmarks(input, info, fps, max_frames, progress, graphs, pre)
     _check_faces(input, info, lms, crop_size)
     points = np.stack(lms.points)
     out_fps = (min(fps, info.fps) if fps else info.fps) if info.kind == "video" else (fps or 0.0)
@@ -179,7 +186,8 @@ def _run(input: Path, tmp: Path, info, head_spec: str, fps, max_frames, crop_siz
     # 4. crops, masks, overlay
     idx, failed = lms.index, lms.failed
     source_hw = _write_frames(input, tmp, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                              info.kind, out_fps, progress, person=pre.person if pre is not None else None)
+                              info.kind, out_fps, progress, seg=graphs.segmenter() if pre is None else None,
+                              person=pre.person if pre is not None else None)
 
     result = TrackResult(
         frame_index=np.asarray(idx, np.int64), frame_time=np.asarray(lms.times, np.float64),
@@ -214,8 +222,9 @@ class _Landmarks:
     failed: list[int] = field(default_factory=list)
 
 
-def _landmarks(input: Path, info, fps, max_frames, progress: bool, pre=None) -> _Landmarks:
-    """MediaPipe landmarks of every frame (streamed), or of the single image a prefetch child already did."""
+def _landmarks(input: Path, info, fps, max_frames, progress: bool, graphs: MediaPipeGraphs, pre=None) -> _Landmarks:
+    """MediaPipe landmarks of every frame (streamed; ``graphs``' detector), or of the single image a prefetch
+    child already did."""
     out = _Landmarks()
     expected = int(info.n_frames * min(1.0, fps / info.fps)) if fps and info.fps else info.n_frames
     bar = tqdm(total=min(max_frames or expected, expected) or None, desc="landmarks", unit="frame",
@@ -229,17 +238,17 @@ def _landmarks(input: Path, info, fps, max_frames, progress: bool, pre=None) -> 
             if pre.n_faces > 1:
                 log.info("%d faces found; tracking the largest", pre.n_faces)
     else:
-        with LandmarkDetector(video=info.kind == "video") as detector:
-            for frame in iter_frames(input, fps, max_frames):
-                det = detector(frame.image)
-                bar.update(1)
-                if det is None:
-                    out.failed.append(frame.index)
-                    continue
-                out.index.append(frame.index)
-                out.times.append(frame.time)
-                out.points.append(det.points)
-                out.sizes.append(det.size)
+        detector = graphs.detector(video=info.kind == "video")
+        for frame in iter_frames(input, fps, max_frames):
+            det = detector(frame.image)
+            bar.update(1)
+            if det is None:
+                out.failed.append(frame.index)
+                continue
+            out.index.append(frame.index)
+            out.times.append(frame.time)
+            out.points.append(det.points)
+            out.sizes.append(det.size)
     bar.close()
     return out
 
@@ -303,8 +312,11 @@ def _imwrite(path: Path, image: np.ndarray, params: list) -> None:
 
 
 def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, head, fit, lm_crop, overlay,
-                  kind, out_fps, progress, person: np.ndarray | None = None) -> np.ndarray:
-    """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2)."""
+                  kind, out_fps, progress, seg=None, person: np.ndarray | None = None) -> np.ndarray:
+    """Write crops, masks and the overlay; returns each frame's source (height, width) (B, 2).
+
+    The person mask comes from ``seg`` (a PersonSegmenter, left open) or, for a prefetched single image,
+    is ``person`` (C, C)."""
     import cv2
 
     for sub in ("crops", "masks", "face_masks"):
@@ -314,7 +326,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     pos = {int(f): i for i, f in enumerate(idx)}
     png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
     writer = _overlay_writer(tmp / "overlay.mp4", out_fps) if overlay and kind != "image" else None
-    seg = PersonSegmenter() if person is None else None  # a prefetched single image brings its own
     bar = tqdm(total=len(idx), desc="crops+masks", unit="frame", disable=not progress)
     chunk, cache = 64, {}
     pool = ThreadPoolExecutor(max_workers=2)  # PNG encoding releases the GIL: overlap it with the rest
@@ -351,8 +362,6 @@ def _write_frames(input, tmp: Path, fps, max_frames, idx, affine, crop_size, hea
     finally:
         pool.shutdown(wait=True)
         bar.close()
-        if seg is not None:
-            seg.close()
         if writer is not None:
             writer.close()
     return source_hw

@@ -85,3 +85,24 @@ def test_seen_pixels_round_trip_sample_and_carry_no_loss(tiny_shards, tmp_path):
     pred = torch.rand(4, 3, 32, 32, requires_grad=True)
     loss_terms(cfg.loss, model, torch.zeros(4, 13, 32, 32), pred, batch, None, with_view=False)["total"].backward()
     assert pred.grad[:, :, :8].abs().max() == 0 and pred.grad[:, :, 8:].abs().max() > 0
+
+
+def test_photo_groups_find_person_folders_at_any_depth(tmp_path):
+    """Folders holding enough images, sorted, nested or linked (a link is counted, not entered), thinned evenly."""
+    import os
+
+    from dejavu.recon.data import photo_groups
+
+    for sub, n in (("ann", 2), ("ann/older", 3), ("bob", 1), ("cid", 2), ("cid/x.png", 0), ("eve/deep/er", 2)):
+        (tmp_path / sub).mkdir(parents=True)
+        for i in range(n):
+            (tmp_path / sub / f"{i}.jpg").write_bytes(b"")
+    (tmp_path / "bob" / "notes.txt").write_text("not an image")
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "bob" / "broken.jpg")  # not a file: not counted
+    os.symlink(tmp_path / "ann", tmp_path / "zed")
+    names = lambda groups: [str(g.relative_to(tmp_path)) for g in groups]  # noqa: E731
+    assert names(photo_groups([str(tmp_path)], 100, 2)) == ["ann", "ann/older", "cid", "eve/deep/er", "zed"]
+    assert names(photo_groups([str(tmp_path)], 100, 3)) == ["ann/older"]
+    assert names(photo_groups([str(tmp_path)], 3, 2)) == ["ann", "cid", "zed"]
+    with pytest.raises(DejavuError, match="no folders with at least 4 images"):
+        photo_groups([str(tmp_path)], 100, 4)

@@ -95,6 +95,46 @@ def test_shards_keep_seen_masks(tiny_shards, tmp_path):
     assert (got[0, :8] == 0).all() and (got[0, 8:] == 255).all() and (got[1] == 255).all()
 
 
+def _same_shards(a, b):
+    """The shard files of folders ``a`` and ``b`` hold the same arrays and metadata (byte order of the
+    header may differ)."""
+    names = sorted(p.name for p in a.glob("shard_*.safetensors"))
+    assert names and names == sorted(p.name for p in b.glob("shard_*.safetensors"))
+    for name in names:
+        (meta_a, arr_a), (meta_b, arr_b) = _read(a / name), _read(b / name)
+        assert meta_a == meta_b and arr_a.keys() == arr_b.keys(), name
+        assert all(np.array_equal(arr_a[k], arr_b[k]) for k in arr_a), name
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_writes_also_when_resuming(shared_data, tmp_path):
+    """Synthetic renders and tracked photos (MediaPipe graphs reused across people in each process)."""
+    import shutil
+
+    from dejavu.recon.workers import prepare_parallel
+
+    people = tmp_path / "people"
+    for name in ("Aaron_Peirsol", "Aleksander_Kwasniewski", "Angela_Bassett"):
+        shutil.copytree(shared_data / "lfw" / name, people / name)
+
+    def cfg(folder):
+        c = _cfg(tmp_path / folder, identities=5, per=1)
+        c.data.real_dirs, c.data.real_cache = [str(people)], str(tmp_path / folder / "real")
+        c.data.video_frames_per_identity = 2
+        return c
+
+    one = prepare_parallel(cfg("one"), processes=1, progress=False)
+    assert [(r.source, r.units, r.items) for r in one] == [("synthetic", 5, 5), ("real", 3, 6)]
+    two = cfg("two")
+    prepare_synthetic(two, worker=0, workers=2)  # an interrupted run: units 0, 2 and 4 of 5 are there
+    reports = prepare_parallel(two, processes=2, progress=False)
+    assert sorted(r.process for r in reports) == [0, 0, 1, 1]
+    done = {s: [(r.units, r.items) for r in reports if r.source == s] for s in ("synthetic", "real")}
+    assert sum(u for u, _ in done["synthetic"]) == 2 and sum(n for _, n in done["real"]) == 6
+    for sub in ("", "real"):
+        _same_shards(tmp_path / "one" / sub, tmp_path / "two" / sub)
+
+
 @pytest.mark.slow
 def test_prepare_command_with_two_processes(tmp_path, capsys):
     import json
@@ -104,9 +144,15 @@ def test_prepare_command_with_two_processes(tmp_path, capsys):
     d = tiny_config(tmp_path / "shards", tmp_path / "run")
     d["data"].update(synthetic_identities=3, synthetic_views=2, synthetic_uv_size=16, shard_identities=1)
     (tmp_path / "c.json").write_text(json.dumps(d))
-    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--processes", "2"]) == 0
+    assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--processes", "2",
+                 "--json", str(tmp_path / "report.json")]) == 0
     assert "synthetic: 3 identities in 3 new shards" in capsys.readouterr().out
     assert len(ShardedSet(tmp_path / "shards")) == 3
+    report = json.loads((tmp_path / "report.json").read_text())
+    workers = report["workers"]
+    assert report["processes"] == 2 and sorted(w["process"] for w in workers) == [0, 1]
+    assert sum(w["items"] for w in workers) == 3 and all(w["startup_seconds"] >= 0 for w in workers)
+    assert all(w["finished_at"] >= w["started_at"] for w in workers)
     assert main(["prepare", "recon", "--config", str(tmp_path / "c.json"), "--nodes", "2", "--node", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dejavu prepare: error: --processes 1 --node 2 --nodes 2") and "\n" not in err

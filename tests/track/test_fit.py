@@ -154,3 +154,19 @@ def test_estimate_fov_finds_the_minimum_and_keeps_the_default_when_flat():
     # a minimum beyond the range: the estimate stays inside it
     fov, _ = estimate_fov(fit_at(1e-3, best=90.0), 10.0, 60.0, default=20.0, min_gain=0.01)
     assert fov == 60.0
+
+
+def test_head_terms_are_built_once_and_fit_as_fresh_ones(procedural_head):
+    """The fit's head-dependent parts are kept per process (a data worker fits hundreds of people): a second
+    head model of the same assets reuses them, and the fit equals one with freshly built parts."""
+    from dejavu.head import load_head
+    from dejavu.track import fit as fit_module
+
+    target = _synthetic(procedural_head, 2)[-1]
+    fit_module._HEAD_TERMS.clear()
+    fresh = fit_landmarks(procedural_head, target, 512, config=FitConfig(key_steps=30, key_rigid_steps=10))
+    terms = fit_module._head_terms(procedural_head, FitConfig())
+    again = fit_landmarks(load_head("procedural"), target, 512, config=FitConfig(key_steps=30, key_rigid_steps=10))
+    assert fit_module._head_terms(load_head("procedural"), FitConfig()) is terms and len(fit_module._HEAD_TERMS) == 1
+    for name in ("shape", "expression", "pose6", "vertex_offsets"):
+        assert torch.equal(getattr(fresh, name), getattr(again, name)), name

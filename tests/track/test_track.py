@@ -244,3 +244,36 @@ def test_under_the_chin_is_known_off_the_frame(shared_data, builtin_head_spec, t
     # at 128^2, the off-frame throat pixels whose resampling footprint (a few pixels) is all known
     small_off = binary_erosion(off.reshape(128, 4, 128, 4).all((1, 3)), iterations=2)
     assert small_off.sum() > 50 and seen.numpy()[small_off].all()
+
+
+def test_reused_graphs_give_what_fresh_graphs_give(shared_data, tmp_path):
+    """One MediaPipeGraphs over many inputs (a data-preparation worker's) finds the landmarks and person
+    masks that graphs built for each input find, photos and videos alike."""
+    from dejavu.io import read_image, to_uint8
+    from dejavu.track.graphs import MediaPipeGraphs
+    from dejavu.track.landmarks import LandmarkDetector
+    from dejavu.track.segment import PersonSegmenter
+    from dejavu.track.video import iter_frames
+
+    photos = [to_uint8(read_image(p)) for p in [*sorted((shared_data / "lfw" / "Aaron_Peirsol").glob("*.jpg"))[:2],
+                                                shared_data / "photos" / "mica_carell.jpg",
+                                                shared_data / "photos" / "skimage_astronaut.png"]]
+    photos.insert(2, np.full((600, 600, 3), 128, np.uint8))  # no face: the next photo starts without a previous box
+    video = [f.image for f in iter_frames(shared_data / "videos" / "metrical_wojtek.mp4", None, 4)]
+
+    def fresh(images, is_video):
+        with LandmarkDetector(video=is_video) as det:
+            return [det(im) for im in images]
+
+    with MediaPipeGraphs() as graphs:
+        for images, is_video in ((photos, False), (video, True), (photos, False), (video, True)):
+            det = graphs.detector(video=is_video)
+            for got, want in zip([det(im) for im in images], fresh(images, is_video)):
+                assert (got is None) == (want is None)
+                if got is not None:
+                    np.testing.assert_array_equal(got.points, want.points)
+        seg, own = graphs.segmenter(), PersonSegmenter()
+        for im in (photos[0], photos[3], photos[0]):
+            np.testing.assert_array_equal(seg(im), own(im))
+        own.close()
+        assert graphs.segmenter() is seg and graphs.detector(video=False) is graphs.detector(video=False)
