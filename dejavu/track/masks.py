@@ -85,20 +85,24 @@ def rasterize_labels(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, labels: n
 def below_jaw(landmarks: np.ndarray, height: int, width: int, shoulder_drop: float = 0.3) -> np.ndarray:
     """(H, W) bool: pixels under the jaw line between the face oval's sides, or below the shoulder line.
 
-    ``landmarks`` are the fitted model's (478, 2) projected landmarks (crop pixels).
+    ``landmarks`` are the fitted model's (478, 2) projected landmarks (crop pixels). "Under the jaw line" is
+    under its lowest crossing of each pixel column: on a turned head the far side's jaw points project
+    onto the cheek and the line folds back on itself, and a polygon fill of it cut a thin strip out of
+    the cheek (removed from the head mask, so turned frames taught the avatar a white streak there).
     """
-    import cv2
-
     jaw = landmarks[JAW_LINE].astype(np.float64)
-    bottom = float(height + width)  # far below the image
-    poly = np.concatenate([jaw, [[jaw[-1, 0], bottom], [jaw[0, 0], bottom]]])
-    mask = np.zeros((height, width), np.uint8)
-    # cv2 fills with pixel centres at integers; shift by -0.5 for the project's convention
-    cv2.fillPoly(mask, [np.round((poly - 0.5) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    x = np.arange(width) + 0.5  # pixel centres
+    lowest = np.full(width, -np.inf)
+    for (x0, y0), (x1, y1) in zip(jaw[:-1], jaw[1:]):
+        lo, hi = min(x0, x1), max(x0, x1)
+        cols = (x >= lo) & (x <= hi)
+        t = (x[cols] - x0) / (x1 - x0) if hi > lo else np.zeros(int(cols.sum()))
+        lowest[cols] = np.maximum(lowest[cols], y0 + t * (y1 - y0))
+    lowest[np.isneginf(lowest)] = np.inf  # columns beside the jaw line: nothing is under it
     face_h = landmarks[CHIN, 1] - landmarks[FOREHEAD, 1]
     y_cut = landmarks[CHIN, 1] + shoulder_drop * max(face_h, 1.0)
     rows = np.arange(height)[:, None] + 0.5
-    return (mask > 0) | (rows > y_cut)
+    return (rows > lowest[None]) | (rows > y_cut)
 
 
 def head_masks(person: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,

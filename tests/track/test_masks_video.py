@@ -39,6 +39,21 @@ def test_below_jaw_removes_neck_keeps_face():
     assert not m[70, 5] and m[110, 5]  # beside the face above the shoulder line (80 + 0.3 * 60) / below it
 
 
+def test_below_jaw_of_a_turned_head_cuts_no_strip_out_of_the_cheek():
+    """Turned to its side, the far half of the jaw line projects onto the cheek and runs back the way it
+    came: only what lies under the lowest crossing of each column is under the jaw."""
+    lm = np.zeros((478, 2))
+    n = len(JAW_LINE)
+    near = np.stack([np.linspace(20, 60, n // 2 + 1), np.linspace(60, 85, n // 2 + 1)], 1)  # ear -> chin
+    far = np.stack([np.linspace(60, 52, n - n // 2), np.linspace(85, 62, n - n // 2)], 1)[1:]  # back onto the cheek
+    lm[JAW_LINE] = np.concatenate([near, np.concatenate([far, far[-1:]])])[:n]
+    lm[10], lm[152] = (40, 10), (60, 85)
+    m = below_jaw(lm, 128, 100, shoulder_drop=0.3)
+    face_rows = np.arange(30, 60)
+    assert not m[face_rows, 52:61].any()  # the cheek above the jaw stays in the head
+    assert m[95, 55] and m[80, 25]  # under the chin / under the near jaw
+
+
 def test_overlay_draws_dots():
     crop = np.zeros((16, 16, 3), np.uint8)
     out = draw_overlay(crop, np.full((16, 16), -1), np.zeros(0), detected=np.array([[8.0, 8.0]]))
