@@ -69,7 +69,7 @@ def check_targets(evaluation: dict, seconds: float, novel_ratio: float | None = 
     return checks
 
 
-def _novel_views(avatar_dir, out, name: str, device: str) -> dict:
+def novel_view_summary(avatar_dir, out, name: str, device: str) -> dict:
     """Novel-view summaries of the avatar and of its network-only stage, cached as JSON in ``out``."""
     result = {}
     for stage in ("full", "mean"):
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
                                device=args.device, progress=False)
             evaluation = json.loads(ev_path.read_text())
             training = json.loads((avatar_dir / "avatar.json").read_text())["training"]
-            novel = _novel_views(avatar_dir, out, name, args.device) if args.novel_views else None
+            novel = novel_view_summary(avatar_dir, out, name, args.device) if args.novel_views else None
             stages = evaluation["stages"]
             row = {"name": name, "video": str(video), "holdout": holdout, "avatar": str(avatar_dir),
                    "frames": evaluation["frames"], "steps": training["steps"], "seconds": training["seconds"],
