@@ -19,13 +19,13 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
-if TYPE_CHECKING:
-    from dejavu.head.params import HeadParams
 from dejavu.errors import DejavuError
+from dejavu.head.base import identity_kwargs
+from dejavu.head.params import HeadParams
 from dejavu.io import atomic_path, read_image
 from dejavu.track.align import inside_source
 from dejavu.track.masks import below_jaw
@@ -119,26 +119,18 @@ class TrackResult:
             return None
         return inside | below_jaw(self.fitted_2d[i], *inside.shape)
 
-    def head_params(self, device="cpu") -> "HeadParams":
+    def head_params(self, device="cpu") -> HeadParams:
         """The tracked frames' driving parameters (B frames) as a :class:`~dejavu.head.params.HeadParams`."""
-        from dejavu.head.params import HeadParams  # torch: not loaded by the torch-free MediaPipe child
-
         return HeadParams.of(self.expression, self.jaw, self.eyes, device=device)
 
     def identity(self, device="cpu") -> dict:
         """The person's head-model keyword arguments: shape (Ns,), vertex_offsets (V, 3) or None
         (``head(**result.identity(), **result.head_params().kwargs())`` gives the tracked meshes)."""
-        import torch
-
-        from dejavu.head.base import identity_kwargs
-
         return identity_kwargs(torch.as_tensor(np.asarray(self.shape, dtype=np.float32)),
                                self.torch_vertex_offsets(), device)
 
     def torch_vertex_offsets(self, device="cpu"):
         """(V, 3) float32 tensor of the per-person offsets, or None when tracking did not fit them."""
-        import torch
-
         if self.vertex_offsets is None:
             return None
         return torch.as_tensor(np.asarray(self.vertex_offsets, dtype=np.float32), device=device)
