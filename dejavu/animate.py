@@ -5,7 +5,7 @@ avatar gives UV offsets (mean + blended delta), and the splatting renderer draws
 
 Driving sources: :mod:`dejavu.drive.sequence` (videos, tracking directories, parameter files).
 
-Cameras: ``fixed`` (frontal, 1 m), ``orbit`` (yaw sweeps -30..30 degrees and back), ``source`` (the
+Cameras: ``fixed`` (frontal, 1 m), ``orbit`` (yaw sweeps -30..30 degrees, or ``orbit_deg``, and back), ``source`` (the
 driving sequence's own cameras). Letters: T frames, Ne expression components, R output side.
 
 Re-rendering the avatar's own person from a tracked video (``refine_pose``): the landmark tracker's head
@@ -135,13 +135,14 @@ def refine_drive_poses(model: AvatarModel, drive: Drive, resolution: int,
 def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = None, camera: str | None = None,
             side_by_side: bool = False, resolution: int = RESOLUTION, device: str = "auto", max_frames: int | None = None,
             sweep_frames: int = 150, progress: bool = True, refine_pose: bool = False,
-            flame: str | None = None) -> dict:
+            flame: str | None = None, orbit_deg: float = 30.0) -> dict:
     """Render ``avatar_dir`` driven by ``drive`` (or the built-in expression sweep when None) to ``out`` (.mp4).
 
     ``camera`` None picks ``source`` when the driving sequence has cameras, else ``orbit`` for the sweep
     and ``fixed`` for parameter files. ``refine_pose``: fit each frame's head pose to the driving video
     first (the avatar's own person only; :func:`refine_drive_poses`). ``flame``: FLAME model for FLAME
-    sequences driving a built-in-head avatar (:func:`load_drive`). Returns a small record: frames,
+    sequences driving a built-in-head avatar (:func:`load_drive`). ``orbit_deg``: the ``orbit`` camera's
+    yaw amplitude, degrees. Returns a small record: frames,
     seconds, fps, output path (and the mean pose correction with ``refine_pose``).
     """
     t0 = time.time()
@@ -173,7 +174,7 @@ def animate(avatar_dir: str | Path, out: str | Path, drive: str | Path | None = 
                               f"not {camera}")
         corrections, w2c, K = refine_drive_poses(model, seq, resolution, progress)
     else:
-        w2c, K = cameras(camera, len(seq), resolution, model.center(), seq)
+        w2c, K = cameras(camera, len(seq), resolution, model.center(), seq, orbit_deg=orbit_deg)
     t_render = time.time()
     frames = render_sequence(model, seq, w2c, K, resolution, progress=progress, corrections=corrections)
     if side_by_side:

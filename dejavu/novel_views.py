@@ -15,7 +15,10 @@ is hidden; MediaPipe guesses it). RMSEs are in pixels at 512 whatever the render
 
 Headline figures (``summary``): ``front`` (yaw 0, pitch 0), ``yaw30_45`` (mean of the four views at
 +-30 and +-45, the target's figure), their ratio, and ``faces_found_to_45`` (every view up to +-45
-found a face). Each is averaged over the expressions; a view where no face is found has no RMSE.
+found a face). Each is averaged over the named expressions (the same faces for every avatar of a head,
+so avatars compare); a view where no face is found has no RMSE. With ``tracked`` > 0 the avatar is
+also rendered at that many expressions of its own video (:func:`tracked_expressions`), summarised
+apart in ``summary_tracked``.
 
 Letters: V views, E expressions, L = 478 landmarks, R render side.
 """
@@ -41,6 +44,7 @@ from dejavu.model.rigid import apply_rigid_points, predict_corrections
 from dejavu.personalize.evaluate import label_image
 from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam, project_points, to_camera
 from dejavu.track.landmarks import LandmarkDetector
+from dejavu.track.result import is_tracking_dir, load_tracking
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,9 @@ class NovelViewConfig:
     """Avatar stage rendered (``dejavu.avatar.STAGES``): "mean" is the network-only avatar of a personalized one."""
     expressions: tuple[str, ...] = ("neutral", "jaw_open", "smile")
     """Named expressions (:func:`named_expressions`)."""
+    tracked: int = 0
+    """Also this many expressions of the avatar's own tracked video (:func:`tracked_expressions`; the
+    avatar folder's ``tracking/``), when it has one."""
     picture_side: int = 192
     """Side of each cell of the picture of the renders, pixels."""
 
@@ -103,6 +110,25 @@ def named_expressions(head: HeadModel, names: tuple[str, ...]) -> tuple[torch.Te
         else:
             raise DejavuError(f"novel views: unknown expression {name!r}; expected neutral, jaw_open or smile")
     return expr, jaw
+
+
+def tracked_expressions(tracking_dir: str | Path, n: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """``n`` expressions of a tracked video as different from each other as its frames allow: names
+    ("frame F"), expression codes (n, Ne) and jaw rotations (n, 3) radians.
+
+    Farthest-point sampling over the frames' (expression, jaw) vectors, starting from the frame farthest
+    from neutral, so two picks are e.g. the widest open mouth and a smile rather than two near-copies.
+    """
+    result = load_tracking(tracking_dir)
+    codes = np.concatenate([result.expression, result.jaw], axis=1).astype(np.float64)  # (T, Ne + 3)
+    picks = [int(np.argmax(np.linalg.norm(codes, axis=1)))]
+    dist = np.linalg.norm(codes - codes[picks[0]], axis=1)
+    while len(picks) < min(n, len(codes)):
+        picks.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.linalg.norm(codes - codes[picks[-1]], axis=1))
+    names = [f"frame {int(result.frame_index[i])}" for i in picks]
+    return (names, torch.as_tensor(result.expression[picks], dtype=torch.float32),
+            torch.as_tensor(result.jaw[picks], dtype=torch.float32))
 
 
 def view_cameras(views: tuple[tuple[float, float], ...], center: tuple[float, float, float],
@@ -192,7 +218,8 @@ def evaluate_novel_views(avatar_dir: str | Path, json_path: str | Path | None = 
         ``{"avatar", "resolution", "stage", "views": [{"yaw", "pitch", "expression", "face_found",
         "rmse_px", "landmarks"}], "per_view": [{"yaw", "pitch", "faces_found", "rmse_px"}],
         "summary": {"front", "yaw30_45", "ratio", "faces_found", "faces_found_to_45", "views"}}``;
-        RMSEs in pixels at 512, per view averaged over the expressions where a face was found.
+        RMSEs in pixels at 512, per view averaged over the named expressions where a face was found.
+        With tracked expressions, ``"summary_tracked"`` (the same over them) and ``"tracked"`` (their names).
     """
     cfg = cfg or NovelViewConfig()
     if cfg.stage not in STAGES:
@@ -207,11 +234,20 @@ def evaluate_novel_views(avatar_dir: str | Path, json_path: str | Path | None = 
     scale = REFERENCE_SIDE / R
     w2c, K = view_cameras(cfg.views, model.center(), R)
     w2c, K = w2c.to(dev), K.to(dev)
+    names = list(cfg.expressions)
     exprs, jaws = named_expressions(head, cfg.expressions)
+    tracking = Path(avatar_dir) / "tracking"
+    tracked: list[str] = []
+    if cfg.tracked > 0 and is_tracking_dir(tracking):
+        tracked, t_expr, t_jaw = tracked_expressions(tracking, cfg.tracked)
+        if t_expr.shape[1] != head.n_expr:
+            raise DejavuError(f"{tracking}: {t_expr.shape[1]} expression units, the avatar's head has {head.n_expr}")
+        names += tracked
+        exprs, jaws = torch.cat([exprs, t_expr]), torch.cat([jaws, t_jaw])
     use_groups = group_mask()
     rows, cells = [], []
     with LandmarkDetector(video=False, max_faces=1) as detector:
-        for e, name in enumerate(tqdm(cfg.expressions, desc="novel views", unit="expression", disable=not progress)):
+        for e, name in enumerate(tqdm(names, desc="novel views", unit="expression", disable=not progress)):
             rgb, pix, facing = render_views(model, exprs[e:e + 1].to(dev), jaws[e:e + 1].to(dev), w2c, K, R, cfg.stage,
                                             backend)
             row = []
@@ -226,9 +262,14 @@ def evaluate_novel_views(avatar_dir: str | Path, json_path: str | Path | None = 
                     row.append(_cell(image, None if det is None else det.points[use], pix[v][use], rmse,
                                      f"{name} {yaw:+.0f}/{pitch:+.0f}", cfg.picture_side))
             cells.append(row)
-    per_view, summary = summarize(rows, cfg.views)
+    named = [r for r in rows if r["expression"] not in tracked]
+    per_view, summary = summarize(named, cfg.views)
     out = {"avatar": str(avatar_dir), "resolution": R, "stage": cfg.stage, "expressions": list(cfg.expressions),
            "reference_side": REFERENCE_SIDE, "views": rows, "per_view": per_view, "summary": summary}
+    if tracked:
+        out["tracked"] = tracked
+        out["per_view_tracked"], out["summary_tracked"] = summarize([r for r in rows if r["expression"] in tracked],
+                                                                    cfg.views)
     if json_path is not None:
         write_json(json_path, out)
     if picture is not None:
@@ -278,7 +319,10 @@ def print_summary(out: dict) -> None:
     for p in out["per_view"]:
         rmse = "  no face" if p["rmse_px"] is None else f"{p['rmse_px']:9.2f}"
         print(f"  yaw {p['yaw']:+4.0f} pitch {p['pitch']:+4.0f}: {rmse}  (face found {p['faces_found']}/{p['tries']})")
-    s = out["summary"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
-    print(f"front {fmt(s['front'])} px, yaw +-30/+-45 {fmt(s['yaw30_45'])} px (x{fmt(s['ratio'])}); faces found "
-          f"{s['faces_found']}/{s['views']}" + ("" if s["faces_found_to_45"] else "; a view up to +-45 found no face"))
+    for key, what in (("summary", ""), ("summary_tracked", f"tracked expressions ({', '.join(out.get('tracked', []))}): ")):
+        if key in out:
+            s = out[key]
+            print(f"{what}front {fmt(s['front'])} px, yaw +-30/+-45 {fmt(s['yaw30_45'])} px (x{fmt(s['ratio'])}); faces "
+                  f"found {s['faces_found']}/{s['views']}"
+                  + ("" if s["faces_found_to_45"] else "; a view up to +-45 found no face"))

@@ -125,3 +125,27 @@ def test_a_billboard_face_is_flagged_from_the_side(network_avatar, tmp_path):
     from dejavu.io import read_image
 
     assert read_image(picture).shape[:2] == (cfg.picture_side, 3 * cfg.picture_side)
+
+
+def test_tracked_expressions_are_far_apart(procedural_head, tmp_path):
+    """The picks start at the frame farthest from neutral and each next one is the farthest from those taken."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "personalize"))
+    from synthetic import known_mean_offsets, synthetic_tracking_dir
+
+    from dejavu.gaussians.uvmap import UVGaussianMap
+    from dejavu.novel_views import tracked_expressions
+
+    uvmap = UVGaussianMap(procedural_head, 8)
+    result = synthetic_tracking_dir(tmp_path / "tracking", procedural_head, uvmap, known_mean_offsets(uvmap), T=6, crop=32)
+    codes = np.concatenate([result.expression, result.jaw], axis=1)
+    names, expr, jaw = tracked_expressions(tmp_path / "tracking", 3)
+    picks = [int(n.split()[1]) for n in names]
+    assert names[0] == f"frame {int(np.argmax(np.linalg.norm(codes, axis=1)))}" and len(set(picks)) == 3
+    d01 = np.linalg.norm(codes - codes[picks[0]], axis=1)
+    assert picks[1] == int(np.argmax(d01))
+    torch.testing.assert_close(expr, torch.as_tensor(result.expression[picks], dtype=torch.float32))
+    torch.testing.assert_close(jaw, torch.as_tensor(result.jaw[picks], dtype=torch.float32))
+    assert len(tracked_expressions(tmp_path / "tracking", 50)[0]) == 6  # no more than the video has

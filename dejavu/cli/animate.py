@@ -31,6 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", choices=("fixed", "orbit", "source"), default=None,
                         help="fixed (frontal), orbit (yaw +-30 deg) or source (the driving cameras); default: "
                              "source when the drive has cameras, orbit with --expressions, else fixed")
+    parser.add_argument("--orbit-degrees", type=float, default=30.0, metavar="D",
+                        help="--camera orbit: sweep the yaw from -D to +D degrees and back (default 30; 60 shows "
+                             "the sides of the head, 90 the ears)")
     parser.add_argument("--side-by-side", action="store_true", help="put the driving crops left of the render")
     parser.add_argument("--resolution", type=int, default=None,
                         help="output side in pixels (default 512, dejavu.animate.RESOLUTION)")
@@ -51,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     if not 16 <= args.resolution <= MAX_RESOLUTION or args.resolution % 2:
         raise DejavuError(f"--resolution {args.resolution}: expected an even number of pixels between 16 and "
                           f"{MAX_RESOLUTION}")
+    if not 0 <= args.orbit_degrees <= 180:
+        raise DejavuError(f"--orbit-degrees {args.orbit_degrees}: expected 0 to 180")
     if args.frames is not None and args.frames <= 0:
         raise DejavuError(f"--frames {args.frames}: expected a positive count")
 
@@ -59,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     check_output_file(args.output, suffixes=(".mp4",), need_bytes=(args.frames or 150) * args.resolution * side // 4)
     rec = animate(args.avatar, args.output, drive=args.drive, camera=args.camera, side_by_side=args.side_by_side,
                   resolution=args.resolution, device=args.device, max_frames=args.frames,
-                  sweep_frames=args.frames or 150, refine_pose=args.refine_pose, flame=args.flame)
+                  sweep_frames=args.frames or 150, refine_pose=args.refine_pose, flame=args.flame,
+                  orbit_deg=args.orbit_degrees)
     if "refined_pose" in rec:
         r = rec["refined_pose"]
         print(f"refined poses: {r['mean_rotation_deg']:.2f} deg, {r['mean_translation_mm']:.1f} mm from the tracked "

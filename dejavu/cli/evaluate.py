@@ -44,6 +44,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", choices=("full", "global", "mean"), default="full",
                         help="--novel-views: the avatar stage rendered (mean: the network-only avatar of a "
                              "personalized one)")
+    parser.add_argument("--tracked-expressions", type=int, default=2, metavar="N",
+                        help="--novel-views: also render N expressions of the avatar's own video (its tracking/ "
+                             "folder), as different as its frames allow, scored apart from the named ones "
+                             "(default 2; 0: none)")
     parser.add_argument("--refine-pose", action="store_true",
                         help="--video: also score the full avatar after fitting each held-out frame's rigid head pose "
                              "to its image (avatar frozen; stage full_refined_pose, beside the tracked-pose scores)")
@@ -60,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         raise DejavuError("--holdout: only with --video (it picks the held-out frames of the video)")
     if args.stage != "full" and not args.novel_views:
         raise DejavuError("--stage: only with --novel-views")
+    if args.tracked_expressions < 0:
+        raise DejavuError(f"--tracked-expressions {args.tracked_expressions}: expected 0 or more")
     if args.refine_pose and args.video is None:
         raise DejavuError("--refine-pose: only with --video (it refines the held-out frames' head poses)")
     if args.json is not None:
@@ -70,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         picture = (Path(args.frames) / "novel_views.png" if args.frames else
                    Path(args.json).with_suffix(".png") if args.json else Path(args.avatar) / "novel_views.png")
         out = evaluate_novel_views(args.avatar, args.json, picture,
-                                   NovelViewConfig(resolution=args.resolution, stage=args.stage), device=args.device)
+                                   NovelViewConfig(resolution=args.resolution, stage=args.stage,
+                                                   tracked=args.tracked_expressions), device=args.device)
         print_summary(out)
         print((f"metrics written to {args.json}; " if args.json else "") + f"renders in {picture}")
         return 0

@@ -331,3 +331,18 @@ def test_bench_quality_scores_against_the_targets_and_resumes(avatar_dir, tracke
                       "global": {"image": {"PSNR": 23.5}}}}
     assert [k for k, ok in check_targets(bad, 901.0).items() if not ok] == \
         ["PSNR >= 24", "LPIPS-alex <= 0.12", "stage 2 > stage 1", "<= 15 min"]
+
+
+def test_orbit_camera_sweeps_the_asked_yaw(avatar_dir, tmp_path, capsys):
+    from dejavu.animate import cameras
+
+    center = (0.0, 0.02, 0.01)
+    w2c, K = cameras("orbit", 4, 64, center, orbit_deg=60.0)  # yaw 60 sin(2 pi t / 4): 0, 60, 0, -60
+    eye = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0] - torch.tensor(center)
+    front = eye[0] / eye[0].norm()
+    angles = torch.rad2deg(torch.arccos((eye @ front) / eye.norm(dim=1)))
+    torch.testing.assert_close(angles, torch.tensor([0.0, 60.0, 0.0, 60.0]), atol=1e-2, rtol=0)
+    assert torch.sign(eye[1, 0]) == -torch.sign(eye[3, 0])  # one side, then the other
+    assert main(["animate", str(avatar_dir), "--expressions", "--orbit-degrees", "200", "-o",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert "--orbit-degrees 200" in capsys.readouterr().err
