@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         state = trainer.run()
         wall = time.perf_counter() - t0
-    times = trainer._step_times
+    times = trainer.step_seconds()
     s1 = state.stage1_steps
     res = {
         "target": "personalize", "input": str(src), "uv_size": args.uv_size, "gaussians": uvmap.n_gaussians,

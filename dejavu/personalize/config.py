@@ -49,6 +49,10 @@ class PersonalizeConfig:
     """Wall-clock budget for the whole run (tracking included); when set it decides the steps."""
     stage1_fraction: float = 0.3
     """Share of the steps spent in stage 1 (global delta); the rest trains the blendmaps."""
+    coarse_fraction: float = 0.0
+    """Coarse-to-fine: this first share of the training (of :attr:`steps`, or of the time budget with
+    :attr:`minutes`) renders at half :attr:`resolution` against 2x2-averaged targets, the rest at full
+    resolution. A half-size step costs a fraction of a full one, so a budget buys more steps."""
     batch_size: int = 8
     """Frames per step (paper 8)."""
     train_fraction: float = 0.9
@@ -167,6 +171,7 @@ class PersonalizeConfig:
             ("holdout", self.holdout in ("last", "yaw"), "last or yaw"),
             ("holdout_margin", self.holdout_margin >= 0, "0 or more"),
             ("stage1_fraction", 0 <= self.stage1_fraction <= 1, "in [0, 1]"),
+            ("coarse_fraction", 0 <= self.coarse_fraction < 1, "in [0, 1)"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("steps", self.minutes is not None or self.steps >= 1, "at least 1"),
             ("minutes", self.minutes is None or 0 < self.minutes < math.inf, "a positive number"),

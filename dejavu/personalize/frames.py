@@ -107,6 +107,25 @@ class FrameSet:
                 "world_to_cam": move(self.world_to_cam), "K": move(self.K)}
 
 
+#: The pixel fields of :meth:`FrameSet.batch`.
+BATCH_PIXELS = ("images", "masks", "face_masks", "feature", "seen")
+
+
+def downsample_batch(batch: dict[str, torch.Tensor | None], factor: int) -> dict[str, torch.Tensor | None]:
+    """A :meth:`FrameSet.batch` at 1/``factor`` of its side: every pixel field (B, C, R, R) averaged over
+    ``factor`` x ``factor`` blocks (masks become coverage in [0, 1]) and the intrinsics (B, 3, 3) scaled to
+    match, so that a render at R / ``factor`` sees the same view. R must be divisible by ``factor``."""
+    R = batch["images"].shape[-1]
+    if R % factor:
+        raise DejavuError(f"resolution {R} is not divisible by {factor}")
+    out = dict(batch)
+    for name in BATCH_PIXELS:
+        if batch[name] is not None:
+            out[name] = F.avg_pool2d(batch[name], factor)
+    out["K"] = scale_intrinsics(batch["K"], R, R // factor)
+    return out
+
+
 #: Held-out protocols of :func:`holdout_split`.
 HOLDOUTS = ("last", "yaw")
 

@@ -12,6 +12,9 @@ frames in one call. Checkpoints (``train/checkpoint.pt``) allow ``resume``; prev
 Budgets: with ``deadline`` (a ``time.time()`` value) the number of steps follows the measured step
 time: stage 1 ends at ``stage1_fraction`` of the steps the budget allows, stage 2 runs until the
 budget is spent.
+
+Coarse-to-fine (``coarse_fraction`` > 0): the first share of the steps (or of the time budget) renders at
+half the resolution against 2x2-averaged targets (:func:`~dejavu.personalize.frames.downsample_batch`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from dejavu.model.avatar_model import AvatarModel
 from dejavu.model.blend import BlendScheme, compose_delta
 from dejavu.model.rigid import apply_rigid, centred
 from dejavu.personalize.config import PersonalizeConfig
-from dejavu.personalize.frames import FrameSet
+from dejavu.personalize.frames import FrameSet, downsample_batch
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _RESERVE_S = 5.0  # seconds kept back from a budget for saving the avatar
+COARSE_FACTOR = 2  # the coarse phase's targets are 1/COARSE_FACTOR of the resolution a side
 
 
 @dataclass
@@ -90,7 +94,9 @@ class Trainer:
         self.lpips = None
         if cfg.w_lpips > 0:
             self.lpips = get_lpips(cfg.lpips_net, device)
-        self._step_times: list[float] = []
+        #: seconds of the recent steps, coarse (True) and full-resolution (False) apart: their rates differ
+        self._step_times: dict[bool, list[float]] = {True: [], False: []}
+        self._budget: float | None = None  # seconds from the first run's start to the deadline
         #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)
         self.run_record: dict = {}
         self.bases = self._precompute_bases()
@@ -125,7 +131,7 @@ class Trainer:
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         if pose is not None and idx is not None:
             g = apply_rigid(g, centred(pose, idx.to(pose.device)))
-        R = self.frames.resolution
+        R = batch["images"].shape[-1]
         out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
                        backend=self.cfg.render_backend)
         return out.rgb.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2)
@@ -177,6 +183,8 @@ class Trainer:
 
         state = self._initial_state(state)
         t_start = time.time()
+        if self.deadline is not None:
+            self._budget = self.deadline - t_start + state.elapsed
         bar = tqdm(total=self._planned_total(state), initial=state.step, disable=not self.progress,
                    desc="personalize", unit="step", dynamic_ncols=True)
         try:
@@ -230,8 +238,11 @@ class Trainer:
               sched) -> tuple[torch.Tensor, dict, torch.Tensor, dict]:
         """One optimisation step on a sampled batch: (prediction (B, 3, H, W), batch, loss, loss terms)."""
         t0 = time.time()
+        coarse = self._coarse(state)
         idx = self._sample(state.step)
         batch = self.frames.batch(idx, self.device)
+        if coarse:
+            batch = downsample_batch(batch, COARSE_FACTOR)
         delta = self.delta_for(state.stage, params, batch["params"].expression)
         pred, alpha = self.render_batch(batch, delta, idx, pose)
         loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
@@ -240,7 +251,7 @@ class Trainer:
         opt.step()
         sched.step()
         state.step += 1
-        self._step_times.append(time.time() - t0)
+        self._step_times[coarse].append(time.time() - t0)
         return pred, batch, loss, terms
 
     def _after_step(self, state: TrainState, t_start: float, bar, pred: torch.Tensor, batch: dict,
@@ -288,28 +299,52 @@ class Trainer:
         B = min(self.cfg.batch_size, n)
         return torch.randperm(n, generator=g)[:B]
 
-    def _rate(self) -> float | None:
-        """Recent seconds per step (the first step, with compilation, is left out)."""
-        times = self._step_times[1:] if len(self._step_times) > 1 else self._step_times
-        return float(np.median(times[-20:])) if times else None
+    def _coarse(self, state: TrainState, now: float | None = None) -> bool:
+        """Whether the next step is in the coarse phase: before ``coarse_fraction`` of the steps, or with a
+        budget, while more than ``1 - coarse_fraction`` of it is left."""
+        f = self.cfg.coarse_fraction
+        if f <= 0:
+            return False
+        if self.deadline is None or self._budget is None:
+            return state.step < round(self.cfg.steps * f)
+        return self.deadline - (time.time() if now is None else now) > (1 - f) * self._budget
+
+    def step_seconds(self, coarse: bool = False) -> list[float]:
+        """Wall seconds of each step so far in this process, of the coarse or the full-resolution phase."""
+        return list(self._step_times[coarse])
+
+    def _rate(self, coarse: bool = False) -> float | None:
+        """Recent seconds per step of the coarse or full-resolution phase (the first step, with compilation,
+        left out); a full-resolution step not yet measured is taken as COARSE_FACTOR^2 coarse ones."""
+        times = self._step_times[coarse]
+        times = times[1:] if len(times) > 1 else times
+        if times:
+            return float(np.median(times[-20:]))
+        if not coarse and self._step_times[True]:
+            return COARSE_FACTOR ** 2 * self._rate(True)
+        return None
 
     def _planned_total(self, state: TrainState, t_start: float | None = None) -> int:
         if self.deadline is None:
             return self.cfg.steps
-        rate = self._rate()
-        if rate is None:
+        now = time.time()
+        left = max(0.0, self.deadline - now - _RESERVE_S)
+        fine_left = left
+        if self._coarse(state, now):
+            fine_left = min(left, (1 - self.cfg.coarse_fraction) * self._budget)
+        rates = self._rate(True), self._rate(False)
+        if (left > fine_left and rates[0] is None) or (fine_left > 0 and rates[1] is None):
             return self.cfg.steps
-        left = max(0.0, self.deadline - time.time() - _RESERVE_S)
-        return state.step + int(left / rate)
+        return state.step + int((left - fine_left) / (rates[0] or 1.0) + fine_left / (rates[1] or 1.0))
 
     def _stage_done(self, state: TrainState, stage_step: int, t_start: float) -> bool:
         if self.deadline is None:
             s1, s2 = self.cfg.stage_steps()
             return stage_step >= (s1 if state.stage == 1 else s2)
-        rate = self._rate() or 0.0
+        rate = self._rate(self._coarse(state)) or 0.0
         if time.time() + rate > self.deadline - _RESERVE_S:
             return True
-        if state.stage == 1 and len(self._step_times) >= 3:
+        if state.stage == 1 and sum(map(len, self._step_times.values())) >= 3:
             total = self._planned_total(state, t_start)
             return state.step >= max(1, round(total * self.cfg.stage1_fraction))
         return False

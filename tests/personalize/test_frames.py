@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from dejavu.errors import DejavuError
 from dejavu.personalize.frames import FEATURE_POLYGONS, NOSE_POINTS, feature_masks, resize_images, scale_intrinsics
 
 
@@ -106,3 +108,40 @@ def test_holdout_names_are_checked():
 
     with pytest.raises(DejavuError, match="--holdout 'side'"):
         holdout_split(torch.eye(4)[None].repeat(4, 1, 1), 0.9, "side")
+
+
+def test_downsampled_batch_sees_the_same_view(tiny, tiny_frames):
+    """A render at R/2 with the halved batch's intrinsics has the full render's silhouette centre (to 0.02
+    px) and matches it averaged over 2x2 blocks; every pixel field is averaged the same way."""
+    from conftest import BACKEND
+    from synthetic import synthetic_frames
+
+    from dejavu.personalize.frames import BATCH_PIXELS, downsample_batch
+
+    batch = tiny_frames.batch(torch.arange(4), "cpu")
+    half = downsample_batch(batch, 2)
+    R = tiny_frames.resolution
+    for name in BATCH_PIXELS:
+        if batch[name] is not None:
+            assert half[name].shape[-2:] == (R // 2, R // 2)
+            torch.testing.assert_close(half[name], torch.nn.functional.avg_pool2d(batch[name], 2))
+    with pytest.raises(DejavuError, match="not divisible"):
+        downsample_batch(batch, 3)
+
+    head, uvmap, true = tiny
+    R = 128  # Gaussians a few pixels wide, so that 2x2 averaging is close to rendering at half size
+    frames = synthetic_frames(head, uvmap, true, T=2, R=R, backend=BACKEND)
+    batch = frames.batch(torch.arange(2), "cpu")
+    half = downsample_batch(batch, 2)
+    g = uvmap.gaussians(head(**frames.identity(), **batch["params"].kwargs()), true[None])
+    full = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0), backend=BACKEND)
+    small = g.render(half["world_to_cam"], half["K"], R // 2, R // 2, background=(1.0, 1.0, 1.0), backend=BACKEND)
+
+    def centre(alpha):  # (B, H, W, 1) -> (B, 2) x, y in pixels (pixel centres at i + 0.5)
+        a = alpha[..., 0]
+        ys, xs = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) + 0.5 for n in a.shape[1:]), indexing="ij")
+        return torch.stack([(a * xs).sum((1, 2)), (a * ys).sum((1, 2))], -1) / a.sum((1, 2))[:, None]
+
+    torch.testing.assert_close(centre(small.alpha), centre(full.alpha) / 2, atol=0.02, rtol=0)
+    pooled = torch.nn.functional.avg_pool2d(full.rgb.permute(0, 3, 1, 2), 2)
+    assert (small.rgb.permute(0, 3, 1, 2) - pooled).abs().mean() < 0.01

@@ -317,3 +317,45 @@ def test_needle_term_shortens_needles_of_the_final_scales(tiny, tiny_frames, tmp
     off = Trainer(head, uvmap, tiny_frames, mean, blend, tiny_config(w_needle=0.0), tmp_path / "b",
                   torch.device("cpu"), progress=False)
     assert "needle" not in off.loss(1, 0, 0, pred, batch, delta)[1]
+
+
+def test_coarse_to_fine_trains_at_half_resolution_first(tiny, tiny_frames, tmp_path):
+    """coarse_fraction 0.5 of 8 steps: 4 steps render at R/2, then 4 at R; the avatar still learns."""
+    head, uvmap, true = tiny
+    init = _start(true)
+    cfg = tiny_config(steps=8, coarse_fraction=0.5, preview_every=2, checkpoint_every=0, w_lpips=0.0)  # 16^2: too small for LPIPS
+    blend = fit_pca_basis(tiny_frames.params.expression, k=cfg.n_blendmaps)
+    trainer = Trainer(head, uvmap, tiny_frames, init, blend, cfg, tmp_path, torch.device("cpu"), progress=False)
+    seen = []
+    render = trainer.render_batch
+    trainer.render_batch = lambda batch, *a, **k: (seen.append(batch["images"].shape[-1]), render(batch, *a, **k))[1]
+    state = trainer.run()
+    R = tiny_frames.resolution
+    assert seen == [R // 2] * 4 + [R] * 4
+    assert len(trainer.step_seconds(coarse=True)) == len(trainer.step_seconds()) == 4
+    before = _psnr(head, uvmap, tiny_frames, init, lambda e: torch.zeros(1, 13, 16, 16))
+    after = _psnr(head, uvmap, tiny_frames, init,
+                  lambda e: torch.einsum("bk,kchw->bchw", blend.weights(e), state.blendmaps))
+    assert after > before + 1.0, (before, after)
+
+
+def test_coarse_phase_with_a_budget_is_its_share_of_the_time(tiny, tiny_frames, tmp_path, monkeypatch):
+    """With a deadline the coarse phase lasts while more than 1 - coarse_fraction of the budget is left, and
+    the planned steps count the coarse and the full-resolution time at their own rates."""
+    import dejavu.personalize.train as train_mod
+
+    head, uvmap, true = tiny
+    clock = [1000.0]
+    monkeypatch.setattr(train_mod.time, "time", lambda: clock[0])
+    cfg = tiny_config(steps=8, coarse_fraction=0.6)
+    trainer = Trainer(head, uvmap, tiny_frames, true, fit_pca_basis(tiny_frames.params.expression, k=3), cfg,
+                      tmp_path, torch.device("cpu"), deadline=1100.0, progress=False)
+    state = train_mod.TrainState()
+    trainer._budget = 100.0
+    assert trainer._coarse(state, now=1059.0) and not trainer._coarse(state, now=1061.0)
+    trainer._step_times = {True: [9.0, 1.0, 1.0], False: []}
+    # 95 s left after the reserve: 55 s of coarse steps at 1 s, then the last 40 s at the guessed 4 s a
+    # full-resolution step (4 coarse ones), or at the measured 5 s once there is one
+    assert trainer._planned_total(state) == 55 + 10
+    trainer._step_times[False] = [9.0, 5.0, 5.0]
+    assert trainer._planned_total(state) == 55 + 8
