@@ -4,7 +4,7 @@ held-out frames (and, with ``--novel-views``, from the side): one table.
     python scripts/personalize_ablation.py WOJTEK_TRACKING --steps 600 --holdout yaw --novel-views \\
         --out OUT/ablation --variant default='{}' --variant pos05='{"w_position": 0.5}'
 
-Each variant is a name and a JSON dict of ``PersonalizeConfig`` overrides on the cpu preset. Runs go one
+Each variant is a name and a JSON dict of ``PersonalizeConfig`` overrides on the ``--preset`` (default cpu). Runs go one
 after another (they would share the 2 cores otherwise). Writes OUT/NAME/ (avatar), OUT/NAME.json
 (evaluation), OUT/NAME_novel_{full,mean}.json/.png (novel views) and OUT/table.md; a variant whose
 evaluation exists is not trained again (re-run to resume: an interrupted run continues from its checkpoint).
@@ -30,6 +30,7 @@ def main() -> None:
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget per variant")
     budget.add_argument("--steps", type=int, default=None, help="steps per variant (default: the preset's 600)")
+    ap.add_argument("--preset", default="cpu", help="the preset the variants override (default cpu)")
     ap.add_argument("--holdout", choices=("last", "yaw"), default="last", help="held-out protocol (default last)")
     ap.add_argument("--novel-views", action="store_true", help="also score each avatar from the side")
     ap.add_argument("--out", required=True)
@@ -41,7 +42,7 @@ def main() -> None:
     rows = []
     for spec in args.variant:
         name, _, js = spec.partition("=")
-        cfg = dataclasses.replace(preset("cpu"), holdout=args.holdout, preview_every=0)
+        cfg = dataclasses.replace(preset(args.preset), holdout=args.holdout, preview_every=0)
         if args.minutes is not None:
             cfg = dataclasses.replace(cfg, minutes=args.minutes)
         elif args.steps is not None:
