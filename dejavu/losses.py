@@ -24,6 +24,16 @@ def fill_unseen(pred: Tensor, target: Tensor, seen: Tensor | None) -> Tensor:
     return pred if seen is None else pred * seen + target.detach() * (1.0 - seen)
 
 
+def fade_outside(pred: Tensor, alpha: Tensor, mask: Tensor, background: float = 1.0) -> Tensor:
+    """``pred`` (B, 3, R, R) over a uniform ``background``, with the same values but, outside ``mask``
+    (B, 1, R, R; soft at the outline), gradients that reach only the opacity ``alpha`` (B, 1, R, R), not the
+    Gaussians' colours: there the target is the background, and the Gaussians may only fade into it."""
+    a = alpha.clamp_min(1e-4)
+    color = ((pred - (1.0 - alpha) * background) / a).detach()  # what covers the pixel, opacity-weighted mean
+    faded = alpha * color + (1.0 - alpha) * background
+    return mask * pred + (1.0 - mask) * faded
+
+
 # --- reconstruction: the render term (Eq. 4) -----------------------------------------------------
 
 def render_loss_terms(pred: Tensor, target: Tensor, mask: Tensor | None = None,

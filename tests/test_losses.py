@@ -147,3 +147,17 @@ def test_huber_and_feature_mask_huber():
     assert got.item() == pytest.approx(10 * F.huber_loss(pred * mask, target * mask, delta=0.1).item(), rel=1e-6)
     x = pred.double().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: losses.feature_mask_huber(p, target.double(), mask.double()), (x,), fast_mode=True)
+
+
+def test_fade_outside_keeps_values_and_lets_only_opacity_learn_outside_the_mask():
+    torch.manual_seed(0)
+    color = torch.rand(2, 3, 8, 8, requires_grad=True)
+    alpha = torch.rand(2, 1, 8, 8, requires_grad=True)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., :, :4] = 1.0  # the head on the left, background on the right
+    pred = alpha * color + (1 - alpha) * 1.0  # over a white background
+    out = losses.fade_outside(pred, alpha, mask)
+    torch.testing.assert_close(out, pred)
+    (out - 1.0).pow(2).sum().backward()  # a white target everywhere
+    assert color.grad[..., 4:].abs().max() == 0 and color.grad[..., :4].abs().min() > 0
+    assert alpha.grad[..., 4:].abs().min() > 0  # outside: the Gaussians fade instead of turning white

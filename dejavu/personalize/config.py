@@ -65,6 +65,11 @@ class PersonalizeConfig:
     """With ``holdout`` "yaw": frames on either side of each held-out frame also kept out of training."""
     mean_frames: int = 50
     """Frames sampled (evenly) to average the reconstruction network's offsets (paper ~50)."""
+    min_scale_per_spacing: float = 0.3
+    """The network's start gets each Gaussian's two larger scales raised to this share of its texel
+    spacing (:func:`dejavu.gaussians.coverage.close_gaps`): the network shrinks the Gaussians of the
+    chin's underside, the neck and the far cheeks to ~0.1 of it, which shows as stripes of background
+    when the head turns. 0: the network's scales as they are. Not used with --init."""
     photo_frames: int = 16
     """Read the starting colours off this many evenly spaced training frames (``dejavu.recon.photo_texture``,
     visibility-weighted, 3 back-projection steps); 0 keeps the network's colours. Not used with --init."""
@@ -135,6 +140,11 @@ class PersonalizeConfig:
     (weighted as ``w_unseen_color``): Gaussians the views see edge-on or not at all may not grow. None:
     :meth:`unseen_scale_weight` picks it from the number of training frames (1.0 for one photo, 0 for a
     video, where it is unmeasured)."""
+    fade_outside: bool | None = None
+    """Outside the head mask (background, neck, clothes: white in the targets) the Gaussians may only fade:
+    the photometric terms there reach their opacities, not their colours. Otherwise a Gaussian on the jaw
+    line that the training view sees against the white neck turns white instead of transparent, and shows
+    as a white line along the jaw when the head turns. None: :meth:`fade_outside_for` decides."""
     w_feature: float = 10.0
     """Stage 2: weight of the extra Huber term inside the facial-feature mask (brows, eyes, nose, lips)."""
     # -- blendmaps -------------------------------------------------------------------------------
@@ -188,6 +198,7 @@ class PersonalizeConfig:
             ("w_needle", self.w_needle >= 0, "0 or more"),
             ("w_unseen_scale", self.w_unseen_scale is None or self.w_unseen_scale >= 0, "0 or more"),
             ("needle_ratio", self.needle_ratio >= 1, "1 or more"),
+            ("min_scale_per_spacing", 0 <= self.min_scale_per_spacing <= 2, "in [0, 2]"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -226,6 +237,13 @@ class PersonalizeConfig:
         if self.w_unseen_scale is not None:
             return self.w_unseen_scale
         return 1.0 if n_train_frames <= 1 else 0.0
+
+    def fade_outside_for(self, n_train_frames: int) -> bool:
+        """Whether outside the head mask the Gaussians may only fade (:attr:`fade_outside`): when unset,
+        for a single photo (measured there) and not for a video (unmeasured)."""
+        if self.fade_outside is not None:
+            return self.fade_outside
+        return n_train_frames <= 1
 
     def stage_steps(self, total: int | None = None) -> tuple[int, int]:
         """(stage-1 steps, stage-2 steps) for ``total`` (default :attr:`steps`) steps."""

@@ -20,6 +20,7 @@ from dejavu.avatar import Avatar
 from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
+from dejavu.gaussians.coverage import close_gaps
 from dejavu.gaussians.resample import resample_offsets
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
@@ -318,6 +319,11 @@ def network_mean_offsets(frames: FrameSet, head: HeadModel, uvmap: UVGaussianMap
     mean = torch.stack(maps).mean(0)
     if model.uvmap.size != uvmap.size:
         mean = resample_offsets(mean, model.uvmap.mask.cpu(), uvmap.mask.cpu())
+    if cfg.min_scale_per_spacing > 0:
+        dev = uvmap.mask.device
+        with torch.no_grad():
+            neutral = head(**frames.identity(dev))  # (1, V, 3): the person's rest shape
+        mean = close_gaps(uvmap, neutral, mean.to(dev), cfg.min_scale_per_spacing).cpu()
     return mean, f"network:{len(idx)} frames"
 
 

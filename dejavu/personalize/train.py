@@ -102,6 +102,7 @@ class Trainer:
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
         self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
+        self.fade_outside = cfg.fade_outside_for(len(frames))
 
     @torch.no_grad()
     def _precompute_bases(self, chunk: int = 32, max_bytes: float = 1.5e9) -> torch.Tensor | None:
@@ -146,6 +147,8 @@ class Trainer:
              delta: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         cfg, target = self.cfg, batch["images"]
         # where the crop left the source frame there is no ground truth
+        if self.fade_outside and alpha is not None and batch["masks"] is not None:
+            pred = losses.fade_outside(pred, alpha, batch["masks"])
         pred = losses.fill_unseen(pred, target, batch["seen"])
         if alpha is not None and batch["masks"] is not None:
             alpha = losses.fill_unseen(alpha, batch["masks"], batch["seen"])

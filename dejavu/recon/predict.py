@@ -2,7 +2,9 @@
 
 ``reconstruct(image, out_dir)`` writes into ``out_dir``:
     avatar.json + avatar.safetensors   the Avatar: mean_offsets = the network's offsets, resampled to the
-                                       avatar's UV size, with the colours the photo sees read off the photo
+                                       avatar's UV size, the Gaussians of the sides it does not see grown to
+                                       close the gaps between them (``dejavu.gaussians.coverage``), with the
+                                       colours the photo sees read off the photo
                                        (``dejavu.recon.photo_texture``); no delta/blendmaps
     tracking/                          the tracker's result for the photo (crop, masks, parameters)
     reconstruction.png                 input crop | render from the tracked camera
@@ -24,6 +26,7 @@ from dejavu.avatar import Avatar
 from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
 from dejavu.export import write_ply
+from dejavu.gaussians.coverage import close_gaps
 from dejavu.gaussians.resample import resample_offsets
 from dejavu.gaussians.uvmap import Gaussians, UVGaussianMap
 from dejavu.io import write_image, write_video
@@ -158,6 +161,7 @@ def reconstruct(image: str | Path, out_dir: str | Path, head: str | None = None,
         uvmap = UVGaussianMap(model.head, uv_size).to(dev)
         offsets = resample_offsets(offsets, model.uvmap.mask, uvmap.mask)
     verts, w2c, K = _tracked_mesh(model.head, result, dev)
+    offsets = close_gaps(uvmap, verts, offsets)  # the network's hidden-side Gaussians leave gaps between them
     settings = {"source": str(Path(image).resolve()), "crop_size": crop_size, "weights": str(weights or DEFAULT_WEIGHTS),
                 "network_uv_size": model.uvmap.size}
     t3 = time.perf_counter()
