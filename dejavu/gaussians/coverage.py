@@ -67,3 +67,29 @@ def close_gaps(uvmap: UVGaussianMap, vertices: torch.Tensor, offsets: torch.Tens
     out = offsets.clone()
     out[ch.LOG_SCALE] += lift / uvmap.offset_gain[ch.LOG_SCALE]
     return out
+
+
+def normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outward normals (B, 3, S, S) and texel spacing (B, 1, S, S) in metres from a position map ``pos``
+    (B, 3, S, S) valid on ``mask`` (S, S): half the central differences along u and v, the larger one,
+    clamped to 0.5-3 x its median (seams, edges). The synthetic training maps of the reconstruction
+    network are sized from it; :func:`texel_spacing` is the per-texel version the scale floor uses (seams
+    dropped neighbour by neighbour, no clamp), kept apart so that neither's figures move."""
+    du = torch.zeros_like(pos)
+    dv = torch.zeros_like(pos)
+    du[..., :, 1:-1] = pos[..., :, 2:] - pos[..., :, :-2]
+    dv[..., 1:-1, :] = pos[..., :-2, :] - pos[..., 2:, :]
+    m = mask.float()
+    ok_u = torch.zeros_like(m)
+    ok_v = torch.zeros_like(m)
+    ok_u[:, 1:-1] = m[:, 2:] * m[:, :-2]
+    ok_v[1:-1, :] = m[:-2, :] * m[2:, :]
+    n = torch.cross(du, dv, dim=1)
+    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    centre = (pos * m).sum((2, 3), keepdim=True) / m.sum()
+    outward = ((pos - centre) * n).sum(1, keepdim=True)
+    n = torch.where(outward < 0, -n, n) * (ok_u * ok_v)
+    spacing = 0.5 * torch.maximum(du.norm(dim=1, keepdim=True) * ok_u, dv.norm(dim=1, keepdim=True) * ok_v)
+    med = spacing[spacing > 0].median() if (spacing > 0).any() else torch.tensor(2e-3)
+    spacing = torch.where(spacing > 0, spacing, med).clamp(0.5 * med, 3.0 * med)
+    return n, spacing

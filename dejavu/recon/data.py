@@ -41,6 +41,7 @@ import torch
 
 from dejavu.errors import DejavuError
 from dejavu.gaussians.channels import COLOR, LOG_SCALE, OPACITY, ROT, SH_C0, XYZ
+from dejavu.gaussians.coverage import normals_and_spacing
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
 from dejavu.head.base import REGION_ID, HeadModel
@@ -298,28 +299,6 @@ def _feature_texels(head: HeadModel, uvmap: UVGaussianMap) -> tuple[torch.Tensor
     return tuple(_landmark_texels(head, uvmap, indices, r).float()[None, None] for indices, r in parts)
 
 
-def _normals_and_spacing(pos: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outward normals (B, 3, S, S) and texel spacing (B, 1, S, S) in metres from a position map."""
-    du = torch.zeros_like(pos)
-    dv = torch.zeros_like(pos)
-    du[..., :, 1:-1] = pos[..., :, 2:] - pos[..., :, :-2]
-    dv[..., 1:-1, :] = pos[..., :-2, :] - pos[..., 2:, :]
-    m = mask.float()
-    ok_u = torch.zeros_like(m)
-    ok_v = torch.zeros_like(m)
-    ok_u[:, 1:-1] = m[:, 2:] * m[:, :-2]
-    ok_v[1:-1, :] = m[:-2, :] * m[2:, :]
-    n = torch.cross(du, dv, dim=1)
-    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    centre = (pos * m).sum((2, 3), keepdim=True) / m.sum()
-    outward = ((pos - centre) * n).sum(1, keepdim=True)
-    n = torch.where(outward < 0, -n, n) * (ok_u * ok_v)
-    spacing = 0.5 * torch.maximum(du.norm(dim=1, keepdim=True) * ok_u, dv.norm(dim=1, keepdim=True) * ok_v)
-    med = spacing[spacing > 0].median() if (spacing > 0).any() else torch.tensor(2e-3)
-    spacing = torch.where(spacing > 0, spacing, med).clamp(0.5 * med, 3.0 * med)
-    return n, spacing
-
-
 def synthetic_uvmaps(head: HeadModel, uvmap: UVGaussianMap, vertices: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random appearances as full UV Gaussian maps (B, 13, S, S) on posed ``vertices`` (B, V, 3).
 
@@ -334,7 +313,7 @@ def synthetic_uvmaps(head: HeadModel, uvmap: UVGaussianMap, vertices: torch.Tens
     pos = base[:, XYZ]
     mask = uvmap.mask.cpu()
     region = uvmap.region.cpu()
-    normals, spacing = _normals_and_spacing(pos, mask)
+    normals, spacing = normals_and_spacing(pos, mask)
     f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
 
     skin = f(SKIN_LIGHT + (SKIN_DARK - SKIN_LIGHT) * rng.beta(1.2, 1.8, (B, 1)) ** 1.0)  # (B, 3)

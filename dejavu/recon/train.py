@@ -24,13 +24,14 @@ from dejavu.device import resolve_device
 from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
 from dejavu.gaussians.channels import LOG_SCALE, XYZ
+from dejavu.gaussians.coverage import normals_and_spacing
 from dejavu.gaussians.uvmap import UVGaussianMap
 from dejavu.head import load_head
 from dejavu.io import atomic_path, write_image
 from dejavu.losses import fill_unseen, position_regularizer, render_loss_terms, scale_regularizer, view_consistency
 from dejavu.metrics.lpips import get_lpips
 from dejavu.recon.config import ReconConfig, config_from_dict
-from dejavu.recon.data import MultiViewSet, _normals_and_spacing, make_batch
+from dejavu.recon.data import MultiViewSet, make_batch
 from dejavu.recon.dataprep import prepare_for_rank
 from dejavu.recon.distributed import DistInfo, barrier, check_in_sync, init_group, leave_group, set_cpu_threads
 from dejavu.recon.network import ReconNet
@@ -72,7 +73,7 @@ def output_prior(model: ReconModel, opacity: float = 2.0, grey: float = 0.6) -> 
 
     with torch.no_grad():
         pos = model.uvmap.position_map(model.head(batch_size=1)).cpu()
-        _, spacing = _normals_and_spacing(pos, model.uvmap.mask.cpu())
+        _, spacing = normals_and_spacing(pos, model.uvmap.mask.cpu())
     bias = torch.zeros(ch.N_CHANNELS)
     bias[ch.LOG_SCALE] = float(torch.log(spacing[0, 0][model.uvmap.mask.cpu()].median())) - ch.INIT_LOG_SCALE
     bias[ch.OPACITY] = opacity

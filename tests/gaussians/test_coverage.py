@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-
 import torch
 
 from dejavu.gaussians import channels as ch
@@ -13,9 +11,7 @@ from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
 
 def _setup(head, S=32):
-    uvmap = UVGaussianMap(head, S)
-    verts = head(shape=torch.zeros(1, head.n_shape) if hasattr(head, "n_shape") else None)
-    return uvmap, verts
+    return UVGaussianMap(head, S), head(batch_size=1)
 
 
 def test_spacing_is_the_distance_to_the_grid_neighbours(procedural_head):
@@ -69,10 +65,7 @@ def test_the_floor_closes_holes_seen_from_the_side(procedural_head):
 
     def covered(o):
         """Of the pixels the Gaussians touch (alpha > 0.02), the share they cover (alpha > 0.9)."""
-        g = uvmap.gaussians(verts, o[None])
-        g = replace(g, **{f.name: getattr(g, f.name).expand(2, *getattr(g, f.name).shape[1:]) for f in fields(g)
-                          if isinstance(getattr(g, f.name), torch.Tensor)})
-        alpha = g.render(w2c, K, 96, 96).alpha[..., 0]
+        alpha = uvmap.gaussians(verts.expand(2, -1, -1), o[None]).render(w2c, K, 96, 96).alpha[..., 0]
         return float((alpha[alpha > 0.02] > 0.9).float().mean())
 
     before, after = covered(offsets), covered(close_gaps(uvmap, verts, offsets))
