@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from scipy.ndimage import binary_closing
 
 from dejavu.head.base import REGION_ID
 
@@ -28,6 +29,8 @@ from dejavu.head.base import REGION_ID
 JAW_CORNERS = (172, 397)
 JAW_LINE = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454]
 FOREHEAD, CHIN = 10, 152
+#: Cuts under the jaw line narrower than this share of the forehead-to-chin height, with head on both sides, are undone.
+THIN_CUT = 0.04
 FACE_LABELS = (REGION_ID["face"], REGION_ID["eyes"], REGION_ID["mouth"])
 
 
@@ -113,6 +116,13 @@ def head_masks(person: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
     y_corner = float(landmarks[list(JAW_CORNERS), 1].mean())
     rows = np.arange(H)[:, None] + 0.5
     off_mesh_low = (rows > y_corner) & (labels < 0)
-    head = fg & (labels != REGION_ID["neck"]) & ~below_jaw(landmarks, H, W, shoulder_drop) & ~off_mesh_low
+    keep = fg & (labels != REGION_ID["neck"]) & ~off_mesh_low
+    head = keep & ~below_jaw(landmarks, H, W, shoulder_drop)
+    # Where a turned head's far jaw line ends at the fitted mesh's silhouette it runs up the cheek's edge,
+    # and the few columns between the lower jaw's end and that edge, crossed only by the steep part, were
+    # cut from there down: a strip of the person's cheek (wider than the mesh). The jaw cut never removes
+    # a run narrower than ``thin`` pixels with head on both sides of it.
+    thin = max(3, int(round(THIN_CUT * (landmarks[CHIN, 1] - landmarks[FOREHEAD, 1]))))
+    head |= keep & binary_closing(head, structure=np.ones((1, thin), bool))
     face = head & np.isin(labels, FACE_LABELS)
     return head, face

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dejavu.errors import DejavuError
-from dejavu.track.masks import JAW_LINE, below_jaw, rasterize_labels
+from dejavu.track.masks import JAW_LINE, below_jaw, head_masks, rasterize_labels
 from dejavu.track.overlay import draw_overlay
 from dejavu.track.video import iter_frames, probe
 
@@ -52,6 +52,25 @@ def test_below_jaw_of_a_turned_head_cuts_no_strip_out_of_the_cheek():
     face_rows = np.arange(30, 60)
     assert not m[face_rows, 52:61].any()  # the cheek above the jaw stays in the head
     assert m[95, 55] and m[80, 25]  # under the chin / under the near jaw
+
+
+def test_head_mask_keeps_the_cheek_past_the_end_of_a_turned_jaw_line():
+    """The far jaw line ends at the mesh's silhouette and runs up the cheek's edge: the columns between the
+    lower jaw's end and that edge are crossed only by the steep part, and the person's cheek (wider than
+    the mesh) must not lose a strip there; the neck under the chin is still cut."""
+    lm = np.zeros((478, 2))
+    n = len(JAW_LINE)
+    half = n // 2 + 1
+    near = np.stack([np.linspace(20, 60, half), np.linspace(60, 85, half)], 1)  # ear -> chin
+    far = np.stack([np.r_[np.linspace(60, 70, n - half - 1), 73.0], np.r_[np.linspace(85, 75, n - half - 1), 30.0]], 1)
+    lm[JAW_LINE] = np.concatenate([near, far])
+    lm[10], lm[152] = (40, -15), (60, 85)  # forehead-to-chin 100 px
+    person = np.ones((128, 100))
+    labels = np.zeros((128, 100), np.int32)  # the mesh's face everywhere: no off-mesh cut
+    assert below_jaw(lm, 128, 100)[60, 71:73].all()  # the line alone cuts the strip ...
+    head, _ = head_masks(person, labels, lm)
+    assert head[40:75, 71:73].all()  # ... the head mask keeps it
+    assert not head[95, 40:60].any()  # under the chin
 
 
 def test_overlay_draws_dots():

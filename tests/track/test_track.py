@@ -239,7 +239,9 @@ def test_under_the_chin_is_known_off_the_frame(shared_data, builtin_head_spec, t
     off = under & ~inside
     assert off.sum() > 1000  # the throat below the cut
     assert np.array_equal(known, inside | under) and known[off].all()
-    assert not res.load_mask(0)[under].any()
+    mask = res.load_mask(0)
+    # the head mask leaves out what is under the jaw line (but for thin slivers along the face's outline)
+    assert not mask[off].any() and mask[under].sum() < 0.02 * under.sum()
     seen = frames_from_tracking(res, 128).seen[0, ..., 0] == 255
     # at 128^2, the off-frame throat pixels whose resampling footprint (a few pixels) is all known
     small_off = binary_erosion(off.reshape(128, 4, 128, 4).all((1, 3)), iterations=2)
