@@ -5,10 +5,16 @@
 // skinning; dejavu/head/base.py), barycentric gather of texel positions (dejavu/gaussians/uvmap.py),
 // offsets = mean + sum_k w_k blendmap_k with w = softmax(clamp(z) / T) (dejavu/personalize/blendmaps.py),
 // activations, then the pose model's rigid correction (dejavu/personalize/pose.py).
-// Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps.
+// Two engines for the per-Gaussian work (blend, placement, activations, pose correction): a WebAssembly SIMD
+// kernel (kernel.js, the default where the engine runs WebAssembly SIMD) and the plain-JS code below (the
+// fallback, and the kernel's reference in tests/web); the head model and the blend weights are JS in both.
+// Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps, S map slots.
+
+import { Centroid } from "./centroid.js";
+import { C } from "./channels.js";
+import { Kernel, kernelUnsupported } from "./kernel.js";
 
 const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
-const C = 13; // channels per Gaussian (dejavu/gaussians/channels.py)
 
 function halfToFloat(h) {
   const s = h & 0x8000 ? -1 : 1;
@@ -84,8 +90,9 @@ export class AvatarRuntime {
   /**
    * @param {object} manifest avatar.json of a web pack (dejavu/web/pack.py).
    * @param {ArrayBuffer} buffer avatar.bin.
+   * @param {{engine?: "wasm" | "js"}} [options] the per-Gaussian engine (default: "wasm" where it runs).
    */
-  constructor(manifest, buffer) {
+  constructor(manifest, buffer, { engine } = {}) {
     this.meta = manifest;
     this.buffer = buffer; // the pack's bytes (the GPU path uploads float16 maps as stored)
     const a = (this.arrays = unpackArrays(manifest, buffer));
@@ -113,6 +120,32 @@ export class AvatarRuntime {
     this.W = Array.from({ length: this.J }, () => new Float64Array(12));
     this.T = new Float64Array(12);
     this.composers = new Map(); // active blendmaps (e.g. "0,1,2") -> unrolled compose function
+    // Map slots, in the order the GPU program and the kernel store them: the mean offsets, the K blendmaps, the
+    // stage-1 delta; names[s] is slot s's array.
+    const blend = a.blendmaps ? 1 : -1, global = a.global_delta ? 1 + (a.blendmaps ? this.K : 0) : -1;
+    const names = ["mean_offsets"].concat(a.blendmaps ? Array(this.K).fill("blendmaps") : [], a.global_delta ? ["global_delta"] : []);
+    this.slots = { blend, global, count: names.length, names };
+    this.slotW = new Float64Array(names.length);
+    this.centroid = new Centroid(this);
+    this.jsOut = this.out;
+    this.kernelProblem = engine === "js" ? "the JS engine was asked for" : kernelUnsupported(this);
+    if (!this.kernelProblem) {
+      try {
+        this.kernel = new Kernel(this);
+      } catch (err) {
+        this.kernelProblem = err.message;
+      }
+    }
+    if (this.kernel) this.verts = this.kernel.verts; // the head model writes where the kernel reads (both engines read it)
+    if (engine === "wasm" && this.kernelProblem) throw new Error(`no WebAssembly engine: ${this.kernelProblem}`);
+    this.setEngine(this.kernel ? "wasm" : "js");
+  }
+
+  /** Run the per-Gaussian work on "wasm" (the kernel) or "js"; evaluate() then returns that engine's arrays. */
+  setEngine(name) {
+    if (name === "wasm" && !this.kernel) throw new Error(`no WebAssembly engine: ${this.kernelProblem}`);
+    this.engine = name;
+    this.out = name === "wasm" ? this.kernel.out : this.jsOut;
   }
 
   /** Which offsets a stage uses: "blend" (mean + weighted blendmaps), "global" (mean + stage-1 delta) or "mean". */
@@ -148,6 +181,17 @@ export class AvatarRuntime {
     let s = 0;
     for (let k = 0; k < this.K; k++) { w[k] = Math.exp(z[k] / T - m); s += w[k]; }
     for (let k = 0; k < this.K; k++) w[k] /= s;
+    return w;
+  }
+
+  /** Map slot weights (S): the mean offsets 1, then the stage's (the blend weights, or 1 for the stage-1 delta). */
+  slotWeights(expression, stage) {
+    const w = this.slotW.fill(0), kind = this.offsetKind(stage), { blend, global } = this.slots;
+    w[0] = 1;
+    if (kind === "blend") {
+      const bw = this.blendWeights(expression);
+      for (let k = 0; k < this.K; k++) w[blend + k] = bw[k];
+    } else if (kind === "global") w[global] = 1;
     return w;
   }
 
@@ -288,6 +332,10 @@ export class AvatarRuntime {
     const expression = p.expression || new Float64Array(this.Ne);
     const jaw = p.jaw || [0, 0, 0];
     const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
+    if (this.engine === "wasm") {
+      const w = this.slotWeights(expression, stage), corr = this.poseCorrection(expression, jaw, stage);
+      return this.kernel.run(w, corr, corr && this.centroid.at(verts, w));
+    }
     const c = this.place(verts, this.offsetsFor(expression, stage));
     const corr = this.poseCorrection(expression, jaw, stage);
     if (corr) this.applyRigid(corr, c);
@@ -327,9 +375,9 @@ export class AvatarRuntime {
   }
 }
 
-/** Fetch a pack (manifest URL, e.g. "avatar.json") and build its runtime. */
-export async function loadAvatar(url) {
+/** Fetch a pack (manifest URL, e.g. "avatar.json") and build its runtime (options: AvatarRuntime's). */
+export async function loadAvatar(url, options = {}) {
   const manifest = await (await fetch(url)).json();
   const bin = await (await fetch(new URL(manifest.bin, new URL(url, location.href)))).arrayBuffer();
-  return new AvatarRuntime(manifest, bin);
+  return new AvatarRuntime(manifest, bin, options);
 }
