@@ -118,7 +118,9 @@ export class AvatarRuntime {
     this.rv = new Float64Array(this.J * 3);
     this.R = Array.from({ length: this.J }, () => new Float64Array(9));
     this.W = Array.from({ length: this.J }, () => new Float64Array(12));
-    this.T = new Float64Array(12);
+    this.Wflat = new Float64Array(this.J * 12);
+    this.moved = new Float64Array(a.expr_verts.length * 3);
+    this.exprActive = new Int32Array(this.Ne);
     this.composers = new Map(); // active blendmaps (e.g. "0,1,2") -> unrolled compose function
     // Map slots, in the order the GPU program and the kernel store them: the mean offsets, the K blendmaps, the
     // stage-1 delta; names[s] is slot s's array.
@@ -198,16 +200,26 @@ export class AvatarRuntime {
   /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
   vertices(expression, jaw, eyes, pose) {
     const { V, J, Ne } = this, a = this.arrays;
-    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, Vm = ev.length;
+    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, M = ev.length * 3;
+    // The blendshapes' sum over the moving vertices first, four components a pass (contiguous inner loops, a
+    // quarter of the passes over the sum), then added where they are; components at 0 are skipped.
+    const moved = this.moved.fill(0), es = this.exprActive;
+    let ne = 0;
+    for (let e = 0; e < Ne; e++) if (expression[e] !== 0) es[ne++] = e;
+    let q = 0;
+    for (; q + 4 <= ne; q += 4) {
+      const c0 = expression[es[q]], c1 = expression[es[q + 1]], c2 = expression[es[q + 2]], c3 = expression[es[q + 3]];
+      const d0 = es[q] * M, d1 = es[q + 1] * M, d2 = es[q + 2] * M, d3 = es[q + 3] * M;
+      for (let i = 0; i < M; i++) moved[i] += c0 * dirs[d0 + i] + c1 * dirs[d1 + i] + c2 * dirs[d2 + i] + c3 * dirs[d3 + i];
+    }
+    for (; q < ne; q++) {
+      const c = expression[es[q]], d = es[q] * M;
+      for (let i = 0; i < M; i++) moved[i] += c * dirs[d + i];
+    }
     for (let i = 0; i < V * 3; i++) vs[i] = vId[i];
-    for (let e = 0; e < Ne; e++) {
-      const c = expression[e];
-      if (c === 0) continue;
-      const base = e * Vm * 3;
-      for (let m = 0; m < Vm; m++) {
-        const v = ev[m] * 3, d = base + m * 3;
-        vs[v] += c * dirs[d]; vs[v + 1] += c * dirs[d + 1]; vs[v + 2] += c * dirs[d + 2];
-      }
+    for (let m = 0; m < M / 3; m++) {
+      const v = ev[m] * 3;
+      vs[v] += moved[m * 3]; vs[v + 1] += moved[m * 3 + 1]; vs[v + 2] += moved[m * 3 + 2];
     }
     // Local joint rotations: root = pose, neck unused (Avatar.gaussians has no neck), jaw, eyes.
     const rv = this.rv.fill(0);
@@ -249,19 +261,23 @@ export class AvatarRuntime {
       const M = W[j];
       for (let r = 0; r < 3; r++) M[r * 4 + 3] -= M[r * 4] * jr[j * 3] + M[r * 4 + 1] * jr[j * 3 + 1] + M[r * 4 + 2] * jr[j * 3 + 2];
     }
-    const lw = a.lbs_weights, out = this.verts, T = this.T;
+    const lw = a.lbs_weights, out = this.verts, Wf = this.Wflat;
+    for (let j = 0; j < J; j++) Wf.set(W[j], j * 12);
     for (let v = 0; v < V; v++) {
-      T.fill(0);
+      // the vertex's blended transform, in locals (registers) rather than an array
+      let t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 0, t7 = 0, t8 = 0, t9 = 0, t10 = 0, t11 = 0;
       for (let j = 0; j < J; j++) {
         const w = lw[v * J + j];
         if (w === 0) continue;
-        const M = W[j];
-        for (let q = 0; q < 12; q++) T[q] += w * M[q];
+        const o = j * 12;
+        t0 += w * Wf[o]; t1 += w * Wf[o + 1]; t2 += w * Wf[o + 2]; t3 += w * Wf[o + 3];
+        t4 += w * Wf[o + 4]; t5 += w * Wf[o + 5]; t6 += w * Wf[o + 6]; t7 += w * Wf[o + 7];
+        t8 += w * Wf[o + 8]; t9 += w * Wf[o + 9]; t10 += w * Wf[o + 10]; t11 += w * Wf[o + 11];
       }
       const x = vs[v * 3], y = vs[v * 3 + 1], z = vs[v * 3 + 2];
-      out[v * 3] = T[0] * x + T[1] * y + T[2] * z + T[3];
-      out[v * 3 + 1] = T[4] * x + T[5] * y + T[6] * z + T[7];
-      out[v * 3 + 2] = T[8] * x + T[9] * y + T[10] * z + T[11];
+      out[v * 3] = t0 * x + t1 * y + t2 * z + t3;
+      out[v * 3 + 1] = t4 * x + t5 * y + t6 * z + t7;
+      out[v * 3 + 2] = t8 * x + t9 * y + t10 * z + t11;
     }
     return out;
   }

@@ -6,7 +6,8 @@
 
 const VALTYPE = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
 
-// opcode, then the immediates: "mem" (align, offset=), "lane", "mem+lane", "local", "depth", "block", "i32", "f32", "v128"
+// opcode, then the immediates: "mem" (align, offset=), "mem+lane", "local", "depth", "block", "i32", "f32", "v128",
+// "lanes16" (a shuffle's 16 byte indices)
 const PLAIN = {
   block: [0x02, "block"], loop: [0x03, "block"], end: [0x0b], br: [0x0c, "depth"], br_if: [0x0d, "depth"],
   "local.get": [0x20, "local"], "local.set": [0x21, "local"], "local.tee": [0x22, "local"],
@@ -16,10 +17,11 @@ const PLAIN = {
 };
 const SIMD = {
   "v128.load": [0x00, "mem"], "v128.load16x4_s": [0x03, "mem"], "v128.load32_splat": [0x09, "mem"],
-  "v128.store": [0x0b, "mem"], "v128.const": [0x0c, "v128"], "f32x4.splat": [0x13], "i32x4.splat": [0x11],
+  "v128.store": [0x0b, "mem"], "v128.const": [0x0c, "v128"], "i8x16.shuffle": [0x0d, "lanes16"],
+  "f32x4.splat": [0x13], "i32x4.splat": [0x11],
   "v128.and": [0x4e], "v128.or": [0x50], "v128.xor": [0x51],
   "v128.load32_lane": [0x56, "mem+lane"], "v128.store32_lane": [0x5a, "mem+lane"],
-  "f32x4.nearest": [0x6a], "i32x4.shl": [0xab], "i32x4.add": [0xae],
+  "f32x4.nearest": [0x6a], "i32x4.shl": [0xab], "i32x4.shr_s": [0xac], "i32x4.add": [0xae],
   "f32x4.sqrt": [0xe3], "f32x4.add": [0xe4], "f32x4.sub": [0xe5], "f32x4.mul": [0xe6], "f32x4.div": [0xe7],
   "f32x4.pmin": [0xea], "f32x4.pmax": [0xeb], "i32x4.trunc_sat_f32x4_s": [0xf8],
 };
@@ -60,6 +62,7 @@ function encodeBody(text, names) {
       uleb(out, i);
     } else if (imm === "depth") uleb(out, Number(args[0]));
     else if (imm === "block") out.push(0x40);
+    else if (imm === "lanes16") out.push(...args.slice(0, 16).map(Number));
     else if (imm === "i32") sleb(out, Number(args[0]) | 0);
     else if (imm === "f32") out.push(...f32Bytes(Number(args[0])));
     else if (imm === "v128") {
