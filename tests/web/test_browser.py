@@ -187,7 +187,7 @@ def test_bench_reports_both_paths(page):
     # the page runs the WebAssembly kernel (Chromium has WebAssembly SIMD); the plain-JS engine is timed beside it
     assert bench["cpu"]["engine"] == "wasm" and set(bench["cpu"]["steps"]) == {"vertices", "kernel", "pack"}
     other = bench["cpu_other_engine"]
-    assert other["engine"] == "js" and set(other["steps"]) == {"vertices", "offsets", "place", "pose"}
+    assert other["engine"] == "js" and set(other["steps"]) == {"vertices", "offsets", "place"}
     assert 0 < other["evaluate"]["median_ms"] < 1e4
     gpu = bench["gpu"]
     assert 0 <= gpu["cpu"]["median_ms"] <= gpu["frame"]["median_ms"] < 1e4 and gpu["frame"]["median_ms"] > 0

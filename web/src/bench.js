@@ -82,10 +82,8 @@ function timeEvaluate(rt, ex, jaw, stage) {
   }
   const off = rt.offsetsFor(ex, stage);
   const t2 = performance.now();
-  const c = rt.place(verts, off);
+  const w = rt.slotWeights(ex, stage), corr = rt.poseCorrection(ex, jaw, stage);
+  rt.place(verts, off, corr, corr && rt.centroid.at(verts, w)); // placement, activations, pose correction
   const t3 = performance.now();
-  const corr = rt.poseCorrection(ex, jaw, stage);
-  if (corr) rt.applyRigid(corr, c);
-  const t4 = performance.now();
-  return { steps: { vertices: t1 - t0, offsets: t2 - t1, place: t3 - t2, pose: t4 - t3 }, ms: t4 - t0 };
+  return { steps: { vertices: t1 - t0, offsets: t2 - t1, place: t3 - t2 }, ms: t3 - t0 };
 }

@@ -1,5 +1,5 @@
 // The CPU path's per-Gaussian work as one WebAssembly SIMD pass (the plain-JS twin is AvatarRuntime's offsetsFor +
-// place + applyRigid): for 4 Gaussians at a time (one f32x4 lane each), blend the maps, place the texel on its
+// place): for 4 Gaussians at a time (one f32x4 lane each), blend the maps, place the texel on its
 // triangle, apply the activations and the pose model's rigid correction, and write the Gaussians. One pass instead
 // of three: a block's 13 blended channels go through 208 bytes of scratch (in L1) rather than a 2.5 MB offsets
 // array, and the maps are read once, sequentially (laid out block by block at load). float16 maps stay float16:
@@ -118,16 +118,16 @@ export class Kernel {
 
   /** Per block: the three vertices' byte addresses in memory, barycentric weights, xyz gain and opacity prior. */
   fillStatic(rt) {
-    const { N } = rt, a = rt.arrays, L = this.layout, frozen = rt.meta.xyz_frozen, unit = rt.meta.constants.xyz_unit_m;
+    const { N } = rt, a = rt.arrays, L = this.layout;
     const buf = this.memory.buffer, i32 = new Int32Array(buf, L.static), f32 = new Float32Array(buf, L.static);
     for (let n = 0; n < this.blocks * LANES; n++) {
-      const b = (n >> 2) * (STATIC_BYTES / 4), j = n & 3, real = n < N, r = real ? a.texel_region[n] : 0;
+      const b = (n >> 2) * (STATIC_BYTES / 4), j = n & 3, real = n < N;
       for (let i = 0; i < 3; i++) {
         i32[b + i * 4 + j] = L.verts + 12 * (real ? a.texel_verts[n * 3 + i] : 0);
         f32[b + (3 + i) * 4 + j] = real ? a.texel_bary[n * 3 + i] : 0;
       }
-      f32[b + 24 + j] = real && !frozen[r] ? unit : 0;
-      f32[b + 28 + j] = real ? rt.prior[r] : 0;
+      f32[b + 24 + j] = real ? rt.gain[n] : 0;
+      f32[b + 28 + j] = real ? rt.gaussPrior[n] : 0;
     }
   }
 

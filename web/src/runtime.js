@@ -105,6 +105,14 @@ export class AvatarRuntime {
     this.hasEyes = "eye_left" in this.jointIndex && "eye_right" in this.jointIndex;
     this.stages = ["mean"].concat(a.global_delta ? ["global"] : [], a.blendmaps ? ["full"] : []);
     this.prior = Float32Array.from(manifest.opacity_prior);
+    // per Gaussian: whether its offsets move its mean (0 in frozen regions, else the xyz unit), its opacity prior
+    this.gain = new Float64Array(this.N);
+    this.gaussPrior = new Float32Array(this.N);
+    for (let n = 0; n < this.N; n++) {
+      const r = a.texel_region[n];
+      this.gain[n] = manifest.xyz_frozen[r] ? 0 : manifest.constants.xyz_unit_m;
+      this.gaussPrior[n] = this.prior[r];
+    }
     // Work buffers (allocated once; evaluate() reuses them: no per-frame allocation).
     this.vShaped = new Float64Array(this.V * 3);
     this.verts = new Float32Array(this.V * 3);
@@ -303,37 +311,50 @@ export class AvatarRuntime {
   }
 
   /**
-   * Texel placement and activations into this.out (before the pose model).
+   * Texel placement, activations and the pose model's rigid correction into this.out, in one pass.
    * @param {Float32Array} verts (V * 3) posed vertices, metres. @param {Float32Array} off (N * 13) offsets.
-   * @returns {number[]} the centroid of the means (3), metres.
+   * @param {object|null} corr the correction (poseCorrection) or null. @param {number[]} c (3) the means' centroid
+   *   it turns about (this.centroid.at), metres.
    */
-  place(verts, off) {
+  place(verts, off, corr, c) {
     const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
-    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region, prior = this.prior, frozen = this.meta.xyz_frozen;
+    const tv = a.texel_verts, tb = a.texel_bary, gain = this.gain, prior = this.gaussPrior;
     const means = out.means, scales = out.scales, quats = out.quats, opac = out.opacities, colors = out.colors;
-    const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
-    let cx = 0, cy = 0, cz = 0;
+    const c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
+    const [R0, R1, R2, R3, R4, R5, R6, R7, R8] = corr ? corr.R : [1, 0, 0, 0, 1, 0, 0, 0, 1];
+    const [qw, qx, qy, qz] = corr ? corr.q : [1, 0, 0, 0];
+    const [cx, cy, cz] = corr ? c : [0, 0, 0], [tx, ty, tz] = corr ? corr.t : [0, 0, 0];
     for (let n = 0; n < N; n++) {
       const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
-      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
-      const r = region[n], g = frozen[r] ? 0 : unit;
+      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2], g = gain[n];
       const n3 = n * 3, n4 = n * 4;
-      means[n3] = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
-      means[n3 + 1] = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
-      means[n3 + 2] = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
-      cx += means[n3]; cy += means[n3 + 1]; cz += means[n3 + 2];
+      const x = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
+      const y = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
+      const z = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
+      const ox = off[o + 6], oy = off[o + 7], oz = off[o + 8];
+      const inv = 1 / Math.sqrt(1 + ox * ox + oy * oy + oz * oz); // the norm is >= 1: the 1e-12 floor never applies
+      const bw = inv, bx = ox * inv, by = oy * inv, bz = oz * inv;
+      if (corr) { // turned about the centroid, shifted; the quaternion turned with it (pose.apply_rigid)
+        const dx = x - cx, dy = y - cy, dz = z - cz;
+        means[n3] = R0 * dx + R1 * dy + R2 * dz + cx + tx;
+        means[n3 + 1] = R3 * dx + R4 * dy + R5 * dz + cy + ty;
+        means[n3 + 2] = R6 * dx + R7 * dy + R8 * dz + cz + tz;
+        quats[n4] = qw * bw - qx * bx - qy * by - qz * bz;
+        quats[n4 + 1] = qw * bx + qx * bw + qy * bz - qz * by;
+        quats[n4 + 2] = qw * by - qx * bz + qy * bw + qz * bx;
+        quats[n4 + 3] = qw * bz + qx * by - qy * bx + qz * bw;
+      } else {
+        means[n3] = x; means[n3 + 1] = y; means[n3 + 2] = z;
+        quats[n4] = bw; quats[n4 + 1] = bx; quats[n4 + 2] = by; quats[n4 + 3] = bz;
+      }
       scales[n3] = Math.exp(ls0 + off[o + 3]);
       scales[n3 + 1] = Math.exp(ls0 + off[o + 4]);
       scales[n3 + 2] = Math.exp(ls0 + off[o + 5]);
-      const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
-      const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
-      quats[n4] = 1 / qn; quats[n4 + 1] = qx / qn; quats[n4 + 2] = qy / qn; quats[n4 + 3] = qz / qn;
-      opac[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
+      opac[n] = 1 / (1 + Math.exp(-(prior[n] + off[o + 9])));
       colors[n3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
       colors[n3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
       colors[n3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
     }
-    return [cx / N, cy / N, cz / N];
   }
 
   /**
@@ -348,13 +369,10 @@ export class AvatarRuntime {
     const expression = p.expression || new Float64Array(this.Ne);
     const jaw = p.jaw || [0, 0, 0];
     const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
-    if (this.engine === "wasm") {
-      const w = this.slotWeights(expression, stage), corr = this.poseCorrection(expression, jaw, stage);
-      return this.kernel.run(w, corr, corr && this.centroid.at(verts, w));
-    }
-    const c = this.place(verts, this.offsetsFor(expression, stage));
-    const corr = this.poseCorrection(expression, jaw, stage);
-    if (corr) this.applyRigid(corr, c);
+    const w = this.slotWeights(expression, stage), corr = this.poseCorrection(expression, jaw, stage);
+    const c = corr && this.centroid.at(verts, w);
+    if (this.engine === "wasm") return this.kernel.run(w, corr, c);
+    this.place(verts, this.offsetsFor(expression, stage), corr, c);
     return this.out;
   }
 
@@ -372,22 +390,6 @@ export class AvatarRuntime {
     const unit = this.meta.constants.pose_trans_unit_m;
     return { R: rodrigues(corr[0], corr[1], corr[2]), t: [corr[3] * unit, corr[4] * unit, corr[5] * unit],
       q: axisAngleQuat(corr[0], corr[1], corr[2]) };
-  }
-
-  /** Turn this.out's means about the centroid c (3) by corr.R, shift them by corr.t and turn their quaternions. */
-  applyRigid({ R, t, q: [qw, qx, qy, qz] }, c) {
-    const m = this.out.means, q = this.out.quats;
-    for (let n = 0; n < this.N; n++) {
-      const x = m[n * 3] - c[0], y = m[n * 3 + 1] - c[1], z = m[n * 3 + 2] - c[2];
-      m[n * 3] = R[0] * x + R[1] * y + R[2] * z + c[0] + t[0];
-      m[n * 3 + 1] = R[3] * x + R[4] * y + R[5] * z + c[1] + t[1];
-      m[n * 3 + 2] = R[6] * x + R[7] * y + R[8] * z + c[2] + t[2];
-      const bw = q[n * 4], bx = q[n * 4 + 1], by = q[n * 4 + 2], bz = q[n * 4 + 3];
-      q[n * 4] = qw * bw - qx * bx - qy * by - qz * bz;
-      q[n * 4 + 1] = qw * bx + qx * bw + qy * bz - qz * by;
-      q[n * 4 + 2] = qw * by - qx * bz + qy * bw + qz * bx;
-      q[n * 4 + 3] = qw * bz + qx * by - qy * bx + qz * bw;
-    }
   }
 }
 
