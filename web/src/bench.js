@@ -5,13 +5,17 @@
 // vertex texture and uniforms: the CPU side of a frame), then one run of the per-splat program over all N
 // Gaussians waited for with a one-texel read (what a frame needs before Spark can sort and draw).
 
+// Untimed frames first: V8 runs a function's baseline code (WebAssembly: Liftoff, about half the kernel's speed)
+// until its optimized code, compiled in the background once the function is hot, is ready (tens of frames on
+// a loaded machine); the figures are for the steady state a playing page is in.
+const WARMUP = 20;
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const stats = (xs) => ({ median_ms: median(xs), min_ms: Math.min(...xs) });
 
 /**
  * @param {{rt: object, gpu: object|null, renderer: object, packSplats: Function, n: number, stage: string}} o
  *   rt an AvatarRuntime, gpu its GpuAvatar (null: no GPU path here), packSplats(gaussians, Uint32Array) the
- *   page's CPU upload, n timed frames (after 3 untimed), stage "full" | "global" | "mean".
+ *   page's CPU upload, n timed frames (after WARMUP untimed), stage "full" | "global" | "mean".
  * @returns {object} milliseconds (median_ms, min_ms) per path and step, bytes uploaded per frame. CPU path (cpu:
  *   the page's engine; cpu_other_engine: the other, null without a kernel): evaluate = the Gaussians, frame =
  *   evaluate + the upload to Spark. GPU path: cpu = GpuAvatar.update(), frame = update + the per-splat program
@@ -25,12 +29,12 @@ export function benchPaths({ rt, gpu, renderer, packSplats, n, stage }) {
   const engines = rt.kernel ? [rt.engine, rt.engine === "wasm" ? "js" : "wasm"] : [rt.engine];
   const runs = Object.fromEntries(engines.map((e) => [e, { steps: {}, total: [] }]));
   const withPack = [], page = rt.engine;
-  for (let i = 0; i < n + 3; i++) {
+  for (let i = 0; i < n + WARMUP; i++) {
     for (let k = 0; k < rt.Ne; k++) ex[k] = Math.random();
     for (const e of i % 2 ? engines.slice().reverse() : engines) {
       rt.setEngine(e);
       const { steps, ms } = timeEvaluate(rt, ex, jaw, stage);
-      if (i < 3) continue;
+      if (i < WARMUP) continue;
       for (const [k, v] of Object.entries(steps)) (runs[e].steps[k] = runs[e].steps[k] || []).push(v);
       runs[e].total.push(ms);
       if (e === page) {
@@ -49,14 +53,14 @@ export function benchPaths({ rt, gpu, renderer, packSplats, n, stage }) {
   let gpuOut = null;
   if (gpu) {
     const side = [], frame = [];
-    for (let i = 0; i < n + 3; i++) {
+    for (let i = 0; i < n + WARMUP; i++) {
       for (let k = 0; k < rt.Ne; k++) ex[k] = Math.random();
       const t0 = performance.now();
       gpu.update({ expression: ex, jaw, stage });
       const t1 = performance.now();
       gpu.generateAndWait(renderer);
       const t2 = performance.now();
-      if (i >= 3) { side.push(t1 - t0); frame.push(t2 - t0); }
+      if (i >= WARMUP) { side.push(t1 - t0); frame.push(t2 - t0); }
     }
     const gl = renderer.getContext(), info = gl.getExtension("WEBGL_debug_renderer_info");
     gpuOut = { cpu: stats(side), frame: stats(frame), upload_bytes: gpu.uploadBytes,
@@ -65,7 +69,7 @@ export function benchPaths({ rt, gpu, renderer, packSplats, n, stage }) {
   // Reference measured in the same page: one copy of the blendmap bytes (a memory-bandwidth floor), so figures
   // from a loaded machine can be read as a ratio.
   const src = rt.arrays.blendmaps || rt.arrays.mean_offsets, dst = new Float32Array(src.length), ref = [];
-  for (let i = 0; i < n + 3; i++) { const t0 = performance.now(); dst.set(src); if (i >= 3) ref.push(performance.now() - t0); }
+  for (let i = 0; i < n + WARMUP; i++) { const t0 = performance.now(); dst.set(src); if (i >= WARMUP) ref.push(performance.now() - t0); }
   return { n, n_gaussians: N, stage, cpu, cpu_other_engine: other, gpu: gpuOut, reference_copy_ms: median(ref), reference_copy_bytes: src.byteLength };
 }
 
