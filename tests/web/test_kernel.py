@@ -94,6 +94,36 @@ def test_kernel_skips_zero_channels_and_zero_weights(tmp_path):
     assert any(0 in w[1:] for w in full)  # some map was skipped
 
 
+@pytest.mark.skipif(not (REPO / "node_modules" / "wabt").is_dir(), reason="node_modules/wabt is missing (npm ci)")
+def test_assembler_matches_wat2wasm(tmp_path):
+    """web/src/wasm.js assembles the kernel's modules (every stage, float16 and float32 maps) to the bytes wabt's
+    wat2wasm makes of the same text."""
+    head = flame_like_head()
+    avatar = full_avatar(head, "procedural", 16, kind="softmax_first_k")
+    same = []
+    for precision in ("float16", "float32"):
+        d = tmp_path / precision
+        d.mkdir()
+        _pack(d, head, avatar, parameter_vectors(head, 3, lo=-2, hi=2), precision)
+        same += _node(d, f"""
+const {{ assemble }} = await import("{(REPO / 'web' / 'src' / 'wasm.js').as_posix()}");
+const wabt = await (await import("{(REPO / 'node_modules' / 'wabt' / 'index.js').as_posix()}")).default();
+const rt = new AvatarRuntime(m, buf), same = [];
+for (const p of params) {{
+  const w = rt.slotWeights(p.expression, p.stage), read = [];
+  for (let s = 0; s < w.length; s++) if (w[s] !== 0) read.push(s);
+  const mod = rt.kernel.source(read), f = mod.funcs[0];
+  const decl = (xs, kw) => xs.map(([n, t]) => `(${{kw}} ${{n}} ${{t}})`).join(" ");
+  const wat = `(module (import "env" "memory" (memory ${{mod.pages}})) (func (export "run") ${{decl(f.params, "param")}}
+  ${{decl(f.locals, "local")}}\n${{f.body}}\n))`;
+  const ref = wabt.parseWat("kernel.wat", wat, {{ simd: true }}).toBinary({{}}).buffer;
+  same.push([p.stage, Buffer.from(assemble(mod)).equals(Buffer.from(ref))]);
+}}
+console.log(JSON.stringify(same));
+""")
+    assert {stage for stage, _ in same} == {"full", "global", "mean"} and all(ok for _, ok in same), same
+
+
 def test_falls_back_to_js_without_wasm_simd(tmp_path):
     head = flame_like_head()
     avatar = full_avatar(head, "procedural", 16, kind="softmax_first_k")

@@ -32,6 +32,7 @@ const HALF_SCALE = 2 ** 112;
 const EXP = { lo: -87.33654475, hi: 88.3762626647949, log2e: 1.44269504088896341, c1: 0.693359375, c2: -2.12194440e-4,
   p: [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1] };
 
+const IDENTITY = { R: [1, 0, 0, 0, 1, 0, 0, 0, 1], t: [0, 0, 0], q: [1, 0, 0, 0] };
 const splat = (x) => `v128.const f32x4 ${x} ${x} ${x} ${x}`;
 const align16 = (x) => Math.ceil(x / 16) * 16;
 
@@ -40,6 +41,7 @@ export function kernelUnsupported(rt) {
   if (!simdSupported()) return "this engine has no WebAssembly SIMD";
   const layout = channelLayoutProblem(rt.meta);
   if (layout) return layout;
+  if (rt.slots.count > 52) return `${rt.slots.count} map slots (at most 52)`;
   const dtypes = new Set(rt.slots.names.map((n) => rt.meta.arrays[n].dtype));
   if (dtypes.size !== 1) return "the pack's maps mix float16 and float32";
   return null;
@@ -95,10 +97,11 @@ export class Kernel {
     });
     this.S = S;
     this.constants = rt.meta.constants;
-    this.runs = new Map(); // slots read (e.g. "0,1,2") -> the compiled run()
+    this.runs = new Map(); // slots read (a bit mask, see run) -> the compiled run()
   }
 
-  /** The (channel, slot) pairs that are not 0 for every Gaussian, in block order; throws on float16 inf / NaN. */
+  /** The (channel, slot) pairs that are not 0 for every Gaussian, in block order; throws on inf or NaN (float16
+   *  inf / NaN would not decode). */
   mapEntries(maps, at, S, N) {
     const entries = [];
     for (let c = 0; c < C; c++) {
@@ -137,21 +140,22 @@ export class Kernel {
    *   correction (AvatarRuntime.poseCorrection) or null. @param {number[]} c (3) the centroid it turns about.
    */
   run(w, corr, c) {
-    const p = this.params, S = this.S, read = [];
+    const p = this.params, S = this.S;
+    let key = 0; // the slots read, one bit each (exact in a double up to 52 slots)
     for (let s = 0; s < S; s++) {
       p[PARAMS + s] = w[s] * (this.half ? HALF_SCALE : 1);
-      if (w[s] !== 0) read.push(s);
+      key = key * 2 + (w[s] !== 0 ? 1 : 0);
     }
     // Without a correction: the identity, exactly (1 x + 0 y + 0 z = x, as the quaternion product with (1, 0, 0, 0)).
-    const R = corr ? corr.R : [1, 0, 0, 0, 1, 0, 0, 0, 1], t = corr ? corr.t : [0, 0, 0], q = corr ? corr.q : [1, 0, 0, 0];
-    const cc = corr ? c : [0, 0, 0];
+    const { R, t, q } = corr || IDENTITY, cc = corr ? c : IDENTITY.t;
     for (let i = 0; i < 9; i++) p[i] = R[i];
     for (let d = 0; d < 3; d++) { p[9 + d] = cc[d] + t[d]; p[12 + d] = cc[d]; }
     for (let i = 0; i < 4; i++) p[15 + i] = q[i];
-    const key = read.join(",");
     let fn = this.runs.get(key);
     if (!fn) {
-      const module = new WebAssembly.Module(this.source(read));
+      const read = [];
+      for (let s = 0; s < S; s++) if (w[s] !== 0) read.push(s);
+      const module = new WebAssembly.Module(assemble(this.source(read)));
       fn = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports.run;
       this.runs.set(key, fn);
     }
@@ -159,7 +163,8 @@ export class Kernel {
     return this.out;
   }
 
-  /** The module reading slots `read` (see the top of this file); one function, run(), over every block. */
+  /** The module reading slots `read` (see the top of this file), for wasm.js's assemble(): one function, run(),
+   *  over every block. */
   source(read) {
     const L = this.layout, kc = this.constants, half = this.half, S = this.S;
     // Pointers (byte addresses, advanced a block at a time) and small constant offsets from them: V8 folds such
@@ -303,7 +308,7 @@ export class Kernel {
       "v128.const i32x4 127 127 127 127", "local.set $bias");
     for (const [x, name] of consts) { prelude.push(splat(x), `local.set ${name}`); vectors.push(name); }
     locals.push(...vectors.map((v) => [v, "v128"]));
-    return assemble({ pages: this.memory.buffer.byteLength / 65536,
-      funcs: [{ name: "run", params: [], locals, body: prelude.concat(["loop"], lines).join("\n") }] });
+    return { pages: this.memory.buffer.byteLength / 65536,
+      funcs: [{ name: "run", params: [], locals, body: prelude.concat(["loop"], lines).join("\n") }] };
   }
 }

@@ -1,32 +1,26 @@
 // A small assembler for the WebAssembly text instructions the runtime's kernels use (flat, one instruction per
 // line, as `wat2wasm` reads them), so kernels can be generated per avatar at load time (unrolled over its maps)
 // without a compiler toolchain or a build step: the same source runs under Node (tests) and in the page.
-// Only what kernel.js needs is here: i32 and f32 scalars, 128-bit SIMD (f32x4, i32x4, lane loads and stores),
-// block / loop / br_if, locals, one imported memory.
+// Only what kernel.js needs is here: a few i32 scalar instructions, 128-bit SIMD (f32x4, i32x4, shuffles),
+// loop / br_if, locals, one imported memory.
 
-const VALTYPE = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
+const VALTYPE = { i32: 0x7f, v128: 0x7b };
 
-// opcode, then the immediates: "mem" (align, offset=), "mem+lane", "local", "depth", "block", "i32", "f32", "v128",
-// "lanes16" (a shuffle's 16 byte indices)
+// opcode, then the immediates: "mem" (align, offset=), "local", "depth", "blocktype", "i32", "v128" (f32x4 or
+// i32x4 lanes), "lanes16" (a shuffle's 16 byte indices)
 const PLAIN = {
-  block: [0x02, "block"], loop: [0x03, "block"], end: [0x0b], br: [0x0c, "depth"], br_if: [0x0d, "depth"],
+  loop: [0x03, "blocktype"], end: [0x0b], br_if: [0x0d, "depth"],
   "local.get": [0x20, "local"], "local.set": [0x21, "local"], "local.tee": [0x22, "local"],
-  "i32.load": [0x28, "mem"], "f32.load": [0x2a, "mem"], "i32.store": [0x36, "mem"], "f32.store": [0x38, "mem"],
-  "i32.const": [0x41, "i32"], "f32.const": [0x43, "f32"],
-  "i32.eqz": [0x45], "i32.ne": [0x47], "i32.lt_u": [0x49], "i32.add": [0x6a], "i32.sub": [0x6b], "i32.mul": [0x6c],
+  "i32.load": [0x28, "mem"], "i32.const": [0x41, "i32"], "i32.add": [0x6a], "i32.sub": [0x6b],
 };
 const SIMD = {
-  "v128.load": [0x00, "mem"], "v128.load16x4_s": [0x03, "mem"], "v128.load32_splat": [0x09, "mem"],
-  "v128.store": [0x0b, "mem"], "v128.const": [0x0c, "v128"], "i8x16.shuffle": [0x0d, "lanes16"],
-  "f32x4.splat": [0x13], "i32x4.splat": [0x11],
-  "v128.and": [0x4e], "v128.or": [0x50], "v128.xor": [0x51],
-  "v128.load32_lane": [0x56, "mem+lane"], "v128.store32_lane": [0x5a, "mem+lane"],
+  "v128.load": [0x00, "mem"], "v128.load32_splat": [0x09, "mem"], "v128.store": [0x0b, "mem"],
+  "v128.const": [0x0c, "v128"], "i8x16.shuffle": [0x0d, "lanes16"], "v128.and": [0x4e],
   "f32x4.nearest": [0x6a], "i32x4.shl": [0xab], "i32x4.shr_s": [0xac], "i32x4.add": [0xae],
   "f32x4.sqrt": [0xe3], "f32x4.add": [0xe4], "f32x4.sub": [0xe5], "f32x4.mul": [0xe6], "f32x4.div": [0xe7],
   "f32x4.pmin": [0xea], "f32x4.pmax": [0xeb], "i32x4.trunc_sat_f32x4_s": [0xf8],
 };
-const NATURAL_ALIGN = { "i32.load": 2, "f32.load": 2, "i32.store": 2, "f32.store": 2, "v128.load": 4, "v128.load16x4_s": 3,
-  "v128.load32_splat": 2, "v128.store": 4, "v128.load32_lane": 2, "v128.store32_lane": 2 };
+const NATURAL_ALIGN = { "i32.load": 2, "v128.load": 4, "v128.load32_splat": 2, "v128.store": 4 };
 
 const uleb = (out, v) => { do { let b = v & 0x7f; v >>>= 7; if (v) b |= 0x80; out.push(b); } while (v); };
 function sleb(out, v) {
@@ -51,20 +45,18 @@ function encodeBody(text, names) {
     if (!plain && !simd) throw new Error(`wasm.js: unknown instruction ${op}`);
     const [code, imm] = plain || simd;
     if (simd) { out.push(0xfd); uleb(out, code); } else out.push(code);
-    if (imm === "mem" || imm === "mem+lane") {
+    if (imm === "mem") {
       const offset = args.find((a) => a.startsWith("offset="));
       out.push(NATURAL_ALIGN[op]);
       uleb(out, offset ? Number(offset.slice(7)) : 0);
-      if (imm === "mem+lane") out.push(Number(args.find((a) => !a.startsWith("offset="))));
     } else if (imm === "local") {
       const i = args[0].startsWith("$") ? names.get(args[0]) : Number(args[0]);
       if (i === undefined) throw new Error(`wasm.js: unknown local ${args[0]}`);
       uleb(out, i);
     } else if (imm === "depth") uleb(out, Number(args[0]));
-    else if (imm === "block") out.push(0x40);
+    else if (imm === "blocktype") out.push(0x40); // no parameters, no results
     else if (imm === "lanes16") out.push(...args.slice(0, 16).map(Number));
     else if (imm === "i32") sleb(out, Number(args[0]) | 0);
-    else if (imm === "f32") out.push(...f32Bytes(Number(args[0])));
     else if (imm === "v128") {
       if (args[0] === "f32x4") for (const x of args.slice(1, 5)) out.push(...f32Bytes(Number(x)));
       else if (args[0] === "i32x4") for (const x of args.slice(1, 5)) out.push(...i32Bytes(Number(x)));
@@ -82,7 +74,7 @@ const name = (s) => { const b = Array.from(new TextEncoder().encode(s)); const o
 /**
  * A module importing memory "env" "memory" (pages: its minimum) and exporting the given functions.
  * @param {{pages: number, funcs: {name: string, params: [string, string][], locals: [string, string][], body: string}[]}} m
- *   params and locals as [$name, type] with type "i32" | "f32" | "v128"; functions return nothing.
+ *   params and locals as [$name, type] with type "i32" | "v128"; functions return nothing.
  * @returns {Uint8Array} the module's bytes.
  */
 export function assemble({ pages, funcs }) {
@@ -90,7 +82,12 @@ export function assemble({ pages, funcs }) {
   const imports = [[...name("env"), ...name("memory"), 0x02, 0x00, ...(() => { const o = []; uleb(o, pages); return o; })()]];
   const codes = funcs.map((f) => {
     const names = new Map([...f.params, ...f.locals].map(([n], i) => [n, i]));
-    const locals = vec(f.locals.map(([, t]) => [1, VALTYPE[t]]));
+    const runs = []; // locals as (count, type) runs of one type
+    for (const [, t] of f.locals) {
+      if (runs.length && runs[runs.length - 1][1] === VALTYPE[t]) runs[runs.length - 1][0]++;
+      else runs.push([1, VALTYPE[t]]);
+    }
+    const locals = vec(runs.map(([n, t]) => { const o = []; uleb(o, n); return o.concat(t); }));
     const body = locals.concat(encodeBody(f.body, names));
     const out = [];
     uleb(out, body.length);
