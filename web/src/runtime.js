@@ -14,6 +14,7 @@ import { Centroid } from "./centroid.js";
 import { C } from "./channels.js";
 import { Kernel, kernelUnsupported } from "./kernel.js";
 
+const NO_CORRECTION = { R: [1, 0, 0, 0, 1, 0, 0, 0, 1], t: [0, 0, 0], q: [1, 0, 0, 0] }; // place() without a pose model
 const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
 
 function halfToFloat(h) {
@@ -321,9 +322,8 @@ export class AvatarRuntime {
     const tv = a.texel_verts, tb = a.texel_bary, gain = this.gain, prior = this.gaussPrior;
     const means = out.means, scales = out.scales, quats = out.quats, opac = out.opacities, colors = out.colors;
     const c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
-    const [R0, R1, R2, R3, R4, R5, R6, R7, R8] = corr ? corr.R : [1, 0, 0, 0, 1, 0, 0, 0, 1];
-    const [qw, qx, qy, qz] = corr ? corr.q : [1, 0, 0, 0];
-    const [cx, cy, cz] = corr ? c : [0, 0, 0], [tx, ty, tz] = corr ? corr.t : [0, 0, 0];
+    const { R, q, t } = corr || NO_CORRECTION, [cx, cy, cz] = corr ? c : NO_CORRECTION.t;
+    const [R0, R1, R2, R3, R4, R5, R6, R7, R8] = R, [qw, qx, qy, qz] = q, [tx, ty, tz] = t;
     for (let n = 0; n < N; n++) {
       const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
       const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2], g = gain[n];
