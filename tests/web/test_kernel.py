@@ -94,10 +94,29 @@ def test_kernel_skips_zero_channels_and_zero_weights(tmp_path):
     assert any(0 in w[1:] for w in full)  # some map was skipped
 
 
+def test_blendshapes_match_js(tmp_path):
+    """The wasm engine's blendshape sum (blendshapes.js) against the JS loop: all components, some at 0 (a count
+    that is not a multiple of 4), none."""
+    head = load_head("builtin")
+    _pack(tmp_path, head, full_avatar(head, "builtin", 8), [])
+    out = _node(tmp_path, """
+const rt = new AvatarRuntime(m, buf), res = [];
+for (const zeros of [[], [0, 5, 6, 30, 51], Array.from({ length: rt.Ne }, (_, e) => e)]) {
+  const ex = Float64Array.from({ length: rt.Ne }, (_, e) => (zeros.includes(e) ? 0 : Math.sin(e + 1)));
+  res.push([Array.from(rt.blendshapes.at(ex)), Array.from(rt.expressionSum(ex))]);
+}
+console.log(JSON.stringify(res));
+""")
+    for simd, js in out:
+        js = np.asarray(js)
+        np.testing.assert_allclose(simd, js, rtol=1e-5, atol=1e-6 * max(np.abs(js).max(), 1e-30))
+    assert not np.any(out[2][0])
+
+
 @pytest.mark.skipif(not (REPO / "node_modules" / "wabt").is_dir(), reason="node_modules/wabt is missing (npm ci)")
 def test_assembler_matches_wat2wasm(tmp_path):
-    """web/src/wasm.js assembles the kernel's modules (every stage, float16 and float32 maps) to the bytes wabt's
-    wat2wasm makes of the same text."""
+    """web/src/wasm.js assembles the kernel's modules (every stage, float16 and float32 maps) and the blendshapes'
+    module to the bytes wabt's wat2wasm makes of the same text."""
     head = flame_like_head()
     avatar = full_avatar(head, "procedural", 16, kind="softmax_first_k")
     same = []
@@ -109,19 +128,23 @@ def test_assembler_matches_wat2wasm(tmp_path):
 const {{ assemble }} = await import("{(REPO / 'web' / 'src' / 'wasm.js').as_posix()}");
 const wabt = await (await import("{(REPO / 'node_modules' / 'wabt' / 'index.js').as_posix()}")).default();
 const rt = new AvatarRuntime(m, buf), same = [];
+const decl = (xs, kw) => xs.map(([n, t]) => `(${{kw}} ${{n}} ${{t}})`).join(" ");
 for (const p of params) {{
   const w = rt.slotWeights(p.expression, p.stage), read = [];
   for (let s = 0; s < w.length; s++) if (w[s] !== 0) read.push(s);
   const mod = rt.kernel.source(read), f = mod.funcs[0];
-  const decl = (xs, kw) => xs.map(([n, t]) => `(${{kw}} ${{n}} ${{t}})`).join(" ");
   const wat = `(module (import "env" "memory" (memory ${{mod.pages}})) (func (export "run") ${{decl(f.params, "param")}}
   ${{decl(f.locals, "local")}}\n${{f.body}}\n))`;
   const ref = wabt.parseWat("kernel.wat", wat, {{ simd: true }}).toBinary({{}}).buffer;
   same.push([p.stage, Buffer.from(assemble(mod)).equals(Buffer.from(ref))]);
 }}
+const bs = rt.blendshapes.source(rt.blendshapes.row / 16), g = bs.funcs[0];
+const wat = `(module (import "env" "memory" (memory ${{bs.pages}})) (func (export "run") ${{decl(g.params, "param")}}
+  ${{decl(g.locals, "local")}}\n${{g.body}}\n))`;
+same.push(["blendshapes", Buffer.from(assemble(bs)).equals(Buffer.from(wabt.parseWat("b.wat", wat, {{ simd: true }}).toBinary({{}}).buffer))]);
 console.log(JSON.stringify(same));
 """)
-    assert {stage for stage, _ in same} == {"full", "global", "mean"} and all(ok for _, ok in same), same
+    assert {what for what, _ in same} == {"full", "global", "mean", "blendshapes"} and all(ok for _, ok in same), same
 
 
 def test_falls_back_to_js_without_wasm_simd(tmp_path):

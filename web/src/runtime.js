@@ -7,9 +7,11 @@
 // activations, then the pose model's rigid correction (dejavu/personalize/pose.py).
 // Two engines for the per-Gaussian work (blend, placement, activations, pose correction): a WebAssembly SIMD
 // kernel (kernel.js, the default where the engine runs WebAssembly SIMD) and the plain-JS code below (the
-// fallback, and the kernel's reference in tests/web); the head model and the blend weights are JS in both.
+// fallback, and the kernel's reference in tests/web); the head model and the blend weights are JS in both, but for
+// the expression blendshapes' sum, SIMD on the wasm engine (blendshapes.js).
 // Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps, S map slots.
 
+import { Blendshapes } from "./blendshapes.js";
 import { Centroid } from "./centroid.js";
 import { C } from "./channels.js";
 import { Kernel, kernelUnsupported } from "./kernel.js";
@@ -147,7 +149,10 @@ export class AvatarRuntime {
         this.kernelProblem = err.message;
       }
     }
-    if (this.kernel) this.verts = this.kernel.verts; // the head model writes where the kernel reads (both engines read it)
+    if (this.kernel) {
+      this.verts = this.kernel.verts; // the head model writes where the kernel reads (both engines read it)
+      if (this.Ne && this.moved.length) this.blendshapes = new Blendshapes(a.exprdirs, this.Ne, this.moved.length);
+    }
     if (engine === "wasm" && this.kernelProblem) throw new Error(`no WebAssembly engine: ${this.kernelProblem}`);
     this.setEngine(this.kernel ? "wasm" : "js");
   }
@@ -206,15 +211,15 @@ export class AvatarRuntime {
     return w;
   }
 
-  /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
-  vertices(expression, jaw, eyes, pose) {
-    const { V, J, Ne } = this, a = this.arrays;
-    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, M = ev.length * 3;
-    // The blendshapes' sum over the moving vertices first, four components a pass (contiguous inner loops, a
-    // quarter of the passes over the sum), then added where they are; components at 0 are skipped.
-    const moved = this.moved.fill(0), es = this.exprActive;
+  /**
+   * The expression blendshapes summed over the moving vertices (expr_verts.length * 3), in JS (the wasm engine's
+   * twin: blendshapes.js): four components a pass (contiguous inner loops, a quarter of the passes over the sum),
+   * components at 0 skipped.
+   */
+  expressionSum(expression) {
+    const dirs = this.arrays.exprdirs, M = this.moved.length, moved = this.moved.fill(0), es = this.exprActive;
     let ne = 0;
-    for (let e = 0; e < Ne; e++) if (expression[e] !== 0) es[ne++] = e;
+    for (let e = 0; e < this.Ne; e++) if (expression[e] !== 0) es[ne++] = e;
     let q = 0;
     for (; q + 4 <= ne; q += 4) {
       const c0 = expression[es[q]], c1 = expression[es[q + 1]], c2 = expression[es[q + 2]], c3 = expression[es[q + 3]];
@@ -225,6 +230,15 @@ export class AvatarRuntime {
       const c = expression[es[q]], d = es[q] * M;
       for (let i = 0; i < M; i++) moved[i] += c * dirs[d + i];
     }
+    return moved;
+  }
+
+  /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
+  vertices(expression, jaw, eyes, pose) {
+    const { V, J } = this, a = this.arrays;
+    const vs = this.vShaped, vId = a.v_id, ev = a.expr_verts, M = ev.length * 3;
+    // The blendshapes' sum over the moving vertices first, then added where they are.
+    const moved = this.engine === "wasm" && this.blendshapes ? this.blendshapes.at(expression) : this.expressionSum(expression);
     for (let i = 0; i < V * 3; i++) vs[i] = vId[i];
     for (let m = 0; m < M / 3; m++) {
       const v = ev[m] * 3;

@@ -1,7 +1,7 @@
 // A small assembler for the WebAssembly text instructions the runtime's kernels use (flat, one instruction per
 // line, as `wat2wasm` reads them), so kernels can be generated per avatar at load time (unrolled over its maps)
 // without a compiler toolchain or a build step: the same source runs under Node (tests) and in the page.
-// Only what kernel.js needs is here: a few i32 scalar instructions, 128-bit SIMD (f32x4, i32x4, shuffles),
+// Only what kernel.js and blendshapes.js need is here: a few i32 scalar instructions, 128-bit SIMD (f32x4, i32x4, shuffles),
 // loop / br_if, locals, one imported memory.
 
 const VALTYPE = { i32: 0x7f, v128: 0x7b };
@@ -11,7 +11,8 @@ const VALTYPE = { i32: 0x7f, v128: 0x7b };
 const PLAIN = {
   loop: [0x03, "blocktype"], end: [0x0b], br_if: [0x0d, "depth"],
   "local.get": [0x20, "local"], "local.set": [0x21, "local"], "local.tee": [0x22, "local"],
-  "i32.load": [0x28, "mem"], "i32.const": [0x41, "i32"], "i32.add": [0x6a], "i32.sub": [0x6b],
+  "i32.load": [0x28, "mem"], "i32.const": [0x41, "i32"], "i32.eqz": [0x45], "i32.ne": [0x47], "i32.add": [0x6a],
+  "i32.sub": [0x6b],
 };
 const SIMD = {
   "v128.load": [0x00, "mem"], "v128.load32_splat": [0x09, "mem"], "v128.store": [0x0b, "mem"],
