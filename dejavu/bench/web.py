@@ -4,8 +4,9 @@ Without an avatar: the built-in head at UV 256 (48,002 Gaussians) with K = 10 ra
 blend scheme and a pose model, i.e. the largest avatar the default settings make. Needs ``make web``
 and chromium. Reference in the same page: one copy of the blendmap bytes.
 
-CPU path (``cpu_*``): ``AvatarRuntime.evaluate`` step by step, and the frame with the upload to Spark's
-packed splats. GPU path (``gpu_*``, ``web/src/gpu.js``): the CPU side of a frame (head model, blend weights,
+CPU path (``cpu_*``): ``AvatarRuntime.evaluate`` step by step on the page's engine (``cpu_engine``: the
+WebAssembly SIMD kernel where the browser runs it, else plain JS), and the frame with the upload to Spark's
+packed splats; ``cpu_other_*``: the other engine on the same frames (alternating), and the ratio of the two. GPU path (``gpu_*``, ``web/src/gpu.js``): the CPU side of a frame (head model, blend weights,
 pose correction, vertex texture and uniforms), and the frame until the per-splat program has run over
 every Gaussian (waited for with a one-texel read). Headless Chromium renders WebGL with SwiftShader, a CPU
 emulation (``gpu_renderer`` says which): there ``gpu_frame_*`` measures the emulation, not a GPU; the
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> dict:
         finally:
             server.shutdown()
     r2 = lambda x: round(x, 2)
-    cpu, gpu = full["cpu"], full["gpu"]
+    cpu, other, gpu = full["cpu"], full["cpu_other_engine"], full["gpu"]
     out = {"target": "web", "n_gaussians": record["n_gaussians"], "site_mb": round(record["bytes"] / 1e6, 2),
+           "cpu_engine": cpu["engine"],
            "cpu_evaluate_full_ms_median": r2(cpu["evaluate"]["median_ms"]),
            "cpu_evaluate_full_ms_min": r2(cpu["evaluate"]["min_ms"]),
            "cpu_frame_full_ms_median": r2(cpu["frame"]["median_ms"]),
@@ -77,6 +79,12 @@ def run(args: argparse.Namespace) -> dict:
            "cpu_upload_bytes_per_frame": cpu["upload_bytes"],
            "reference_copy_ms_median": r2(full["reference_copy_ms"]),
            "reference_copy_mb": round(full["reference_copy_bytes"] / 1e6, 2), "machine": machine_info()}
+    if other:
+        out.update({"cpu_other_engine": other["engine"],
+                    "cpu_other_evaluate_full_ms_median": r2(other["evaluate"]["median_ms"]),
+                    "cpu_other_evaluate_full_ms_min": r2(other["evaluate"]["min_ms"]),
+                    "cpu_other_steps_full_ms_median": {k: r2(v) for k, v in other["steps"].items()},
+                    "cpu_other_over_engine": round(other["evaluate"]["median_ms"] / max(cpu["evaluate"]["median_ms"], 1e-3), 2)})
     if gpu:
         out.update({"gpu_cpu_side_full_ms_median": r2(gpu["cpu"]["median_ms"]),
                     "gpu_cpu_side_full_ms_min": r2(gpu["cpu"]["min_ms"]),

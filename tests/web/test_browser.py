@@ -184,7 +184,11 @@ def test_bench_reports_both_paths(page):
     bench = page["bench"]
     assert bench["n_gaussians"] == page["site"][0][0]["means"].shape[0]
     assert 0 < bench["cpu"]["frame"]["median_ms"] < 1e4  # (a step alone may read 0: Chromium's clock ticks 0.1 ms)
-    assert set(bench["cpu"]["steps"]) == {"vertices", "offsets", "place", "pose", "pack"}
+    # the page runs the WebAssembly kernel (Chromium has WebAssembly SIMD); the plain-JS engine is timed beside it
+    assert bench["cpu"]["engine"] == "wasm" and set(bench["cpu"]["steps"]) == {"vertices", "kernel", "pack"}
+    other = bench["cpu_other_engine"]
+    assert other["engine"] == "js" and set(other["steps"]) == {"vertices", "offsets", "place"}
+    assert 0 < other["evaluate"]["median_ms"] < 1e4
     gpu = bench["gpu"]
     assert 0 <= gpu["cpu"]["median_ms"] <= gpu["frame"]["median_ms"] < 1e4 and gpu["frame"]["median_ms"] > 0
     # per frame the GPU path uploads the posed vertices and a few uniforms, not the Gaussians

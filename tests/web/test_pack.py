@@ -61,8 +61,9 @@ def test_bad_manifest_is_one_line_error(tmp_path):
         read_pack(tmp_path)
 
 
-def _node_matches_python(tmp_path, head, avatar, params):
-    """Evaluate web/src/runtime.js (the file the page bundles) under Node; compare with Avatar.gaussians."""
+def _node_matches_python(tmp_path, head, avatar, params, engine):
+    """Evaluate web/src/runtime.js (the file the page bundles) under Node on ``engine`` ("wasm": the WebAssembly
+    kernel, "js": plain JS); compare with Avatar.gaussians."""
     uvmap = UVGaussianMap(head, avatar.uv_size)
     write_pack(tmp_path, *pack_arrays(avatar, head, uvmap))
     (tmp_path / "params.json").write_text(json.dumps(params))
@@ -71,7 +72,8 @@ import {{ readFileSync }} from "node:fs";
 import {{ AvatarRuntime }} from "{(REPO / 'web' / 'src' / 'runtime.js').as_posix()}";
 const m = JSON.parse(readFileSync("{tmp_path}/avatar.json"));
 const b = readFileSync("{tmp_path}/avatar.bin");
-const rt = new AvatarRuntime(m, b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+const rt = new AvatarRuntime(m, b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength), {{ engine: "{engine}" }});
+if (rt.engine !== "{engine}") throw new Error(`engine ${{rt.engine}}`);
 const out = JSON.parse(readFileSync("{tmp_path}/params.json")).map((p) =>
   Object.fromEntries(Object.entries(rt.evaluate(p)).map(([k, v]) => [k, Array.from(v)])));
 console.log(JSON.stringify(out));
@@ -92,15 +94,17 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="no node fo
 
 
 @needs_node
-def test_runtime_matches_python_under_node(tmp_path):
+@pytest.mark.parametrize("engine", ["wasm", "js"])
+def test_runtime_matches_python_under_node(tmp_path, engine):
     """FLAME-like procedural head (pose correctives), softmax over the first K, every stage."""
     head = flame_like_head()
     _node_matches_python(tmp_path, head, full_avatar(head, "procedural", 24, kind="softmax_first_k"),
-                         parameter_vectors(head, 3, lo=-2, hi=2))
+                         parameter_vectors(head, 3, lo=-2, hi=2), engine)
 
 
 @needs_node
-def test_runtime_matches_python_on_fake_flame(tmp_path, chumpy_stub):
+@pytest.mark.parametrize("engine", ["wasm", "js"])
+def test_runtime_matches_python_on_fake_flame(tmp_path, chumpy_stub, engine):
     """A FLAME head from the loader itself (fake files in FLAME's exact format: 300 identity and 100
     expression components, neck/jaw/eye joints, pose correctives, the appended mouth patch)."""
     from dejavu.head import HeadModel
@@ -109,4 +113,4 @@ def test_runtime_matches_python_on_fake_flame(tmp_path, chumpy_stub):
     head = HeadModel(load_flame_assets(_write_fake_flame(tmp_path, chumpy_stub)))
     train = torch.randn(30, head.n_expr)
     _node_matches_python(tmp_path, head, full_avatar(head, "flame", 24, kind="softmax_first_k", training=train),
-                         parameter_vectors(head, 3, lo=-2, hi=2))
+                         parameter_vectors(head, 3, lo=-2, hi=2), engine)

@@ -9,9 +9,8 @@
 
 import * as THREE from "three";
 import { Readback, dyno } from "@sparkjsdev/spark";
+import { C, channelLayoutProblem } from "./channels.js";
 
-const C = 13;
-const LAYOUT = { xyz: [0, 3], log_scale: [3, 6], rot: [6, 9], opacity: [9, 10], color: [10, 13] };
 const VERT_BITS = 10; // the vertex texture is 1024 texels wide: a few rows for 3-5k vertices
 const FIELDS = 14; // what readGaussians reads per splat: mean 3, quaternion wxyz 4, scales 3, opacity 1, colour 3
 
@@ -20,12 +19,10 @@ const textureBits = (maxTextureSize) => Math.min(12, Math.floor(Math.log2(maxTex
 
 /** Why this pack or context cannot use the GPU path (the page then evaluates on the CPU); null when it can. */
 export function gpuUnsupported(rt, maxTextureSize) {
-  for (const [name, [a, b]] of Object.entries(LAYOUT)) {
-    const got = rt.meta.channels[name];
-    if (!got || got[0] !== a || got[1] !== b) return `avatar.json: channel ${name} is not at [${a}, ${b})`;
-  }
+  const layout = channelLayoutProblem(rt.meta);
+  if (layout) return layout;
   const width = 1 << textureBits(maxTextureSize);
-  const slots = 1 + (rt.arrays.blendmaps ? rt.K : 0) + (rt.arrays.global_delta ? 1 : 0);
+  const slots = rt.slots.count;
   const rows = Math.ceil((rt.N * slots * 4) / width);
   if (rows > maxTextureSize) return `${rt.N} Gaussians x ${slots} maps need ${rows} texture rows (limit ${maxTextureSize})`;
   return null;
@@ -57,13 +54,13 @@ export class GpuAvatar {
     const why = gpuUnsupported(rt, maxTextureSize);
     if (why) throw new Error(why);
     this.rt = rt;
-    const { N, K, V } = rt, a = rt.arrays;
+    const { V } = rt;
     this.bits = textureBits(maxTextureSize);
     const W = 1 << this.bits;
-    // Map slots: 0 the mean offsets, then the K blendmaps, then the stage-1 delta.
-    this.blendSlot = a.blendmaps ? 1 : -1;
-    this.globalSlot = a.global_delta ? 1 + (a.blendmaps ? K : 0) : -1;
-    const S = (this.S = 1 + (a.blendmaps ? K : 0) + (a.global_delta ? 1 : 0));
+    // Map slots (AvatarRuntime.slots): 0 the mean offsets, then the K blendmaps, then the stage-1 delta.
+    this.blendSlot = rt.slots.blend;
+    this.globalSlot = rt.slots.global;
+    const S = (this.S = rt.slots.count);
     this.textures = { texels: this.texelTexture(W), geom: this.geomTexture(W), maps: this.mapTexture(W) };
     const vRows = Math.ceil(V / (1 << VERT_BITS));
     this.vertData = new Float32Array((1 << VERT_BITS) * vRows * 4);
@@ -77,7 +74,6 @@ export class GpuAvatar {
       dejavu_c: { value: new THREE.Vector3() }, dejavu_t: { value: new THREE.Vector3() },
       dejavu_q: { value: new THREE.Vector4(0, 0, 0, 1) },
     };
-    this.centroidTerms();
     this.params = {};
   }
 
@@ -129,28 +125,6 @@ export class GpuAvatar {
   }
 
   /**
-   * What the centroid of the means is made of, so the pose model needs no pass over the Gaussians: the means
-   * are linear in the vertices and the maps, so their centroid is sum_v A_v vertex_v + sum_s w_s M_s.
-   */
-  centroidTerms() {
-    const { N, V, K } = this.rt, a = this.rt.arrays, frozen = this.rt.meta.xyz_frozen;
-    const unit = this.rt.meta.constants.xyz_unit_m;
-    this.vertexWeights = new Float64Array(V);
-    for (let n = 0; n < N; n++) for (let i = 0; i < 3; i++) this.vertexWeights[a.texel_verts[n * 3 + i]] += a.texel_bary[n * 3 + i] / N;
-    this.slotCentroids = new Float64Array(this.S * 3);
-    const m = this.slotCentroids;
-    for (let n = 0; n < N; n++) {
-      if (frozen[a.texel_region[n]]) continue;
-      const g = unit / N;
-      for (let d = 0; d < 3; d++) {
-        m[d] += g * a.mean_offsets[n * C + d];
-        if (a.blendmaps) for (let k = 0; k < K; k++) m[(this.blendSlot + k) * 3 + d] += g * a.blendmaps[(n * C + d) * K + k];
-        if (a.global_delta) m[this.globalSlot * 3 + d] += g * a.global_delta[n * C + d];
-      }
-    }
-  }
-
-  /**
    * Set the frame: the head model and blend weights on the CPU, then the vertex texture and uniforms. The caller
    * marks the SplatMesh changed (mesh.updateVersion()) so Spark regenerates the splats.
    * @param {{expression?: ArrayLike<number>, jaw?: number[], eyes?: number[], pose?: number[], stage?: string}} p
@@ -177,12 +151,7 @@ export class GpuAvatar {
     const corr = rt.poseCorrection(expression, jaw, stage);
     u.dejavu_rigid.value = !!corr;
     if (corr) {
-      const c = [0, 1, 2].map((d) => {
-        let s = this.slotCentroids[d]; // slot 0, the mean offsets, always counts
-        for (let sl = u.dejavu_first.value; sl < u.dejavu_last.value; sl++) s += w[sl] * this.slotCentroids[sl * 3 + d];
-        for (let v = 0; v < rt.V; v++) s += this.vertexWeights[v] * verts[v * 3 + d];
-        return s;
-      });
+      const c = rt.centroid.at(verts, rt.slotWeights(expression, stage)); // the means' centroid, in O(V + S)
       const R = corr.R;
       u.dejavu_R.value.set(R[0], R[1], R[2], R[3], R[4], R[5], R[6], R[7], R[8]); // row-major in, column-major kept
       u.dejavu_c.value.set(c[0], c[1], c[2]);

@@ -3,7 +3,8 @@
 // Driving: sliders, recorded sequences / the expression sweep (play, pause, scrub) and a live
 // WebSocket stream (`dejavu live`, page URL ?live=ws://127.0.0.1:PORT).
 // Evaluation: on the GPU (gpu.js, a Spark splat source; the default where the context allows it) or on the
-// CPU (runtime.js, then Spark's packed splats); ?eval=cpu forces the CPU path.
+// CPU (runtime.js, then Spark's packed splats); ?eval=cpu forces the CPU path, ?engine=js its plain-JS engine
+// (the WebAssembly SIMD kernel otherwise, where the browser runs it).
 // Test hooks live on window.dejavu (tests/web drives them from headless Chromium).
 
 import * as THREE from "three";
@@ -30,7 +31,7 @@ function b64(typed) {
 
 async function main() {
   const site = await (await fetch("site.json")).json();
-  const rt = await loadAvatar(site.avatar);
+  const rt = await loadAvatar(site.avatar, { engine: query.get("engine") || undefined });
   const N = rt.N;
   const state = {
     expression: new Float64Array(rt.Ne), jaw: [0, 0, 0], eyes: [0, 0, 0, 0, 0, 0], pose: [0, 0, 0], head: [0, 0, 0],
@@ -212,7 +213,7 @@ async function main() {
       fps = (frames * 1000) / (now - fpsT);
       frames = 0;
       fpsT = now;
-      $("fps").textContent = `${fps.toFixed(1)} fps · ${path} evaluation ${evalMs.toFixed(1)} ms (CPU) · ${N} Gaussians`;
+      $("fps").textContent = `${fps.toFixed(1)} fps · ${path === "cpu" ? `cpu (${rt.engine})` : path} evaluation ${evalMs.toFixed(1)} ms (CPU) · ${N} Gaussians`;
     }
     requestAnimationFrame(tick);
   }

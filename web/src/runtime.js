@@ -5,10 +5,19 @@
 // skinning; dejavu/head/base.py), barycentric gather of texel positions (dejavu/gaussians/uvmap.py),
 // offsets = mean + sum_k w_k blendmap_k with w = softmax(clamp(z) / T) (dejavu/personalize/blendmaps.py),
 // activations, then the pose model's rigid correction (dejavu/personalize/pose.py).
-// Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps.
+// Two engines for the per-Gaussian work (blend, placement, activations, pose correction): a WebAssembly SIMD
+// kernel (kernel.js, the default where the engine runs WebAssembly SIMD) and the plain-JS code below (the
+// fallback, and the kernel's reference in tests/web); the head model and the blend weights are JS in both, but for
+// the expression blendshapes' sum, SIMD on the wasm engine (blendshapes.js).
+// Letters: V vertices, J joints, N Gaussians, Ne expression components, K blendmaps, S map slots.
 
+import { Blendshapes } from "./blendshapes.js";
+import { Centroid } from "./centroid.js";
+import { C } from "./channels.js";
+import { Kernel, kernelUnsupported } from "./kernel.js";
+
+const NO_CORRECTION = { R: [1, 0, 0, 0, 1, 0, 0, 0, 1], t: [0, 0, 0], q: [1, 0, 0, 0] }; // place() without a pose model
 const DTYPES = { float32: Float32Array, float16: null, int32: Int32Array, uint16: Uint16Array, uint8: Uint8Array };
-const C = 13; // channels per Gaussian (dejavu/gaussians/channels.py)
 
 function halfToFloat(h) {
   const s = h & 0x8000 ? -1 : 1;
@@ -84,8 +93,9 @@ export class AvatarRuntime {
   /**
    * @param {object} manifest avatar.json of a web pack (dejavu/web/pack.py).
    * @param {ArrayBuffer} buffer avatar.bin.
+   * @param {{engine?: "wasm" | "js"}} [options] the per-Gaussian engine (default: "wasm" where it runs).
    */
-  constructor(manifest, buffer) {
+  constructor(manifest, buffer, { engine } = {}) {
     this.meta = manifest;
     this.buffer = buffer; // the pack's bytes (the GPU path uploads float16 maps as stored)
     const a = (this.arrays = unpackArrays(manifest, buffer));
@@ -98,6 +108,14 @@ export class AvatarRuntime {
     this.hasEyes = "eye_left" in this.jointIndex && "eye_right" in this.jointIndex;
     this.stages = ["mean"].concat(a.global_delta ? ["global"] : [], a.blendmaps ? ["full"] : []);
     this.prior = Float32Array.from(manifest.opacity_prior);
+    // per Gaussian: whether its offsets move its mean (0 in frozen regions, else the xyz unit), its opacity prior
+    this.gain = new Float64Array(this.N);
+    this.gaussPrior = new Float32Array(this.N);
+    for (let n = 0; n < this.N; n++) {
+      const r = a.texel_region[n];
+      this.gain[n] = manifest.xyz_frozen[r] ? 0 : manifest.constants.xyz_unit_m;
+      this.gaussPrior[n] = this.prior[r];
+    }
     // Work buffers (allocated once; evaluate() reuses them: no per-frame allocation).
     this.vShaped = new Float64Array(this.V * 3);
     this.verts = new Float32Array(this.V * 3);
@@ -111,8 +129,39 @@ export class AvatarRuntime {
     this.rv = new Float64Array(this.J * 3);
     this.R = Array.from({ length: this.J }, () => new Float64Array(9));
     this.W = Array.from({ length: this.J }, () => new Float64Array(12));
-    this.T = new Float64Array(12);
+    this.Wflat = new Float64Array(this.J * 12);
+    this.moved = new Float64Array(a.expr_verts.length * 3);
+    this.exprActive = new Int32Array(this.Ne);
     this.composers = new Map(); // active blendmaps (e.g. "0,1,2") -> unrolled compose function
+    // Map slots, in the order the GPU program and the kernel store them: the mean offsets, the K blendmaps, the
+    // stage-1 delta; names[s] is slot s's array.
+    const blend = a.blendmaps ? 1 : -1, global = a.global_delta ? 1 + (a.blendmaps ? this.K : 0) : -1;
+    const names = ["mean_offsets"].concat(a.blendmaps ? Array(this.K).fill("blendmaps") : [], a.global_delta ? ["global_delta"] : []);
+    this.slots = { blend, global, count: names.length, names };
+    this.slotW = new Float64Array(names.length);
+    this.centroid = new Centroid(this);
+    this.jsOut = this.out;
+    this.kernelProblem = engine === "js" ? "the JS engine was asked for" : kernelUnsupported(this);
+    if (!this.kernelProblem) {
+      try {
+        this.kernel = new Kernel(this);
+      } catch (err) {
+        this.kernelProblem = err.message;
+      }
+    }
+    if (this.kernel) {
+      this.verts = this.kernel.verts; // the head model writes where the kernel reads (both engines read it)
+      if (this.Ne && this.moved.length) this.blendshapes = new Blendshapes(a.exprdirs, this.Ne, this.moved.length);
+    }
+    if (engine === "wasm" && this.kernelProblem) throw new Error(`no WebAssembly engine: ${this.kernelProblem}`);
+    this.setEngine(this.kernel ? "wasm" : "js");
+  }
+
+  /** Run the per-Gaussian work on "wasm" (the kernel) or "js"; evaluate() then returns that engine's arrays. */
+  setEngine(name) {
+    if (name === "wasm" && !this.kernel) throw new Error(`no WebAssembly engine: ${this.kernelProblem}`);
+    this.engine = name;
+    this.out = name === "wasm" ? this.kernel.out : this.jsOut;
   }
 
   /** Which offsets a stage uses: "blend" (mean + weighted blendmaps), "global" (mean + stage-1 delta) or "mean". */
@@ -151,19 +200,49 @@ export class AvatarRuntime {
     return w;
   }
 
+  /** Map slot weights (S): the mean offsets 1, then the stage's (the blend weights, or 1 for the stage-1 delta). */
+  slotWeights(expression, stage) {
+    const w = this.slotW.fill(0), kind = this.offsetKind(stage), { blend, global } = this.slots;
+    w[0] = 1;
+    if (kind === "blend") {
+      const bw = this.blendWeights(expression);
+      for (let k = 0; k < this.K; k++) w[blend + k] = bw[k];
+    } else if (kind === "global") w[global] = 1;
+    return w;
+  }
+
+  /**
+   * The expression blendshapes summed over the moving vertices (expr_verts.length * 3), in JS (the wasm engine's
+   * twin: blendshapes.js): four components a pass (contiguous inner loops, a quarter of the passes over the sum),
+   * components at 0 skipped.
+   */
+  expressionSum(expression) {
+    const dirs = this.arrays.exprdirs, M = this.moved.length, moved = this.moved.fill(0), es = this.exprActive;
+    let ne = 0;
+    for (let e = 0; e < this.Ne; e++) if (expression[e] !== 0) es[ne++] = e;
+    let q = 0;
+    for (; q + 4 <= ne; q += 4) {
+      const c0 = expression[es[q]], c1 = expression[es[q + 1]], c2 = expression[es[q + 2]], c3 = expression[es[q + 3]];
+      const d0 = es[q] * M, d1 = es[q + 1] * M, d2 = es[q + 2] * M, d3 = es[q + 3] * M;
+      for (let i = 0; i < M; i++) moved[i] += c0 * dirs[d0 + i] + c1 * dirs[d1 + i] + c2 * dirs[d2 + i] + c3 * dirs[d3 + i];
+    }
+    for (; q < ne; q++) {
+      const c = expression[es[q]], d = es[q] * M;
+      for (let i = 0; i < M; i++) moved[i] += c * dirs[d + i];
+    }
+    return moved;
+  }
+
   /** Posed vertices (V * 3, metres), HeadModel.forward with this avatar's identity. */
   vertices(expression, jaw, eyes, pose) {
-    const { V, J, Ne } = this, a = this.arrays;
-    const vs = this.vShaped, vId = a.v_id, dirs = a.exprdirs, ev = a.expr_verts, Vm = ev.length;
+    const { V, J } = this, a = this.arrays;
+    const vs = this.vShaped, vId = a.v_id, ev = a.expr_verts, M = ev.length * 3;
+    // The blendshapes' sum over the moving vertices first, then added where they are.
+    const moved = this.engine === "wasm" && this.blendshapes ? this.blendshapes.at(expression) : this.expressionSum(expression);
     for (let i = 0; i < V * 3; i++) vs[i] = vId[i];
-    for (let e = 0; e < Ne; e++) {
-      const c = expression[e];
-      if (c === 0) continue;
-      const base = e * Vm * 3;
-      for (let m = 0; m < Vm; m++) {
-        const v = ev[m] * 3, d = base + m * 3;
-        vs[v] += c * dirs[d]; vs[v + 1] += c * dirs[d + 1]; vs[v + 2] += c * dirs[d + 2];
-      }
+    for (let m = 0; m < M / 3; m++) {
+      const v = ev[m] * 3;
+      vs[v] += moved[m * 3]; vs[v + 1] += moved[m * 3 + 1]; vs[v + 2] += moved[m * 3 + 2];
     }
     // Local joint rotations: root = pose, neck unused (Avatar.gaussians has no neck), jaw, eyes.
     const rv = this.rv.fill(0);
@@ -205,19 +284,23 @@ export class AvatarRuntime {
       const M = W[j];
       for (let r = 0; r < 3; r++) M[r * 4 + 3] -= M[r * 4] * jr[j * 3] + M[r * 4 + 1] * jr[j * 3 + 1] + M[r * 4 + 2] * jr[j * 3 + 2];
     }
-    const lw = a.lbs_weights, out = this.verts, T = this.T;
+    const lw = a.lbs_weights, out = this.verts, Wf = this.Wflat;
+    for (let j = 0; j < J; j++) Wf.set(W[j], j * 12);
     for (let v = 0; v < V; v++) {
-      T.fill(0);
+      // the vertex's blended transform, in locals (registers) rather than an array
+      let t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 0, t7 = 0, t8 = 0, t9 = 0, t10 = 0, t11 = 0;
       for (let j = 0; j < J; j++) {
         const w = lw[v * J + j];
         if (w === 0) continue;
-        const M = W[j];
-        for (let q = 0; q < 12; q++) T[q] += w * M[q];
+        const o = j * 12;
+        t0 += w * Wf[o]; t1 += w * Wf[o + 1]; t2 += w * Wf[o + 2]; t3 += w * Wf[o + 3];
+        t4 += w * Wf[o + 4]; t5 += w * Wf[o + 5]; t6 += w * Wf[o + 6]; t7 += w * Wf[o + 7];
+        t8 += w * Wf[o + 8]; t9 += w * Wf[o + 9]; t10 += w * Wf[o + 10]; t11 += w * Wf[o + 11];
       }
       const x = vs[v * 3], y = vs[v * 3 + 1], z = vs[v * 3 + 2];
-      out[v * 3] = T[0] * x + T[1] * y + T[2] * z + T[3];
-      out[v * 3 + 1] = T[4] * x + T[5] * y + T[6] * z + T[7];
-      out[v * 3 + 2] = T[8] * x + T[9] * y + T[10] * z + T[11];
+      out[v * 3] = t0 * x + t1 * y + t2 * z + t3;
+      out[v * 3 + 1] = t4 * x + t5 * y + t6 * z + t7;
+      out[v * 3 + 2] = t8 * x + t9 * y + t10 * z + t11;
     }
     return out;
   }
@@ -243,37 +326,49 @@ export class AvatarRuntime {
   }
 
   /**
-   * Texel placement and activations into this.out (before the pose model).
+   * Texel placement, activations and the pose model's rigid correction into this.out, in one pass.
    * @param {Float32Array} verts (V * 3) posed vertices, metres. @param {Float32Array} off (N * 13) offsets.
-   * @returns {number[]} the centroid of the means (3), metres.
+   * @param {object|null} corr the correction (poseCorrection) or null. @param {number[]} c (3) the means' centroid
+   *   it turns about (this.centroid.at), metres.
    */
-  place(verts, off) {
+  place(verts, off, corr, c) {
     const a = this.arrays, k = this.meta.constants, N = this.N, out = this.out;
-    const tv = a.texel_verts, tb = a.texel_bary, region = a.texel_region, prior = this.prior, frozen = this.meta.xyz_frozen;
+    const tv = a.texel_verts, tb = a.texel_bary, gain = this.gain, prior = this.gaussPrior;
     const means = out.means, scales = out.scales, quats = out.quats, opac = out.opacities, colors = out.colors;
-    const unit = k.xyz_unit_m, c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
-    let cx = 0, cy = 0, cz = 0;
+    const c0 = k.sh_c0, ls0 = k.init_log_scale, col0 = k.init_color_dc;
+    const { R, q, t } = corr || NO_CORRECTION, [cx, cy, cz] = corr ? c : NO_CORRECTION.t;
+    const [R0, R1, R2, R3, R4, R5, R6, R7, R8] = R, [qw, qx, qy, qz] = q, [tx, ty, tz] = t;
     for (let n = 0; n < N; n++) {
       const o = n * C, i0 = tv[n * 3] * 3, i1 = tv[n * 3 + 1] * 3, i2 = tv[n * 3 + 2] * 3;
-      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2];
-      const r = region[n], g = frozen[r] ? 0 : unit;
+      const b0 = tb[n * 3], b1 = tb[n * 3 + 1], b2 = tb[n * 3 + 2], g = gain[n];
       const n3 = n * 3, n4 = n * 4;
-      means[n3] = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
-      means[n3 + 1] = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
-      means[n3 + 2] = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
-      cx += means[n3]; cy += means[n3 + 1]; cz += means[n3 + 2];
+      const x = verts[i0] * b0 + verts[i1] * b1 + verts[i2] * b2 + off[o] * g;
+      const y = verts[i0 + 1] * b0 + verts[i1 + 1] * b1 + verts[i2 + 1] * b2 + off[o + 1] * g;
+      const z = verts[i0 + 2] * b0 + verts[i1 + 2] * b1 + verts[i2 + 2] * b2 + off[o + 2] * g;
+      const ox = off[o + 6], oy = off[o + 7], oz = off[o + 8];
+      const inv = 1 / Math.sqrt(1 + ox * ox + oy * oy + oz * oz); // the norm is >= 1: the 1e-12 floor never applies
+      const bw = inv, bx = ox * inv, by = oy * inv, bz = oz * inv;
+      if (corr) { // turned about the centroid, shifted; the quaternion turned with it (pose.apply_rigid)
+        const dx = x - cx, dy = y - cy, dz = z - cz;
+        means[n3] = R0 * dx + R1 * dy + R2 * dz + cx + tx;
+        means[n3 + 1] = R3 * dx + R4 * dy + R5 * dz + cy + ty;
+        means[n3 + 2] = R6 * dx + R7 * dy + R8 * dz + cz + tz;
+        quats[n4] = qw * bw - qx * bx - qy * by - qz * bz;
+        quats[n4 + 1] = qw * bx + qx * bw + qy * bz - qz * by;
+        quats[n4 + 2] = qw * by - qx * bz + qy * bw + qz * bx;
+        quats[n4 + 3] = qw * bz + qx * by - qy * bx + qz * bw;
+      } else {
+        means[n3] = x; means[n3 + 1] = y; means[n3 + 2] = z;
+        quats[n4] = bw; quats[n4 + 1] = bx; quats[n4 + 2] = by; quats[n4 + 3] = bz;
+      }
       scales[n3] = Math.exp(ls0 + off[o + 3]);
       scales[n3 + 1] = Math.exp(ls0 + off[o + 4]);
       scales[n3 + 2] = Math.exp(ls0 + off[o + 5]);
-      const qx = off[o + 6], qy = off[o + 7], qz = off[o + 8];
-      const qn = Math.max(Math.sqrt(1 + qx * qx + qy * qy + qz * qz), 1e-12);
-      quats[n4] = 1 / qn; quats[n4 + 1] = qx / qn; quats[n4 + 2] = qy / qn; quats[n4 + 3] = qz / qn;
-      opac[n] = 1 / (1 + Math.exp(-(prior[r] + off[o + 9])));
+      opac[n] = 1 / (1 + Math.exp(-(prior[n] + off[o + 9])));
       colors[n3] = Math.max(0.5 + c0 * (col0 + off[o + 10]), 0);
       colors[n3 + 1] = Math.max(0.5 + c0 * (col0 + off[o + 11]), 0);
       colors[n3 + 2] = Math.max(0.5 + c0 * (col0 + off[o + 12]), 0);
     }
-    return [cx / N, cy / N, cz / N];
   }
 
   /**
@@ -288,9 +383,10 @@ export class AvatarRuntime {
     const expression = p.expression || new Float64Array(this.Ne);
     const jaw = p.jaw || [0, 0, 0];
     const verts = this.vertices(expression, jaw, p.eyes || null, p.pose || null);
-    const c = this.place(verts, this.offsetsFor(expression, stage));
-    const corr = this.poseCorrection(expression, jaw, stage);
-    if (corr) this.applyRigid(corr, c);
+    const w = this.slotWeights(expression, stage), corr = this.poseCorrection(expression, jaw, stage);
+    const c = corr && this.centroid.at(verts, w);
+    if (this.engine === "wasm") return this.kernel.run(w, corr, c);
+    this.place(verts, this.offsetsFor(expression, stage), corr, c);
     return this.out;
   }
 
@@ -309,27 +405,11 @@ export class AvatarRuntime {
     return { R: rodrigues(corr[0], corr[1], corr[2]), t: [corr[3] * unit, corr[4] * unit, corr[5] * unit],
       q: axisAngleQuat(corr[0], corr[1], corr[2]) };
   }
-
-  /** Turn this.out's means about the centroid c (3) by corr.R, shift them by corr.t and turn their quaternions. */
-  applyRigid({ R, t, q: [qw, qx, qy, qz] }, c) {
-    const m = this.out.means, q = this.out.quats;
-    for (let n = 0; n < this.N; n++) {
-      const x = m[n * 3] - c[0], y = m[n * 3 + 1] - c[1], z = m[n * 3 + 2] - c[2];
-      m[n * 3] = R[0] * x + R[1] * y + R[2] * z + c[0] + t[0];
-      m[n * 3 + 1] = R[3] * x + R[4] * y + R[5] * z + c[1] + t[1];
-      m[n * 3 + 2] = R[6] * x + R[7] * y + R[8] * z + c[2] + t[2];
-      const bw = q[n * 4], bx = q[n * 4 + 1], by = q[n * 4 + 2], bz = q[n * 4 + 3];
-      q[n * 4] = qw * bw - qx * bx - qy * by - qz * bz;
-      q[n * 4 + 1] = qw * bx + qx * bw + qy * bz - qz * by;
-      q[n * 4 + 2] = qw * by - qx * bz + qy * bw + qz * bx;
-      q[n * 4 + 3] = qw * bz + qx * by - qy * bx + qz * bw;
-    }
-  }
 }
 
-/** Fetch a pack (manifest URL, e.g. "avatar.json") and build its runtime. */
-export async function loadAvatar(url) {
+/** Fetch a pack (manifest URL, e.g. "avatar.json") and build its runtime (options: AvatarRuntime's). */
+export async function loadAvatar(url, options = {}) {
   const manifest = await (await fetch(url)).json();
   const bin = await (await fetch(new URL(manifest.bin, new URL(url, location.href)))).arrayBuffer();
-  return new AvatarRuntime(manifest, bin);
+  return new AvatarRuntime(manifest, bin, options);
 }
