@@ -25,7 +25,6 @@
 #define NP 13 /* params columns */
 enum { MX, MY, CA, CB, CC, OP, CR, CG, CBL, Z, EX, EY, LIM };
 #define NV 10 /* gradient columns: v_mx, v_my, v_ca, v_cb, v_cc, v_op, v_r, v_g, v_b, v_z */
-#define SPAN_EPS 1e-2f /* as cpu._SPAN_EPS */
 
 /* exp(x) for 8 lanes, Cephes expf: x = n ln2 + r (ln2 split in two for exactness), a degree-6 polynomial
  * in r, times 2^n built in the exponent bits. x is clamped to [-87.3, 88.3] so 2^n stays normal. */
@@ -79,28 +78,23 @@ static inline Tile tile_rect(int64_t tid, int64_t tw, int64_t th, int64_t H, int
     return t;
 }
 
-/* A Gaussian's row range in the tile, as cpu._row_range plus the column-box test; 0 when it misses. */
-static inline int row_range(const float *p, const Tile *t, int *py0, int *py1) {
-    float my = p[MY], ey = p[EY], mx = p[MX], ex = p[EX];
-    /* clamped in float first: an int conversion of an out-of-range float is undefined */
-    float lo = ceilf(maxf(my - ey - 0.5f, (float)t->Y0 - 1.0f));
-    float hi = floorf(minf(my + ey - 0.5f, (float)t->Y1 + 1.0f));
-    *py0 = (int)lo > t->Y0 ? (int)lo : t->Y0;
-    *py1 = (int)hi + 1 < t->Y1 ? (int)hi + 1 : t->Y1;
-    return !(*py0 >= *py1 || mx + ex < (float)t->X0 || mx - ex > (float)t->X1);
+/* [lo, hi) of the tile's [T0, T1) whose pixel centres lie within m +- e (a Gaussian's pixel box along
+ * one axis, as cpu._row_range). Clamped in float first: an int conversion of an out-of-range float is
+ * undefined. */
+static inline void box_range(float m, float e, int T0, int T1, int *lo, int *hi) {
+    int a = (int)ceilf(maxf(m - e - 0.5f, (float)T0 - 1.0f)), b = (int)floorf(minf(m + e - 0.5f, (float)T1 + 1.0f)) + 1;
+    *lo = a > T0 ? a : T0;
+    *hi = b < T1 ? b : T1;
 }
 
-/* Columns [px0, px1) of the row at dy inside the ellipse power <= lim (cpu._row_span); empty: px0 >= px1. */
-static inline void row_span(float mx, float dy, float cb, float ica, float dd, float l2, const Tile *t,
-                            int *px0, int *px1) {
-    float disc = dd * dy * dy + l2;
-    if (disc < 0.0f) { *px0 = *px1 = t->X0; return; }
-    float sq = sqrtf(disc);
-    float xlo = mx + (cb * dy - sq) * ica - 0.5f - SPAN_EPS;
-    float xhi = mx + (cb * dy + sq) * ica - 0.5f + SPAN_EPS;
-    float lo = ceilf(maxf(xlo, (float)t->X0 - 1.0f)), hi = floorf(minf(xhi, (float)t->X1 + 1.0f));
-    *px0 = (int)lo > t->X0 ? (int)lo : t->X0;
-    *px1 = (int)hi + 1 < t->X1 ? (int)hi + 1 : t->X1;
+/* The pixels of tile t inside a Gaussian's pixel box: rows [py0, py1), columns [px0, px1); 0 when none.
+ * A Gaussian is evaluated on its whole box, not only on its alpha >= 1/255 ellipse as numba does row by
+ * row: the per-pixel alpha test is exact, so the same pixels composite, and a square root, two roundings
+ * and an unpredictable trip count per row cost more than the ~21% of lanes the box adds. */
+static inline int pixel_box(const float *p, const Tile *t, int *py0, int *py1, int *px0, int *px1) {
+    box_range(p[MY], p[EY], t->Y0, t->Y1, py0, py1);
+    box_range(p[MX], p[EX], t->X0, t->X1, px0, px1);
+    return *py0 < *py1 && *px0 < *px1;
 }
 
 /* Front-to-back compositing of tile tid (cpu._forward's loop body): writes out (B, H, W, 5) [r, g, b,
@@ -129,23 +123,20 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
         if (n_live == 0) break;
         if (k + PREFETCH_AHEAD < e) prefetch_row(params, gids[k + PREFETCH_AHEAD]);
         const float *p = params + (int64_t)gids[k] * NP;
-        int py0, py1;
-        if (!row_range(p, &t, &py0, &py1)) continue;
-        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC], lim = p[LIM];
-        float ica = 1.0f / ca, dd = cb * cb - ca * cc, l2 = 2.0f * ca * lim;
+        int py0, py1, px0, px1;
+        if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
+        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
+        const int j0 = px0 - t.X0, j1 = px1 - t.X0;
+        const __m256i vend = _mm256_set1_epi32(j1);
         const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
         const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
         const __m256 vz = _mm256_set1_ps(p[Z]);
         const __m256i vkl = _mm256_set1_epi32((int32_t)(k - s));
         for (int py = py0; py < py1; py++) {
             float dy = my - ((float)py + 0.5f);
-            int px0, px1;
-            row_span(mx, dy, cb, ica, dd, l2, &t, &px0, &px1);
-            if (px0 >= px1) continue;
             const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
-            const __m256i vend = _mm256_set1_epi32(px1 - t.X0);
             int row = (py - t.Y0) * TS;
-            for (int j = px0 - t.X0; j < px1 - t.X0; j += 8) {
+            for (int j = j0; j < j1; j += 8) {
                 int q = row + j;
                 /* pixel centres x + 0.5: dx = mx - x - 0.5 */
                 __m256 dx = _mm256_sub_ps(_mm256_set1_ps(mx - ((float)(t.X0 + j) + 0.5f)), iota);
@@ -249,10 +240,11 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
     for (int64_t k = s + max_last; k >= s; k--) {
         if (k - PREFETCH_AHEAD >= s) prefetch_row(params, gids[k - PREFETCH_AHEAD]);
         const float *p = params + (int64_t)gids[k] * NP;
-        int py0, py1;
-        if (!row_range(p, &t, &py0, &py1)) continue;
-        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC], lim = p[LIM];
-        float ica = 1.0f / ca, dd = cb * cb - ca * cc, l2 = 2.0f * ca * lim;
+        int py0, py1, px0, px1;
+        if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
+        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
+        const int j0 = px0 - t.X0, j1 = px1 - t.X0;
+        const __m256i vend = _mm256_set1_epi32(j1);
         const __m256 vca = _mm256_set1_ps(ca), vkb = _mm256_set1_ps(cb), vcc = _mm256_set1_ps(cc);
         const __m256 vo = _mm256_set1_ps(p[OP]);
         const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
@@ -263,14 +255,10 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
         __m256 g_r = zero, g_g = zero, g_b = zero, g_z = zero;
         for (int py = py0; py < py1; py++) {
             float dy = my - ((float)py + 0.5f);
-            int px0, px1;
-            row_span(mx, dy, cb, ica, dd, l2, &t, &px0, &px1);
-            if (px0 >= px1) continue;
             const __m256 vdy = _mm256_set1_ps(dy);
             const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
-            const __m256i vend = _mm256_set1_epi32(px1 - t.X0);
             int row = (py - t.Y0) * TS;
-            for (int j = px0 - t.X0; j < px1 - t.X0; j += 8) {
+            for (int j = j0; j < j1; j += 8) {
                 int q = row + j;
                 __m256 dx = _mm256_sub_ps(_mm256_set1_ps(mx - ((float)(t.X0 + j) + 0.5f)), iota);
                 __m256i lq = _mm256_loadu_si256((const __m256i *)&last[q]);
