@@ -245,17 +245,19 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
         float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
         const int j0 = px0 - t.X0, j1 = px1 - t.X0;
         const __m256i vend = _mm256_set1_epi32(j1);
-        const __m256 vca = _mm256_set1_ps(ca), vkb = _mm256_set1_ps(cb), vcc = _mm256_set1_ps(cc);
-        const __m256 vo = _mm256_set1_ps(p[OP]);
+        const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
         const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
         const __m256 vz = _mm256_set1_ps(p[Z]);
         /* lanes where this Gaussian is at or before the pixel's last contributor: last > kl - 1 */
         const __m256i vkl1 = _mm256_set1_epi32((int32_t)(k - s) - 1);
-        __m256 g_mx = zero, g_my = zero, g_ca = zero, g_cb = zero, g_cc = zero, g_o = zero;
+        /* the conic and mean gradients are sums of v_sigma times dx^2, dx dy, dy^2, dx, dy (v_sigma =
+         * d loss / d power): dy is a row's constant, so a row sums v_sigma and v_sigma dx, and the dy
+         * factors are applied once per row (s_*), the conic's once per Gaussian (below) */
+        __m256 s_dx2 = zero, s_dxdy = zero, s_dy2 = zero, s_dx = zero, s_dy = zero, g_o = zero;
         __m256 g_r = zero, g_g = zero, g_b = zero, g_z = zero;
         for (int py = py0; py < py1; py++) {
             float dy = my - ((float)py + 0.5f);
-            const __m256 vdy = _mm256_set1_ps(dy);
+            __m256 r_s = zero, r_sdx = zero;
             const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
             int row = (py - t.Y0) * TS;
             for (int j = j0; j < j1; j += 8) {
@@ -300,20 +302,24 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
                 v_alpha = _mm256_and_ps(_mm256_and_ps(m, _mm256_cmp_ps(ov, amax, _CMP_LE_OQ)), v_alpha);
                 __m256 v_sigma = _mm256_mul_ps(_mm256_sub_ps(zero, ov), v_alpha);
                 __m256 sdx = _mm256_mul_ps(v_sigma, dx);
-                g_ca = _mm256_fmadd_ps(_mm256_mul_ps(half, sdx), dx, g_ca);
-                g_cb = _mm256_fmadd_ps(sdx, vdy, g_cb);
-                g_cc = _mm256_fmadd_ps(_mm256_mul_ps(half, v_sigma), _mm256_mul_ps(vdy, vdy), g_cc);
-                g_mx = _mm256_fmadd_ps(v_sigma, _mm256_fmadd_ps(vca, dx, _mm256_mul_ps(vkb, vdy)), g_mx);
-                g_my = _mm256_fmadd_ps(v_sigma, _mm256_fmadd_ps(vkb, dx, _mm256_mul_ps(vcc, vdy)), g_my);
+                r_s = _mm256_add_ps(r_s, v_sigma);
+                r_sdx = _mm256_add_ps(r_sdx, sdx);
+                s_dx2 = _mm256_fmadd_ps(sdx, dx, s_dx2);
                 g_o = _mm256_fmadd_ps(vis, v_alpha, g_o);
             }
+            const __m256 vdy = _mm256_set1_ps(dy);
+            s_dx = _mm256_add_ps(s_dx, r_sdx);
+            s_dxdy = _mm256_fmadd_ps(r_sdx, vdy, s_dxdy);
+            s_dy = _mm256_fmadd_ps(r_s, vdy, s_dy);
+            s_dy2 = _mm256_fmadd_ps(_mm256_mul_ps(r_s, vdy), vdy, s_dy2);
         }
+        float sx = hsum8(s_dx), sy = hsum8(s_dy);
         float *v = v_isect + k * NV;
-        v[0] = hsum8(g_mx);
-        v[1] = hsum8(g_my);
-        v[2] = hsum8(g_ca);
-        v[3] = hsum8(g_cb);
-        v[4] = hsum8(g_cc);
+        v[0] = ca * sx + cb * sy;
+        v[1] = cb * sx + cc * sy;
+        v[2] = 0.5f * hsum8(s_dx2);
+        v[3] = hsum8(s_dxdy);
+        v[4] = 0.5f * hsum8(s_dy2);
         v[5] = hsum8(g_o);
         v[6] = hsum8(g_r);
         v[7] = hsum8(g_g);
