@@ -19,8 +19,12 @@ Pipeline per call (B frames at once; the tiles of all frames form one parallel l
    ``_reduce`` sums them per Gaussian, ``_project_vjp`` (parallel over Gaussians) takes them to means,
    quats, scales and world_to_cam.
 
+Steps 3 and 4 run, per ``tile_kernels()``, either the numba kernels here or the same tile bodies in C
+with AVX2/FMA (``dejavu.render.simd``, ``simd_raster.c``): same arguments, outputs and algorithm, float
+rounding apart; the numba kernels are the fallback where the C ones cannot be built or run.
+
 Memory: O(pixels + intersections); no (pixels x Gaussians) arrays. float32/int32 throughout.
-Every kernel and what it calls lives in this file (numba's disk cache does not see edits elsewhere).
+Every numba kernel and what it calls lives in this file (numba's disk cache does not see edits elsewhere).
 The torch twin is ``dejavu.render.reference``; tests compare values and every gradient.
 """
 

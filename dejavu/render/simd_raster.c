@@ -90,7 +90,8 @@ static inline void box_range(float m, float e, int T0, int T1, int *lo, int *hi)
 /* The pixels of tile t inside a Gaussian's pixel box: rows [py0, py1), columns [px0, px1); 0 when none.
  * A Gaussian is evaluated on its whole box, not only on its alpha >= 1/255 ellipse as numba does row by
  * row: the per-pixel alpha test is exact, so the same pixels composite, and a square root, two roundings
- * and an unpredictable trip count per row cost more than the ~21% of lanes the box adds. */
+ * and an unpredictable trip count per row cost more than the lanes the box adds outside the ellipse (the
+ * box is 4/pi of the ellipse's area). */
 static inline int pixel_box(const float *p, const Tile *t, int *py0, int *py1, int *px0, int *px1) {
     box_range(p[MY], p[EY], t->Y0, t->Y1, py0, py1);
     box_range(p[MX], p[EX], t->X0, t->X1, px0, px1);

@@ -1,5 +1,5 @@
-"""The C/AVX2 tile kernels (``dejavu.render.simd``) against the numba ones and the torch reference, and
-the fallback to numba. Skipped where the C kernels cannot run (no AVX2/FMA, no compiler)."""
+"""The C/AVX2 tile kernels (``dejavu.render.simd``) against the numba ones (test_cpu.py runs both against
+the torch reference), and the fallback to numba. Comparisons skip where the C kernels cannot run."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dejavu.render import config, cpu, render_transpose, simd
 
 from .conftest import INPUTS, make_scene, run_backend
 
-needs_simd = pytest.mark.skipif(simd.kernels() is None, reason=f"C tile kernels unavailable: {simd.unavailable_reason()}")
-
-
 @pytest.fixture
 def use(monkeypatch):
-    """``use("simd")`` / ``use("numba")``: the tile kernels of the CPU backend's next calls."""
+    """``use("simd")`` / ``use("numba")``: the tile kernels of the CPU backend's next calls (the test is
+    skipped where the C kernels cannot run)."""
     def set_kernels(name: str) -> None:
+        if name == "simd" and simd.kernels() is None:
+            pytest.skip(f"C tile kernels unavailable: {simd.unavailable_reason()}")
         monkeypatch.setattr(config, "CPU_KERNELS", "numba" if name == "numba" else "auto")
         assert cpu.tile_kernels() == name
 
@@ -34,11 +34,11 @@ def _scenes() -> dict[str, tuple[dict, object]]:
     m[:, 0:10, 2], m[:, 10:15, 2], m[:, 15:25, 0], m[:, 25:30, 0] = -1.5, 0.995, 0.5, 0.09
     sc[:, 30:40], sc[:, 40:45], sc[:, 45:50, 0] = 1e-8, 0.2, 1e-7
     o[:, 50:60], o[:, 60:65] = 0.0, 0.003
-    return {"batch": (make_scene(B=3, N=400, W=48, H=40, seed=1), torch.rand(3, 3, generator=torch.Generator().manual_seed(0))),
-            "dense": (dense, (0.2, 0.4, 0.6)), "edges": (edge, None)}
+    batch_bg = torch.rand(3, 3, generator=torch.Generator().manual_seed(0))
+    return {"batch": (make_scene(B=3, N=400, W=48, H=40, seed=1), batch_bg), "dense": (dense, (0.2, 0.4, 0.6)),
+            "edges": (edge, None)}
 
 
-@needs_simd
 @pytest.mark.usefixtures("cpu_backend")
 @pytest.mark.parametrize("name", ["batch", "dense", "edges"])
 def test_simd_matches_numba(name, use):
@@ -56,7 +56,6 @@ def test_simd_matches_numba(name, use):
         torch.testing.assert_close(fast_grads[g], r, rtol=1e-4, atol=1e-5 * float(r.abs().max()) + 1e-7, msg=g)
 
 
-@needs_simd
 @pytest.mark.usefixtures("cpu_backend")
 def test_simd_transpose_matches_numba(use):
     """The transpose of compositing (``v_pix`` in the forward kernel) with early-terminated pixels."""
@@ -71,14 +70,13 @@ def test_simd_transpose_matches_numba(use):
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
 
 
-@needs_simd
 @pytest.mark.usefixtures("cpu_backend")
 def test_simd_threshold_flips_are_rare(use):
     """On the benchmark's head scene (20k Gaussians, 256^2, 2 frames) the two kernels' exps differ in the
     last bits, so a pixel may cross alpha >= 1/255 or T <= 1e-4 in one and not the other: such a pixel
     differs by up to ~1/255 times a colour. Allow a handful, everything else within float rounding."""
-    means, quats, scales, opac, colors, w2c, K = head_scene(20_000, 2, 256)
     use("simd")
+    means, quats, scales, opac, colors, w2c, K = head_scene(20_000, 2, 256)
     fast = cpu.render_cpu(means, quats, scales, opac, colors, w2c, K, 256, 256, torch.ones(2, 3))
     use("numba")
     ref = cpu.render_cpu(means, quats, scales, opac, colors, w2c, K, 256, 256, torch.ones(2, 3))
@@ -92,6 +90,12 @@ def test_numba_kernels_forced(monkeypatch):
     monkeypatch.setattr(config, "CPU_KERNELS", "fast")
     with pytest.raises(ValueError, match="CPU_KERNELS"):
         cpu.tile_kernels()
+
+
+def test_fallback_without_avx2(monkeypatch):
+    monkeypatch.setattr(simd, "_cpu_supported", lambda: False)
+    kernels, reason = simd._try_load()
+    assert kernels is None and "AVX2" in reason
 
 
 def test_fallback_without_compiler(monkeypatch):
