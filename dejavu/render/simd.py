@@ -22,8 +22,9 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -48,7 +49,9 @@ class Kernels(NamedTuple):
 
 def _defines() -> tuple[str, ...]:
     """The image-defining constants the C source takes from ``config`` (float32, as hex literals)."""
-    f32 = lambda x: float(np.float32(x)).hex() + "f"  # noqa: E731
+    def f32(x: float) -> str:
+        return float(np.float32(x)).hex() + "f"
+
     return (f"-DDJ_TILE={config.TILE_SIZE}", f"-DDJ_ALPHA_MIN={f32(config.ALPHA_MIN)}",
             f"-DDJ_ALPHA_MAX={f32(config.ALPHA_MAX)}", f"-DDJ_T_MIN={f32(config.T_MIN)}")
 

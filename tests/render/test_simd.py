@@ -11,6 +11,7 @@ from dejavu.render import config, cpu, render_transpose, simd
 
 from .conftest import INPUTS, make_scene, run_backend
 
+
 @pytest.fixture
 def use(monkeypatch):
     """``use("simd")`` / ``use("numba")``: the tile kernels of the CPU backend's next calls (the test is
