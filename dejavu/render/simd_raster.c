@@ -98,6 +98,18 @@ static inline int pixel_box(const float *p, const Tile *t, int *py0, int *py1, i
     return *py0 < *py1 && *px0 < *px1;
 }
 
+/* A box's columns [px0, px1) (<= TS) as one or two vectors from px0, built once per Gaussian and tile:
+ * per vector v, dx_v = mx - x - 0.5 at the lanes' pixel centres x = px0 + 8 v + l, and in_v the lanes
+ * inside the box (the others may lie past the row, in the next row or the padding). Returns the count. */
+static inline int box_vectors(int px0, int px1, float mx, __m256 *dx0, __m256 *dx1, __m256 *in0, __m256 *in1) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n = _mm256_set1_epi32(px1 - px0);
+    *dx0 = _mm256_sub_ps(_mm256_set1_ps(mx - ((float)px0 + 0.5f)), _mm256_cvtepi32_ps(lanes));
+    *dx1 = _mm256_sub_ps(*dx0, _mm256_set1_ps(8.0f));
+    *in0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, lanes));
+    *in1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, _mm256_add_epi32(lanes, _mm256_set1_epi32(8))));
+    return px1 - px0 > 8 ? 2 : 1;
+}
+
 /* Front-to-back compositing of tile tid (cpu._forward's loop body): writes out (B, H, W, 5) [r, g, b,
  * depth, alpha], T_out (B, H, W) and last_out (B, H, W) on the tile's pixels. With n_v > 0 also
  * v_rows[k] (I, n_v) += w * v_pix[b, y, x] (v_pix (B, H, W, n_v)) over the pixels of intersection k. */
@@ -114,8 +126,6 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
         done[q] = 0;
     }
     int n_live = (t.X1 - t.X0) * (t.Y1 - t.Y0);
-    const __m256 iota = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i iota_i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
     const __m256 amax = _mm256_set1_ps(DJ_ALPHA_MAX), amin = _mm256_set1_ps(DJ_ALPHA_MIN);
     const __m256 tmin = _mm256_set1_ps(DJ_T_MIN);
@@ -127,8 +137,9 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
         int py0, py1, px0, px1;
         if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
         float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
-        const int j0 = px0 - t.X0, j1 = px1 - t.X0;
-        const __m256i vend = _mm256_set1_epi32(j1);
+        const int j0 = px0 - t.X0;
+        __m256 dx0, dx1, in0, in1;
+        const int nvec = box_vectors(px0, px1, mx, &dx0, &dx1, &in0, &in1);
         const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
         const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
         const __m256 vz = _mm256_set1_ps(p[Z]);
@@ -137,12 +148,9 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
             float dy = my - ((float)py + 0.5f);
             const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
             int row = (py - t.Y0) * TS;
-            for (int j = j0; j < j1; j += 8) {
-                int q = row + j;
-                /* pixel centres x + 0.5: dx = mx - x - 0.5 */
-                __m256 dx = _mm256_sub_ps(_mm256_set1_ps(mx - ((float)(t.X0 + j) + 0.5f)), iota);
-                __m256 inside = _mm256_castsi256_ps(
-                    _mm256_cmpgt_epi32(vend, _mm256_add_epi32(_mm256_set1_epi32(j), iota_i)));
+            for (int v = 0; v < nvec; v++) {
+                int q = row + j0 + 8 * v;
+                __m256 dx = v ? dx1 : dx0, inside = v ? in1 : in0;
                 __m256 live = _mm256_andnot_ps(_mm256_loadu_ps((const float *)&done[q]), inside);
                 __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
@@ -175,7 +183,7 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
                     float *vr = v_rows + k * n_v;
                     for (; comps; comps &= comps - 1) {
                         int l = __builtin_ctz(comps);
-                        const float *vp = v_pix + ((t.b * H + py) * W + t.X0 + j + l) * n_v;
+                        const float *vp = v_pix + ((t.b * H + py) * W + px0 + 8 * v + l) * n_v;
                         for (int64_t c = 0; c < n_v; c++) vr[c] += wl[l] * vp[c];
                     }
                 }
@@ -234,8 +242,6 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
             if (last[q] > max_last) max_last = last[q];
         }
     }
-    const __m256 iota = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i iota_i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
     const __m256 amax = _mm256_set1_ps(DJ_ALPHA_MAX), amin = _mm256_set1_ps(DJ_ALPHA_MIN);
     for (int64_t k = s + max_last; k >= s; k--) {
@@ -244,8 +250,9 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
         int py0, py1, px0, px1;
         if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
         float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
-        const int j0 = px0 - t.X0, j1 = px1 - t.X0;
-        const __m256i vend = _mm256_set1_epi32(j1);
+        const int j0 = px0 - t.X0;
+        __m256 dx0, dx1, in0, in1;
+        const int nvec = box_vectors(px0, px1, mx, &dx0, &dx1, &in0, &in1);
         const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
         const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
         const __m256 vz = _mm256_set1_ps(p[Z]);
@@ -261,13 +268,11 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
             __m256 r_s = zero, r_sdx = zero;
             const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
             int row = (py - t.Y0) * TS;
-            for (int j = j0; j < j1; j += 8) {
-                int q = row + j;
-                __m256 dx = _mm256_sub_ps(_mm256_set1_ps(mx - ((float)(t.X0 + j) + 0.5f)), iota);
+            for (int v = 0; v < nvec; v++) {
+                int q = row + j0 + 8 * v;
+                __m256 dx = v ? dx1 : dx0;
                 __m256i lq = _mm256_loadu_si256((const __m256i *)&last[q]);
-                __m256 m = _mm256_castsi256_ps(_mm256_and_si256(
-                    _mm256_cmpgt_epi32(vend, _mm256_add_epi32(_mm256_set1_epi32(j), iota_i)),
-                    _mm256_cmpgt_epi32(lq, vkl1)));
+                __m256 m = _mm256_and_ps(v ? in1 : in0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(lq, vkl1)));
                 __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
                 m = _mm256_and_ps(m, _mm256_cmp_ps(power, zero, _CMP_GE_OQ));
