@@ -12,8 +12,9 @@ def test_bench_render_json(tmp_path, cpu_backend, capsys):
     assert main(["bench", "render", "--gaussians", "300", "--resolution", "32", "--repeats", "1",
                  "--reference-repeats", "1", "--stages", "--numba-reference", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
-    for key in ("backend", "tile_kernels", "numba_forward_s", "numba_forward_backward_cpu_s", "gaussians", "resolution", "batch", "forward_s", "forward_backward_s",
-                "reference_forward_backward_s", "speedup", "images_per_s", "machine"):
+    for key in ("backend", "tile_kernels", "gaussians", "resolution", "batch", "forward_s", "forward_backward_s",
+                "numba_forward_s", "numba_forward_backward_cpu_s", "reference_forward_backward_s", "speedup",
+                "images_per_s", "machine"):
         assert key in result, key
     assert result["gaussians"] == 300 and result["forward_s"] > 0
     assert "speed-up" in capsys.readouterr().out
