@@ -5,11 +5,12 @@ leaves them scalar; ``simd_raster.c`` does them 8 pixels at a time with AVX2/FMA
 use the C source shipped beside this module is compiled with the system C compiler (``$CC`` or ``cc``)
 into ``cache_dir()/render/`` (``$DEJAVU_CACHE``), named by the hash of the source and the build flags,
 renamed into place atomically (concurrent first uses each build and one rename wins), and loaded with
-ctypes. Threads stay numba's: a prange loop over tiles calls the C function once per tile (these
-wrappers hold a function address, so numba cannot cache them: ~2 s to compile once per process).
+ctypes; a library already built there needs no compiler. Threads stay numba's: a prange loop over
+tiles calls the C function once per tile (these wrappers hold a function address, so numba cannot
+cache them: ~2 s to compile once per process).
 
 :func:`kernels` returns None, and :func:`unavailable_reason` says why (also logged at INFO), when the
-CPU lacks AVX2 or FMA, no compiler is found or the build fails; the CPU backend then keeps its numba
+CPU lacks AVX2 or FMA, no library is built and no compiler found, or the build fails; the CPU backend then keeps its numba
 kernels. ``config.CPU_KERNELS = "numba"`` (``DEJAVU_CPU_KERNELS=numba``) forces them (``cpu.tile_kernels``).
 """
 
@@ -63,17 +64,18 @@ def _cpu_supported() -> bool:
     return bool(features.get("avx2")) and bool(features.get("fma"))
 
 
-def _build(compiler: str) -> Path:
-    """Compile ``SOURCE`` (once per source and flags) and return the shared library's path."""
-    args = (*FLAGS, *_defines())
-    key = hashlib.sha256(SOURCE.read_bytes() + "\0".join(args).encode()).hexdigest()[:16]
-    path = cache_dir() / "render" / f"simd_raster-{key}.so"
-    if not path.exists():
-        with atomic_path(path) as tmp:
-            subprocess.run([compiler, *args, str(SOURCE), "-o", str(tmp)], check=True, capture_output=True,
-                           text=True, timeout=120)
-        log.info("built %s", path)
-    return path
+def _library() -> Path:
+    """Where the build of ``SOURCE`` with these flags lives (named by their hash)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + "\0".join((*FLAGS, *_defines())).encode()).hexdigest()[:16]
+    return cache_dir() / "render" / f"simd_raster-{key}.so"
+
+
+def _build(compiler: str, path: Path) -> None:
+    """Compile ``SOURCE`` into ``path`` (renamed into place: concurrent builds are harmless)."""
+    with atomic_path(path) as tmp:
+        subprocess.run([compiler, *FLAGS, *_defines(), str(SOURCE), "-o", str(tmp)], check=True, capture_output=True,
+                       text=True, timeout=120)
+    log.info("built %s", path)
 
 
 def _wrap(lib: ctypes.CDLL) -> Kernels:
@@ -116,11 +118,14 @@ def _load() -> tuple[Kernels | None, str]:
 def _try_load() -> tuple[Kernels | None, str]:
     if not _cpu_supported():
         return None, "the CPU lacks AVX2 or FMA"
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None:
-        return None, f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
     try:
-        return _wrap(ctypes.CDLL(str(_build(compiler)))), ""
+        path = _library()
+        if not path.exists():
+            compiler = shutil.which(os.environ.get("CC", "cc"))
+            if compiler is None:
+                return None, f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
+            _build(compiler, path)
+        return _wrap(ctypes.CDLL(str(path))), ""
     except subprocess.CalledProcessError as e:
         return None, f"building {SOURCE.name} failed: {e.stderr.strip()[-2000:]}"
     except (OSError, subprocess.SubprocessError) as e:

@@ -99,11 +99,22 @@ def test_fallback_without_avx2(monkeypatch):
     assert kernels is None and "AVX2" in reason
 
 
-def test_fallback_without_compiler(monkeypatch):
+def test_fallback_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setattr(simd, "_cpu_supported", lambda: True)
+    monkeypatch.setenv("DEJAVU_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "/nonexistent/cc")
     kernels, reason = simd._try_load()
     assert kernels is None and "no C compiler" in reason
+
+
+def test_built_library_needs_no_compiler(monkeypatch, tmp_path):
+    if simd.kernels() is None:
+        pytest.skip(simd.unavailable_reason())
+    monkeypatch.setenv("DEJAVU_CACHE", str(tmp_path))
+    assert simd._try_load()[0] is not None  # builds into tmp_path
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert simd._try_load()[0] is not None
+    assert len(list((tmp_path / "render").glob("simd_raster-*.so"))) == 1
 
 
 def test_fallback_on_build_error(monkeypatch, tmp_path):
