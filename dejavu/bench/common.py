@@ -50,17 +50,21 @@ class Timing:
         return median(self.cpu)
 
 
-def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
-    """Time ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+def time_alternating(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Time ``repeats`` rounds of calling each of ``fns`` in turn (after ``warmup`` untimed rounds), so a
+    machine's varying load falls on every variant alike; a Timing per name."""
     for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
+        for fn in fns.values():
+            fn()
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return Timing(wall, cpu)
+        for name, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {name: Timing(wall[name], cpu[name]) for name in fns}
 
 
 def median(values: list[float]) -> float:

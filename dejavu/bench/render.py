@@ -7,6 +7,7 @@ Gaussian map, seen from 1 m at a 20 degree field of view; each frame a slightly 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import statistics
@@ -14,9 +15,9 @@ import time
 
 import torch
 
-from dejavu.bench.common import machine_info, time_call
+from dejavu.bench.common import machine_info, time_alternating
 from dejavu.device import resolve_device
-from dejavu.render import cpu, render
+from dejavu.render import config, cpu, render
 from dejavu.render.camera import intrinsics, orbit_pose6, pose6_to_world_to_cam
 
 
@@ -29,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpu", "cuda"), default="cpu", help="fast backend to time (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", action="store_true",
-                        help="cpu: also the CPU time of each numba stage in a forward+backward (profile)")
+                        help="cpu: also the CPU time of each stage in a forward+backward (profile)")
+    parser.add_argument("--numba-reference", action="store_true",
+                        help="cpu: also time the numba tile kernels, alternating call by call with the ones in use")
 
 
 def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu"):
@@ -49,29 +52,37 @@ def head_scene(n: int, batch: int, resolution: int, seed: int = 0, device="cpu")
     return rep(means), rep(quats), rep(scales), rep(opacities), rep(colors), w2c.to(device), K.to(device)
 
 
-def _timings(backend: str, scene, resolution: int, repeats: int, fwd: bool = True):
-    """(forward Timing or None, forward+backward Timing)."""
+def _calls(backend: str, scene, resolution: int, kernels: str | None = None):
+    """(forward, forward+backward) callables; ``kernels`` sets ``config.CPU_KERNELS`` for each call."""
     w2c, K = scene[5], scene[6]
     sync = torch.cuda.synchronize if scene[0].is_cuda else (lambda: None)
 
+    @contextlib.contextmanager
+    def tile_kernels():
+        before = config.CPU_KERNELS
+        config.CPU_KERNELS = kernels or before
+        try:
+            yield
+        finally:
+            config.CPU_KERNELS = before
+
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), tile_kernels():
             render(*scene[:5], w2c, K, resolution, resolution, backend=backend)
         sync()
 
     def forward_backward():
         params = [t.detach().requires_grad_(True) for t in scene[:5]]
-        out = render(*params, w2c, K, resolution, resolution, backend=backend)
-        (out.rgb.sum() + out.depth.sum()).backward()
+        with tile_kernels():
+            out = render(*params, w2c, K, resolution, resolution, backend=backend)
+            (out.rgb.sum() + out.depth.sum()).backward()
         sync()
 
-    f = time_call(forward, repeats) if fwd else None
-    fb = time_call(forward_backward, repeats, warmup=1 if fwd else 0)
-    return f, fb
+    return forward, forward_backward
 
 
-#: the CPU backend's numba stages, in pipeline order (``dejavu.render.cpu``).
-CPU_STAGES = ("_project", "_bin", "_forward", "_backward", "_reduce", "_project_vjp")
+#: the CPU backend's stages, in pipeline order (``dejavu.render.cpu``).
+CPU_STAGES = ("_project", "_bin", "_forward_tiles", "_backward_tiles", "_reduce", "_project_vjp")
 
 
 def cpu_stage_times(scene, resolution: int, repeats: int) -> dict[str, float]:
@@ -114,15 +125,23 @@ def run(args: argparse.Namespace) -> dict:
     """Time the fast backend and the reference; print medians; return the JSON-able result."""
     device = resolve_device(args.backend)
     scene = head_scene(args.gaussians, args.batch, args.resolution, args.seed, device)
-    ft, fbt = _timings(args.backend, scene, args.resolution, args.repeats)
+    cpu_backend = args.backend == "cpu"
+    calls = dict(zip(("forward", "forward_backward"), _calls(args.backend, scene, args.resolution)))
+    if args.numba_reference and cpu_backend:
+        calls.update(zip(("numba_forward", "numba_forward_backward"),
+                         _calls(args.backend, scene, args.resolution, kernels="numba")))
+    timings = time_alternating(calls, args.repeats)
+    ft, fbt = timings["forward"], timings["forward_backward"]
     f, fb = ft.wall_median, fbt.wall_median
     ref_fb = ref_cpu = None
     if args.reference_repeats > 0:
-        _, rt = _timings("reference", scene, args.resolution, args.reference_repeats, fwd=False)
+        rt = time_alternating({"reference": _calls("reference", scene, args.resolution)[1]}, args.reference_repeats,
+                              warmup=0)["reference"]
         ref_fb, ref_cpu = rt.wall_median, rt.cpu_median
     result = {
         "target": "render",
         "backend": args.backend,
+        "tile_kernels": cpu.tile_kernels() if cpu_backend else None,
         "gaussians": args.gaussians,
         "resolution": args.resolution,
         "batch": args.batch,
@@ -139,10 +158,18 @@ def run(args: argparse.Namespace) -> dict:
         "forward_backward_s_all": fbt.wall,
         "machine": machine_info(),
     }
-    print(f"render {args.backend}: {args.gaussians} Gaussians, {args.resolution}x{args.resolution}, batch {args.batch}"
-          f" (medians; CPU time = this process, all threads)")
+    kernels = f", {result['tile_kernels']} tile kernels" if cpu_backend else ""
+    print(f"render {args.backend}{kernels}: {args.gaussians} Gaussians, {args.resolution}x{args.resolution}, "
+          f"batch {args.batch} (medians; CPU time = this process, all threads)")
     print(f"  forward          {f * 1e3:9.1f} ms wall {ft.cpu_median * 1e3:9.1f} ms CPU  ({result['images_per_s']:.1f} images/s)")
     print(f"  forward+backward {fb * 1e3:9.1f} ms wall {fbt.cpu_median * 1e3:9.1f} ms CPU")
+    if "numba_forward" in timings:
+        for name, label in (("forward", "numba forward"), ("forward_backward", "numba f+b")):
+            t, ref = timings[name], timings["numba_" + name]
+            result[f"numba_{name}_s"], result[f"numba_{name}_cpu_s"] = ref.wall_median, ref.cpu_median
+            print(f"  {label:16s} {ref.wall_median * 1e3:9.1f} ms wall {ref.cpu_median * 1e3:9.1f} ms CPU  -> "
+                  f"{result['tile_kernels']} / numba: x{t.wall_median / ref.wall_median:.2f} wall, "
+                  f"x{t.cpu_median / ref.cpu_median:.2f} CPU")
     if ref_fb:
         print(f"  reference f+b    {ref_fb * 1e3:9.1f} ms wall {ref_cpu * 1e3:9.1f} ms CPU  -> speed-up {result['speedup']:.1f}x")
     if args.stages and args.backend == "cpu":

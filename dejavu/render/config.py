@@ -24,5 +24,8 @@ CLAMP_MARGIN = 0.3  # x/z, y/z clamped to the image's tan-extent + CLAMP_MARGIN 
 REFERENCE_CHUNK_ELEMENTS = int(os.environ.get("DEJAVU_REFERENCE_CHUNK", 4_000_000))
 # CPU backend: numba threads (0 = numba's default, i.e. all cores).
 CPU_THREADS = int(os.environ.get("DEJAVU_CPU_THREADS", 0))
+# CPU backend: tile kernels. "auto": the C/AVX2 ones (dejavu.render.simd) where the CPU has AVX2+FMA and
+# they build, else numba's; "numba": always numba's. Read at each call.
+CPU_KERNELS = os.environ.get("DEJAVU_CPU_KERNELS", "auto")
 # CPU backend: below this work (B*N + B*H*W) a call runs on one thread (parallel wake-ups cost more).
 CPU_PARALLEL_MIN_WORK = int(os.environ.get("DEJAVU_CPU_PARALLEL_MIN_WORK", 50_000))

@@ -19,8 +19,12 @@ Pipeline per call (B frames at once; the tiles of all frames form one parallel l
    ``_reduce`` sums them per Gaussian, ``_project_vjp`` (parallel over Gaussians) takes them to means,
    quats, scales and world_to_cam.
 
+Steps 3 and 4 run, per ``tile_kernels()``, either the numba kernels here or the same tile bodies in C
+with AVX2/FMA (``dejavu.render.simd``, ``simd_raster.c``): same arguments, outputs and algorithm, float
+rounding apart; the numba kernels are the fallback where the C ones cannot be built or run.
+
 Memory: O(pixels + intersections); no (pixels x Gaussians) arrays. float32/int32 throughout.
-Every kernel and what it calls lives in this file (numba's disk cache does not see edits elsewhere).
+Every numba kernel and what it calls lives in this file (numba's disk cache does not see edits elsewhere).
 The torch twin is ``dejavu.render.reference``; tests compare values and every gradient.
 """
 
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from dejavu.render import config
+from dejavu.render import config, simd
 
 _TS = config.TILE_SIZE
 _ALPHA_MIN = np.float32(config.ALPHA_MIN)
@@ -549,6 +553,28 @@ def _reduce(v_isect, gids, offsets, n_tiles, G):
     return v
 
 
+def tile_kernels() -> str:
+    """Which tile kernels the next call runs: "simd" (``dejavu.render.simd``, C/AVX2) or "numba"
+    (``config.CPU_KERNELS == "numba"``, or where the C kernels cannot run)."""
+    if config.CPU_KERNELS not in ("auto", "numba"):
+        raise ValueError(f"config.CPU_KERNELS must be 'auto' or 'numba', got {config.CPU_KERNELS!r}")
+    return "simd" if config.CPU_KERNELS == "auto" and simd.kernels() is not None else "numba"
+
+
+def _forward_tiles(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows) -> None:
+    """``_forward`` (same arguments and outputs) on the kernels :func:`tile_kernels` names."""
+    kernel = simd.kernels().forward if tile_kernels() == "simd" else _forward
+    with _tile_schedule():
+        kernel(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows)
+
+
+def _backward_tiles(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, th) -> None:
+    """``_backward`` (same arguments and outputs) on the kernels :func:`tile_kernels` names."""
+    kernel = simd.kernels().backward if tile_kernels() == "simd" else _backward
+    with _tile_schedule():
+        kernel(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, th)
+
+
 def _np32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
@@ -599,9 +625,8 @@ def _composite(arrays, opac, colors, bg, B, N, width, height, v_pix=None):
     last = np.empty((B, height, width), np.int32)
     C = 0 if v_pix is None else v_pix.shape[3]
     v_rows = np.zeros((gids.shape[0] if C else 0, C), np.float32)
-    with _tile_schedule():
-        _forward(params, offsets, gids, bg, out, T_final, last, tw, th,
-                 v_pix if C else np.zeros((0, 0, 0, 0), np.float32), v_rows)
+    _forward_tiles(params, offsets, gids, bg, out, T_final, last, tw, th,
+                   v_pix if C else np.zeros((0, 0, 0, 0), np.float32), v_rows)
     per_gaussian = _reduce(v_rows, gids, offsets, tw * th, B * N) if C else None
     return out, T_final, last, params, counts, offsets, gids, per_gaussian
 
@@ -647,8 +672,7 @@ class _RenderCPU(torch.autograd.Function):
     def _run_backward(ctx, v_out):
         arrays, params, counts, offsets, gids, bg_np, T_final, last, tw, th, B, N, W, H = ctx.saved
         v_isect = np.zeros((gids.shape[0], _NV), np.float32)
-        with _tile_schedule():
-            _backward(params, offsets, gids, bg_np, T_final, last, _np32(v_out), v_isect, tw, th)
+        _backward_tiles(params, offsets, gids, bg_np, T_final, last, _np32(v_out), v_isect, tw, th)
         v2d = _reduce(v_isect, gids, offsets, tw * th, B * N)
         v_means, v_quats, v_scales, v_view = _project_vjp(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
                                                           counts, v2d, max(N, 1), W, H)

@@ -58,6 +58,18 @@ def assert_backends_agree(scene: dict, backend: str = "cpu", background=None, im
         torch.testing.assert_close(f, r, rtol=grad_rtol, atol=grad_atol_frac * scale + 1e-7, msg=f"grad {name}")
 
 
+@pytest.fixture(params=["simd", "numba"])
+def tile_kernels(request, monkeypatch):
+    """Run a test once on each of the CPU backend's tile kernels (C/AVX2 where available, and numba)."""
+    from dejavu.render import config, cpu, simd
+
+    if request.param == "simd" and simd.kernels() is None:
+        pytest.skip(f"C tile kernels unavailable: {simd.unavailable_reason()}")
+    monkeypatch.setattr(config, "CPU_KERNELS", "numba" if request.param == "numba" else "auto")
+    assert cpu.tile_kernels() == request.param
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def cpu_backend():
     """Compile (or load from numba's cache) the CPU kernels once per session."""

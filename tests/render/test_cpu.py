@@ -1,4 +1,5 @@
-"""The numba CPU backend against the torch reference: images and every gradient, edge cases, a fit."""
+"""The CPU backend against the torch reference: images and every gradient, edge cases, a fit; each test
+on both tile kernels (C/AVX2 and numba: the ``tile_kernels`` fixture)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dejavu.render import render
 
 from .conftest import assert_backends_agree, make_scene, run_backend
 
-pytestmark = pytest.mark.usefixtures("cpu_backend")
+pytestmark = pytest.mark.usefixtures("cpu_backend", "tile_kernels")
 
 
 def test_random_scene_batch_of_cameras():
