@@ -110,6 +110,33 @@ static inline int box_vectors(int px0, int px1, float mx, __m256 *dx0, __m256 *d
     return px1 - px0 > 8 ? 2 : 1;
 }
 
+/* A Gaussian's per-tile setup, shared by both kernels: its pixel box in the tile (rows [py0, py1), columns
+ * from px0, j0 = px0 - X0), the box's lane vectors (box_vectors) and its parameters, as scalars and broadcast. */
+typedef struct {
+    int py0, py1, px0, j0, nvec;
+    float my, ca, cb, cc;
+    __m256 dx0, dx1, in0, in1, vca, vo, vcr, vcg, vcb, vz;
+} Splat;
+
+/* Fill g for the Gaussian of params row p in tile t; 0 when its pixel box misses the tile. */
+static inline int splat_in_tile(const float *p, const Tile *t, Splat *g) {
+    int px1;
+    if (!pixel_box(p, t, &g->py0, &g->py1, &g->px0, &px1)) return 0;
+    g->my = p[MY];
+    g->ca = p[CA];
+    g->cb = p[CB];
+    g->cc = p[CC];
+    g->j0 = g->px0 - t->X0;
+    g->nvec = box_vectors(g->px0, px1, p[MX], &g->dx0, &g->dx1, &g->in0, &g->in1);
+    g->vca = _mm256_set1_ps(g->ca);
+    g->vo = _mm256_set1_ps(p[OP]);
+    g->vcr = _mm256_set1_ps(p[CR]);
+    g->vcg = _mm256_set1_ps(p[CG]);
+    g->vcb = _mm256_set1_ps(p[CBL]);
+    g->vz = _mm256_set1_ps(p[Z]);
+    return 1;
+}
+
 /* Front-to-back compositing of tile tid (cpu._forward's loop body): writes out (B, H, W, 5) [r, g, b,
  * depth, alpha], T_out (B, H, W) and last_out (B, H, W) on the tile's pixels. With n_v > 0 also
  * v_rows[k] (I, n_v) += w * v_pix[b, y, x] (v_pix (B, H, W, n_v)) over the pixels of intersection k. */
@@ -134,29 +161,22 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
         if (n_live == 0) break;
         if (k + PREFETCH_AHEAD < e) prefetch_row(params, gids[k + PREFETCH_AHEAD]);
         const float *p = params + (int64_t)gids[k] * NP;
-        int py0, py1, px0, px1;
-        if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
-        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
-        const int j0 = px0 - t.X0;
-        __m256 dx0, dx1, in0, in1;
-        const int nvec = box_vectors(px0, px1, mx, &dx0, &dx1, &in0, &in1);
-        const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
-        const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
-        const __m256 vz = _mm256_set1_ps(p[Z]);
+        Splat g;
+        if (!splat_in_tile(p, &t, &g)) continue;
         const __m256i vkl = _mm256_set1_epi32((int32_t)(k - s));
-        for (int py = py0; py < py1; py++) {
-            float dy = my - ((float)py + 0.5f);
-            const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
+        for (int py = g.py0; py < g.py1; py++) {
+            float dy = g.my - ((float)py + 0.5f);
+            const __m256 ccdy2 = _mm256_set1_ps(g.cc * dy * dy), cbdy = _mm256_set1_ps(g.cb * dy);
             int row = (py - t.Y0) * TS;
-            for (int v = 0; v < nvec; v++) {
-                int q = row + j0 + 8 * v;
-                __m256 dx = v ? dx1 : dx0, inside = v ? in1 : in0;
+            for (int v = 0; v < g.nvec; v++) {
+                int q = row + g.j0 + 8 * v;
+                __m256 dx = v ? g.dx1 : g.dx0, inside = v ? g.in1 : g.in0;
                 __m256 live = _mm256_andnot_ps(_mm256_loadu_ps((const float *)&done[q]), inside);
-                __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(vca, dx), dx, ccdy2);
+                __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(g.vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
                 __m256 m = _mm256_and_ps(live, _mm256_cmp_ps(power, zero, _CMP_GE_OQ));
                 if (_mm256_testz_ps(m, m)) continue;
-                __m256 alpha = _mm256_min_ps(amax, _mm256_mul_ps(vo, exp8(_mm256_sub_ps(zero, power))));
+                __m256 alpha = _mm256_min_ps(amax, _mm256_mul_ps(g.vo, exp8(_mm256_sub_ps(zero, power))));
                 m = _mm256_and_ps(m, _mm256_cmp_ps(alpha, amin, _CMP_GE_OQ));
                 __m256 Ti = _mm256_loadu_ps(&T[q]);
                 __m256 nT = _mm256_mul_ps(Ti, _mm256_sub_ps(one, alpha));
@@ -170,10 +190,10 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
                 int comps = _mm256_movemask_ps(comp);
                 if (!comps) continue;
                 __m256 w = _mm256_and_ps(comp, _mm256_mul_ps(alpha, Ti));
-                _mm256_storeu_ps(&acc[0][q], _mm256_fmadd_ps(w, vcr, _mm256_loadu_ps(&acc[0][q])));
-                _mm256_storeu_ps(&acc[1][q], _mm256_fmadd_ps(w, vcg, _mm256_loadu_ps(&acc[1][q])));
-                _mm256_storeu_ps(&acc[2][q], _mm256_fmadd_ps(w, vcb, _mm256_loadu_ps(&acc[2][q])));
-                _mm256_storeu_ps(&acc[3][q], _mm256_fmadd_ps(w, vz, _mm256_loadu_ps(&acc[3][q])));
+                _mm256_storeu_ps(&acc[0][q], _mm256_fmadd_ps(w, g.vcr, _mm256_loadu_ps(&acc[0][q])));
+                _mm256_storeu_ps(&acc[1][q], _mm256_fmadd_ps(w, g.vcg, _mm256_loadu_ps(&acc[1][q])));
+                _mm256_storeu_ps(&acc[2][q], _mm256_fmadd_ps(w, g.vcb, _mm256_loadu_ps(&acc[2][q])));
+                _mm256_storeu_ps(&acc[3][q], _mm256_fmadd_ps(w, g.vz, _mm256_loadu_ps(&acc[3][q])));
                 _mm256_storeu_ps(&T[q], _mm256_blendv_ps(Ti, nT, comp));
                 __m256i lq = _mm256_loadu_si256((const __m256i *)&last[q]);
                 _mm256_storeu_si256((__m256i *)&last[q], _mm256_blendv_epi8(lq, vkl, _mm256_castps_si256(comp)));
@@ -183,7 +203,7 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
                     float *vr = v_rows + k * n_v;
                     for (; comps; comps &= comps - 1) {
                         int l = __builtin_ctz(comps);
-                        const float *vp = v_pix + ((t.b * H + py) * W + px0 + 8 * v + l) * n_v;
+                        const float *vp = v_pix + ((t.b * H + py) * W + g.px0 + 8 * v + l) * n_v;
                         for (int64_t c = 0; c < n_v; c++) vr[c] += wl[l] * vp[c];
                     }
                 }
@@ -247,15 +267,8 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
     for (int64_t k = s + max_last; k >= s; k--) {
         if (k - PREFETCH_AHEAD >= s) prefetch_row(params, gids[k - PREFETCH_AHEAD]);
         const float *p = params + (int64_t)gids[k] * NP;
-        int py0, py1, px0, px1;
-        if (!pixel_box(p, &t, &py0, &py1, &px0, &px1)) continue;
-        float mx = p[MX], my = p[MY], ca = p[CA], cb = p[CB], cc = p[CC];
-        const int j0 = px0 - t.X0;
-        __m256 dx0, dx1, in0, in1;
-        const int nvec = box_vectors(px0, px1, mx, &dx0, &dx1, &in0, &in1);
-        const __m256 vca = _mm256_set1_ps(ca), vo = _mm256_set1_ps(p[OP]);
-        const __m256 vcr = _mm256_set1_ps(p[CR]), vcg = _mm256_set1_ps(p[CG]), vcb = _mm256_set1_ps(p[CBL]);
-        const __m256 vz = _mm256_set1_ps(p[Z]);
+        Splat g;
+        if (!splat_in_tile(p, &t, &g)) continue;
         /* lanes where this Gaussian is at or before the pixel's last contributor: last > kl - 1 */
         const __m256i vkl1 = _mm256_set1_epi32((int32_t)(k - s) - 1);
         /* the conic and mean gradients are sums of v_sigma times dx^2, dx dy, dy^2, dx, dy (v_sigma =
@@ -263,22 +276,22 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
          * factors are applied once per row (s_*), the conic's once per Gaussian (below) */
         __m256 s_dx2 = zero, s_dxdy = zero, s_dy2 = zero, s_dx = zero, s_dy = zero, g_o = zero;
         __m256 g_r = zero, g_g = zero, g_b = zero, g_z = zero;
-        for (int py = py0; py < py1; py++) {
-            float dy = my - ((float)py + 0.5f);
+        for (int py = g.py0; py < g.py1; py++) {
+            float dy = g.my - ((float)py + 0.5f);
             __m256 r_s = zero, r_sdx = zero;
-            const __m256 ccdy2 = _mm256_set1_ps(cc * dy * dy), cbdy = _mm256_set1_ps(cb * dy);
+            const __m256 ccdy2 = _mm256_set1_ps(g.cc * dy * dy), cbdy = _mm256_set1_ps(g.cb * dy);
             int row = (py - t.Y0) * TS;
-            for (int v = 0; v < nvec; v++) {
-                int q = row + j0 + 8 * v;
-                __m256 dx = v ? dx1 : dx0;
+            for (int v = 0; v < g.nvec; v++) {
+                int q = row + g.j0 + 8 * v;
+                __m256 dx = v ? g.dx1 : g.dx0;
                 __m256i lq = _mm256_loadu_si256((const __m256i *)&last[q]);
-                __m256 m = _mm256_and_ps(v ? in1 : in0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(lq, vkl1)));
-                __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(vca, dx), dx, ccdy2);
+                __m256 m = _mm256_and_ps(v ? g.in1 : g.in0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(lq, vkl1)));
+                __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(g.vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
                 m = _mm256_and_ps(m, _mm256_cmp_ps(power, zero, _CMP_GE_OQ));
                 if (_mm256_testz_ps(m, m)) continue;
                 __m256 vis = exp8(_mm256_sub_ps(zero, power));
-                __m256 ov = _mm256_mul_ps(vo, vis);
+                __m256 ov = _mm256_mul_ps(g.vo, vis);
                 __m256 alpha = _mm256_min_ps(amax, ov);
                 m = _mm256_and_ps(m, _mm256_cmp_ps(alpha, amin, _CMP_GE_OQ));
                 if (_mm256_testz_ps(m, m)) continue;
@@ -295,15 +308,15 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
                 g_z = _mm256_fmadd_ps(fac, vd, g_z);
                 __m256 b0 = _mm256_loadu_ps(&buf[0][q]), b1 = _mm256_loadu_ps(&buf[1][q]);
                 __m256 b2 = _mm256_loadu_ps(&buf[2][q]), b3 = _mm256_loadu_ps(&buf[3][q]);
-                __m256 v_alpha = _mm256_mul_ps(_mm256_fnmadd_ps(b0, ra, _mm256_mul_ps(vcr, Ti)), vr);
-                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b1, ra, _mm256_mul_ps(vcg, Ti)), vg, v_alpha);
-                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b2, ra, _mm256_mul_ps(vcb, Ti)), vb, v_alpha);
-                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b3, ra, _mm256_mul_ps(vz, Ti)), vd, v_alpha);
+                __m256 v_alpha = _mm256_mul_ps(_mm256_fnmadd_ps(b0, ra, _mm256_mul_ps(g.vcr, Ti)), vr);
+                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b1, ra, _mm256_mul_ps(g.vcg, Ti)), vg, v_alpha);
+                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b2, ra, _mm256_mul_ps(g.vcb, Ti)), vb, v_alpha);
+                v_alpha = _mm256_fmadd_ps(_mm256_fnmadd_ps(b3, ra, _mm256_mul_ps(g.vz, Ti)), vd, v_alpha);
                 v_alpha = _mm256_fnmadd_ps(_mm256_loadu_ps(&vp[4][q]), ra, v_alpha);
-                _mm256_storeu_ps(&buf[0][q], _mm256_fmadd_ps(vcr, fac, b0));
-                _mm256_storeu_ps(&buf[1][q], _mm256_fmadd_ps(vcg, fac, b1));
-                _mm256_storeu_ps(&buf[2][q], _mm256_fmadd_ps(vcb, fac, b2));
-                _mm256_storeu_ps(&buf[3][q], _mm256_fmadd_ps(vz, fac, b3));
+                _mm256_storeu_ps(&buf[0][q], _mm256_fmadd_ps(g.vcr, fac, b0));
+                _mm256_storeu_ps(&buf[1][q], _mm256_fmadd_ps(g.vcg, fac, b1));
+                _mm256_storeu_ps(&buf[2][q], _mm256_fmadd_ps(g.vcb, fac, b2));
+                _mm256_storeu_ps(&buf[3][q], _mm256_fmadd_ps(g.vz, fac, b3));
                 /* alpha clamped at ALPHA_MAX: no gradient to the Gaussian's shape or opacity */
                 v_alpha = _mm256_and_ps(_mm256_and_ps(m, _mm256_cmp_ps(ov, amax, _CMP_LE_OQ)), v_alpha);
                 __m256 v_sigma = _mm256_mul_ps(_mm256_sub_ps(zero, ov), v_alpha);
@@ -321,8 +334,8 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
         }
         float sx = hsum8(s_dx), sy = hsum8(s_dy);
         float *v = v_isect + k * NV;
-        v[0] = ca * sx + cb * sy;
-        v[1] = cb * sx + cc * sy;
+        v[0] = g.ca * sx + g.cb * sy;
+        v[1] = g.cb * sx + g.cc * sy;
         v[2] = 0.5f * hsum8(s_dx2);
         v[3] = hsum8(s_dxdy);
         v[4] = 0.5f * hsum8(s_dy2);
