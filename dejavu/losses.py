@@ -105,6 +105,18 @@ def position_regularizer(xyz_offsets: Tensor, weight_map: Tensor) -> Tensor:
     return _weighted_norm_mean(xyz_offsets, weight_map)
 
 
+def ray_regularizer(xyz_offsets: Tensor, rays: Tensor, weight_map: Tensor) -> Tensor:
+    """Along-ray regulariser mean(weight * |<xyz offset, ray>|) -> scalar: penalises only the part of each
+    offset along the unit direction ``rays`` (1|B, 3, S, S) (the training camera's viewing ray through the
+    texel), the part a single view cannot see; shapes otherwise as :func:`position_regularizer`."""
+    if xyz_offsets.ndim != 4 or rays.ndim != 4:
+        raise DejavuError(f"offsets and rays: expected (B, 3, S, S), got {tuple(xyz_offsets.shape)} and {tuple(rays.shape)}")
+    if weight_map.ndim == 4:
+        weight_map = weight_map[:, 0]
+    along = (xyz_offsets * rays.to(xyz_offsets.dtype)).sum(1).abs()  # (B, S, S)
+    return (weight_map.to(along.dtype) * along).mean()
+
+
 def scale_regularizer(log_scale_offsets: Tensor, weight_map: Tensor) -> Tensor:
     """Scale regulariser mean(weight * ||log-scale offset||) -> scalar; shapes as :func:`position_regularizer`."""
     return _weighted_norm_mean(log_scale_offsets, weight_map)

@@ -161,3 +161,22 @@ def test_fade_outside_keeps_values_and_lets_only_opacity_learn_outside_the_mask(
     (out - 1.0).pow(2).sum().backward()  # a white target everywhere
     assert color.grad[..., 4:].abs().max() == 0 and color.grad[..., :4].abs().min() > 0
     assert alpha.grad[..., 4:].abs().min() > 0  # outside: the Gaussians fade instead of turning white
+
+
+def test_ray_regulariser_sees_only_the_part_along_the_ray():
+    """An offset across the ray costs nothing, one along it costs its length times the weight; gradients
+    match finite differences."""
+    from dejavu.losses import ray_regularizer
+
+    rays = torch.zeros(1, 3, 2, 2)
+    rays[:, 2] = 1.0  # a camera looking down z
+    weight = torch.tensor([[[1.0, 2.0], [0.0, 1.0]]])
+    across = torch.zeros(1, 3, 2, 2)
+    across[:, 0] = 3.0
+    assert float(ray_regularizer(across, rays, weight)) == 0.0
+    along = torch.zeros(1, 3, 2, 2)
+    along[:, 2] = -0.5
+    torch.testing.assert_close(ray_regularizer(along, rays, weight), torch.tensor(0.5 * 4.0 / 4))
+    x = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    r = torch.nn.functional.normalize(torch.randn(1, 3, 2, 2, dtype=torch.float64), dim=1)
+    assert torch.autograd.gradcheck(lambda t: ray_regularizer(t, r, weight.double()), (x,))

@@ -148,7 +148,12 @@ class UVGaussianMap(nn.Module):
 
     def to_gaussians(self, uvmap: torch.Tensor) -> Gaussians:
         """Activate the valid texels of ``uvmap`` (B, 13, S, S) into :class:`Gaussians`."""
-        x = self.gather(uvmap)  # (B, N, 13)
+        return self.activate(self.gather(uvmap))
+
+    @staticmethod
+    def activate(x: torch.Tensor) -> Gaussians:
+        """Raw per-Gaussian parameters (B, N, 13) (channel layout of :mod:`dejavu.gaussians.channels`,
+        xyz in metres) -> :class:`Gaussians`."""
         rot = x[..., ch.ROT]
         quats = F.normalize(torch.cat([torch.ones_like(rot[..., :1]), rot], -1), dim=-1)
         return Gaussians(
@@ -163,6 +168,31 @@ class UVGaussianMap(nn.Module):
         """vertices (B, V, 3) [+ offsets (B|1, 13, S, S)] -> :class:`Gaussians`."""
         base = self.initial_map(vertices)
         return self.to_gaussians(base if offsets is None else self.apply_offsets(base, offsets))
+
+    def texel_gaussians(self, vertices: torch.Tensor, offsets: torch.Tensor) -> Gaussians:
+        """vertices (B, V, 3) + per-texel offsets (B|1, N, 13) -> :class:`Gaussians`, without any S x S map.
+
+        ``offsets`` are a map's valid texels (``gather`` of a (B|1, 13, S, S) offset map, network units);
+        the result equals ``gaussians(vertices, map)`` up to float rounding. It is the fast path of
+        :class:`dejavu.model.avatar_model.AvatarModel`: at UV 256 the maps are 1.4x the Gaussians, and
+        building, offsetting and gathering them cost more than the rest of an animation frame's evaluation.
+        """
+        init, gain = self._texel_constants(vertices.dtype, vertices.device)
+        x = torch.addcmul(init, offsets, gain)  # (B|1, N, 13)
+        pos = self.texel_positions(vertices)  # (B, N, 3)
+        x = x.expand(pos.shape[0], -1, -1)
+        return self.activate(torch.cat([pos + x[..., ch.XYZ], x[..., ch.XYZ.stop:]], -1))
+
+    def _texel_constants(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The initial map's channels at the valid texels (N, 13) (xyz 0: the surface point is added apart)
+        and the offsets' per-channel gain there (N, 13); cached per dtype and device."""
+        key = (dtype, device)
+        cache = self.__dict__.setdefault("_texel_cache", {})
+        if key not in cache:
+            vertices = torch.zeros(1, int(self.texel_verts.max()) + 1, 3, dtype=dtype, device=self.mask.device)
+            init = self.initial_map(vertices)  # surface points at 0, so its xyz channels are 0
+            cache[key] = (self.gather(init)[0].to(device), self.gather(self.offset_gain[None].to(dtype))[0].to(device))
+        return cache[key]
 
     def region_share(self) -> dict[str, float]:
         """Fraction of valid texels per region name."""

@@ -6,7 +6,9 @@ as buffers (smplx-style: a module whose ``forward`` takes the driving parameters
     vertices  = head(shape, vertex_offsets, expression, jaw, eyes, pose)          (B, V, 3) metres
     offsets   = mean + global delta                       (stage "global")
               = mean + sum_k w_k(expression) blendmap_k   (stage "full", when the avatar has blendmaps)
-    gaussians = uvmap.gaussians(vertices, offsets)        then the pose model's rigid correction
+    gaussians = uvmap.texel_gaussians(vertices, offsets)  then the pose model's rigid correction
+
+(evaluated at the UV map's valid texels only: the same as ``uvmap.gaussians`` on the full maps, faster)
 
 Everything that renders, exports, evaluates or plays an avatar goes through :meth:`AvatarModel.forward`
 (``dejavu.avatar.Avatar.model`` builds one from an avatar directory). Letters: B frames, Ne expression
@@ -105,6 +107,34 @@ class AvatarModel(nn.Module):
             return out + self.global_delta.to(expression)
         return out
 
+    def texel_offsets(self, expression: torch.Tensor, stage: str = "full") -> torch.Tensor:
+        """:meth:`offsets` at the UV map's valid texels only: (B|1, N, 13) (1 when they do not depend on the
+        expression), without building (B, 13, S, S) maps. The stored maps are gathered once and cached."""
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+        mean, global_delta, blendmaps = self._texel_maps(expression.dtype)
+        if stage == "full" and blendmaps is not None:
+            K, N, C = blendmaps.shape
+            delta = self.blend.weights(expression) @ blendmaps.reshape(K, N * C)  # (B, N * 13)
+            return mean + delta.reshape(-1, N, C)
+        if stage in ("full", "global") and global_delta is not None:
+            return mean + global_delta
+        return mean
+
+    def _texel_maps(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(1, N, 13) mean offsets, (1, N, 13) global delta or None, (K, N, 13) blendmaps or None at the valid
+        texels; recomputed when a stored map changes (device, dtype, storage or in-place version)."""
+        maps = (self.mean_offsets, self.global_delta, self.blendmaps)
+        gather = lambda t: None if t is None else self.uvmap.gather(t.to(dtype).reshape(-1, *t.shape[-3:]))  # noqa: E731
+        if any(t is not None and t.requires_grad for t in maps):  # a cached gather would hold a stale graph
+            return tuple(gather(t) for t in maps)
+        key = (dtype,) + tuple(None if t is None else (t.device, t.data_ptr(), t._version) for t in maps)
+        cached = self.__dict__.get("_texel_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(gather(t) for t in maps))
+            self.__dict__["_texel_cache"] = cached
+        return cached[1]
+
     def vertices(self, expression: torch.Tensor, jaw: torch.Tensor | None = None, eyes: torch.Tensor | None = None,
                  pose: torch.Tensor | None = None) -> torch.Tensor:
         """Posed head vertices (B, V, 3), metres, with this avatar's identity."""
@@ -122,7 +152,7 @@ class AvatarModel(nn.Module):
         if expression.shape[-1] != self.head.n_expr:
             raise DejavuError(f"avatar: expressions have {expression.shape[-1]} components but head "
                               f"{self.head.name!r} has {self.head.n_expr}")
-        g = self.uvmap.gaussians(self.vertices(expression, jaw, eyes, pose), self.offsets(expression, stage))
+        g = self.uvmap.texel_gaussians(self.vertices(expression, jaw, eyes, pose), self.texel_offsets(expression, stage))
         if self.pose_model is not None and stage != "mean":
             g = apply_rigid(g, predict_corrections(self.pose_model, self.blend, expression, jaw))
         return g

@@ -120,6 +120,12 @@ class PersonalizeConfig:
     """Weight of the position regulariser on the delta's xyz (weighted by the UV map's position_weight).
     None: :meth:`position_weight` picks it from the number of training frames (0.5, the paper's, for one
     photo; 0 for a video)."""
+    w_ray: float | None = None
+    """Weight of a regulariser on the part of the delta's xyz along the training camera's viewing ray through
+    each texel (``dejavu.losses.ray_regularizer``, weighted by the UV map's position_weight): the depth a single
+    view leaves free, so a photo's refinement may move Gaussians across the image but not towards or away
+    from the camera, where they would fit the photo equally well and break every other view. Not in the
+    paper. None: :meth:`ray_weight` picks it from the number of training frames."""
     w_scale: float = 1e-5
     """Weight of the scale regulariser on the delta's log-scales."""
     w_needle: float = 0.01
@@ -197,6 +203,7 @@ class PersonalizeConfig:
             ("lr_pose", self.lr_pose >= 0, "0 or more"),
             ("w_position", self.w_position is None or self.w_position >= 0, "0 or more"),
             ("w_needle", self.w_needle >= 0, "0 or more"),
+            ("w_ray", self.w_ray is None or self.w_ray >= 0, "0 or more"),
             ("w_unseen_scale", self.w_unseen_scale is None or self.w_unseen_scale >= 0, "0 or more"),
             ("needle_ratio", self.needle_ratio >= 1, "1 or more"),
             ("min_scale_per_spacing", 0 <= self.min_scale_per_spacing <= 2, "in [0, 2]"),
@@ -227,6 +234,12 @@ class PersonalizeConfig:
         if self.w_position is not None:
             return self.w_position
         return 0.5 if n_train_frames <= 1 else 0.0
+
+    def ray_weight(self, n_train_frames: int) -> float:
+        """The along-ray regulariser's weight for ``n_train_frames``: :attr:`w_ray` when set, else 0."""
+        if self.w_ray is not None:
+            return self.w_ray
+        return 0.0
 
     def unseen_scale_weight(self, n_train_frames: int) -> float:
         """The weight of the scale regulariser on badly seen texels for ``n_train_frames``: :attr:`w_unseen_scale`

@@ -102,6 +102,8 @@ class Trainer:
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
         self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
+        self.w_ray = cfg.ray_weight(len(frames))
+        self.rays = self._view_rays() if self.w_ray > 0 else None
         self.fade_outside = cfg.fade_outside_for(len(frames))
 
     @torch.no_grad()
@@ -116,6 +118,22 @@ class Trainer:
             verts = self.head(**self.identity, **b["params"].kwargs())
             out.append(self.uvmap.initial_map(verts))
         return torch.cat(out)
+
+    @torch.no_grad()
+    def _view_rays(self, chunk: int = 32) -> torch.Tensor:
+        """(1, 3, S, S) unit directions from the training cameras to each texel's surface point, averaged over
+        the frames (for one photo: its camera's rays), for the along-ray regulariser."""
+        T, total = len(self.frames), 0.0
+        for s in range(0, T, chunk):
+            idx = torch.arange(s, min(s + chunk, T))
+            b = self.frames.batch(idx, self.device)
+            base = self.bases[idx.to(self.bases.device)] if self.bases is not None else self.uvmap.initial_map(
+                self.head(**self.identity, **b["params"].kwargs()))
+            w2c = b["world_to_cam"]
+            centre = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0]  # (B, 3) camera centres, metres
+            rays = torch.nn.functional.normalize(base[:, ch.XYZ] - centre[:, :, None, None], dim=1)
+            total = total + rays.sum(0, keepdim=True)
+        return torch.nn.functional.normalize(total, dim=1) * self.scale_weight[:, None]
 
     # -- one step -----------------------------------------------------------------------------
     def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None,
@@ -164,6 +182,8 @@ class Trainer:
             terms["alpha"] = cfg.w_alpha * (alpha - batch["masks"]).abs().mean()
         if self.w_position > 0:
             terms["position"] = self.w_position * losses.position_regularizer(delta[:, ch.XYZ], self.uvmap.position_weight)
+        if self.rays is not None:
+            terms["ray"] = self.w_ray * losses.ray_regularizer(delta[:, ch.XYZ], self.rays, self.uvmap.position_weight)
         terms["scale"] = cfg.w_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE], self.scale_weight)
         if cfg.w_needle > 0:  # the start's log-scales are isotropic, so mean + delta carries the axis ratios
             terms["needle"] = cfg.w_needle * losses.needle_regularizer(

@@ -293,6 +293,31 @@ def _project_vjp(means, quats, scales, viewmats, Ks, counts, v2d, N, W, H):
     return v_means, v_quats, v_scales, v_view
 
 
+@njit(**_KW_EXACT)
+def _depth_order(keys):
+    """Stable ascending argsort (int64) of ``keys`` (n,) float32, all >= 0 and finite (camera depths):
+    np.argsort(keys, kind="mergesort") in three LSD radix passes of 11 bits over the keys' bit patterns
+    (non-negative IEEE floats order as their unsigned bits)."""
+    n = keys.shape[0]
+    bits = keys.view(np.uint32)
+    order = np.arange(n)
+    scratch = np.empty(n, np.int64)
+    hist = np.empty(2049, np.int64)
+    for shift in (0, 11, 22):
+        hist[:] = 0
+        for i in range(n):
+            hist[((bits[i] >> shift) & 2047) + 1] += 1
+        for d in range(2048):
+            hist[d + 1] += hist[d]
+        for i in range(n):
+            g = order[i]
+            d = (bits[g] >> shift) & 2047
+            scratch[hist[d]] = g
+            hist[d] += 1
+        order, scratch = scratch, order
+    return order
+
+
 @njit(parallel=True, **_KW)
 def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
     """Counting sort of tile-Gaussian intersections by global tile (frame * n_tiles + tile), filled in
@@ -325,7 +350,7 @@ def _bin(boxes, counts, depths, N, tw, n_tiles, n_tiles_total):
                 visible[k] = g
                 keys[k] = depths[g]
                 k += 1
-        order = visible[np.argsort(keys, kind="mergesort")]
+        order = visible[_depth_order(keys)]
         cursor = offsets[base:base + n_tiles].copy()
         for g in order:
             for ty in range(boxes[g, 1], boxes[g, 3]):

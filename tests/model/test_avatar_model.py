@@ -43,6 +43,28 @@ def test_forward_is_head_then_offsets_then_pose_model(procedural_head):
     assert model.stage == "full" and model.blend.k == 3
 
 
+def test_texel_path_equals_the_map_path_at_every_stage(procedural_head):
+    """forward evaluates at the valid texels only; the maps' path (uvmap.gaussians of model.offsets) is its
+    reference, and a stored map changed in place is seen (the gathered maps are cached)."""
+    model = _avatar(procedural_head).model("cpu", head=procedural_head)
+    expr = torch.rand(2, procedural_head.n_expr, generator=torch.Generator().manual_seed(3))
+    verts = model.vertices(expr)
+    for stage in ("full", "global", "mean"):
+        offsets = model.offsets(expr, stage)
+        assert model.texel_offsets(expr, stage).shape[1:] == (model.uvmap.n_gaussians, 13)
+        got = model.uvmap.texel_gaussians(verts, model.texel_offsets(expr, stage))
+        expected = model.uvmap.gaussians(verts, offsets)
+        for name in ("means", "quats", "scales", "opacities", "colors"):
+            torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-6, atol=1e-6)
+    before = model(expr).colors.clone()
+    model.blendmaps[:, 10:13] += 0.5  # colour channels, in place
+    assert not torch.allclose(model(expr).colors, before)
+    torch.testing.assert_close(model(expr).colors, model.uvmap.gaussians(verts, model.offsets(expr)).colors)
+    own = _avatar(procedural_head).model("cpu")  # its own head model: .double() converts it
+    own(expr)
+    assert own.double()(expr.double()).means.dtype == torch.float64  # the cache follows the dtype
+
+
 def test_buffers_move_and_the_state_is_the_avatar(procedural_head):
     model = _avatar(procedural_head).model("cpu")  # its own head model: .double() below converts it
     names = {n for n, _ in model.named_buffers(recurse=False)}

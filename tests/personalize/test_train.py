@@ -204,6 +204,24 @@ def test_position_regulariser_weight_follows_the_number_of_views(tiny, tiny_fram
         assert ("position" in trainer.run().history[0]) == (weight > 0)
 
 
+def test_ray_regulariser_uses_the_photo_cameras_rays(tiny, tiny_frames, tmp_path):
+    """For one view the rays point from its camera centre through each texel's surface point; the term is
+    in the loss only when its weight is positive."""
+    head, uvmap, true = tiny
+    frames = tiny_frames.subset([0])
+    blend = fit_pca_basis(frames.params.expression, k=2)
+    assert Trainer(head, uvmap, frames, _start(true), blend, tiny_config(steps=1), tmp_path / "off",
+                   torch.device("cpu"), progress=False).rays is None
+    trainer = Trainer(head, uvmap, frames, _start(true), blend, tiny_config(steps=1, w_ray=2.0), tmp_path / "on",
+                      torch.device("cpu"), progress=False)
+    w2c = frames.world_to_cam[0]
+    centre = -(w2c[:3, :3].T @ w2c[:3, 3])
+    points = trainer.bases[0, ch.XYZ]  # (3, S, S)
+    expected = torch.nn.functional.normalize(points - centre[:, None, None], dim=0) * uvmap.mask
+    torch.testing.assert_close(trainer.rays[0], expected, rtol=1e-5, atol=1e-5)
+    assert "ray" in trainer.run().history[0]
+
+
 def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_path):
     """Where a crop left its source frame (``seen`` 0), no loss term sees the render: no gradient there,
     and the loss is that of a render equal to the target there."""

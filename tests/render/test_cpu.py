@@ -97,3 +97,18 @@ def test_transpose_is_the_colour_gradient():
     rgb = render(s["means"], s["quats"], s["scales"], s["opacities"], c, s["world_to_cam"], s["K"], s["width"],
                  s["height"], background=(0.0, 0.0, 0.0), backend="cpu").rgb
     torch.testing.assert_close((rgb * v[..., :3]).sum(), (c * fast[..., :3]).sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_depth_sort_is_a_stable_argsort():
+    """The binning's radix sort of camera depths orders as a stable merge sort (ties by index), so each
+    tile's list is front to back exactly as before; depths span the near to far planes."""
+    import numpy as np
+
+    from dejavu.render.cpu import _depth_order
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 5000):
+        keys = rng.uniform(0.01, 100.0, n).astype(np.float32)
+        keys[: n // 3] = keys[n // 3: 2 * (n // 3)]  # ties
+        keys[n // 2: n // 2 + 3] = np.float32(1.0)
+        np.testing.assert_array_equal(_depth_order(keys), np.argsort(keys, kind="mergesort"))
