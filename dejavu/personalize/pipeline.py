@@ -96,7 +96,7 @@ def personalize(video: str | Path, out_dir: str | Path, cfg=None, init: str | Pa
     metrics = quick_heldout_psnr(model, held, cfg.render_backend) if len(held) else {}
     seconds = time.time() - t_start
     avatar.settings = {"config": cfg.to_dict(), "w_position": trainer.w_position,
-                       "w_unseen_scale": trainer.w_unseen_scale, "mean_offsets": mean_source,
+                       "w_unseen_scale": trainer.w_unseen_scale, "w_ray": trainer.w_ray, "mean_offsets": mean_source,
                        "crop_size": int(result.crop_size), "fov_deg": round(result.fov_deg, 2),
                        "n_gaussians": uvmap.n_gaussians,
                        "resolution": cfg.resolution, "train_frames": len(train), "heldout_frames": len(held)}

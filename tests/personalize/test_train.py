@@ -210,7 +210,9 @@ def test_ray_regulariser_uses_the_photo_cameras_rays(tiny, tiny_frames, tmp_path
     head, uvmap, true = tiny
     frames = tiny_frames.subset([0])
     blend = fit_pca_basis(frames.params.expression, k=2)
-    assert Trainer(head, uvmap, frames, _start(true), blend, tiny_config(steps=1), tmp_path / "off",
+    assert Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1), tmp_path / "video",
+                   torch.device("cpu"), progress=False).rays is None  # off for a video by default
+    assert Trainer(head, uvmap, frames, _start(true), blend, tiny_config(steps=1, w_ray=0.0), tmp_path / "off",
                    torch.device("cpu"), progress=False).rays is None
     trainer = Trainer(head, uvmap, frames, _start(true), blend, tiny_config(steps=1, w_ray=2.0), tmp_path / "on",
                       torch.device("cpu"), progress=False)
