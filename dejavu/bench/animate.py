@@ -1,5 +1,8 @@
-"""Time avatar animation: render frames of the expression sweep at a resolution (frames/s), then encode them
-as ``dejavu animate`` does (the encoder's share, reported apart)."""
+"""Time avatar animation: render frames of the expression sweep at a resolution (frames/s), each handed on as
+the uint8 frame the encoder takes, then encode them as ``dejavu animate`` does (the encoder's share, reported
+apart). The rendered frames go into one array allocated before the clock starts: ``dejavu animate`` streams
+them to the encoder, and a growing list of float frames (the earlier way) spent a third of the time
+obtaining fresh memory."""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from dejavu.animate import cameras, render_sequence
 from dejavu.avatar import Avatar
 from dejavu.bench.common import flat_builtin_avatar, machine_info
 from dejavu.device import resolve_device
 from dejavu.drive.sources import expression_sweep
-from dejavu.io import write_video
+from dejavu.io import to_uint8, write_video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +46,11 @@ def run(args: argparse.Namespace) -> dict:
     warm = drive.first(c)
     list(render_sequence(model, warm, w2c[:c], K[:c], args.resolution, chunk=c,
                          progress=False))  # warm-up (numba compile, caches)
+    frames = np.ones((len(drive), args.resolution, args.resolution, 3), np.uint8)  # allocated and touched
     t0, c0 = time.perf_counter(), time.process_time()
-    frames = list(render_sequence(model, drive, w2c, K, args.resolution, chunk=args.chunk, progress=False))
+    for i, frame in enumerate(render_sequence(model, drive, w2c, K, args.resolution, chunk=args.chunk,
+                                              progress=False)):
+        frames[i] = to_uint8(frame)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(frames)
     with tempfile.TemporaryDirectory() as tmp:

@@ -108,24 +108,25 @@ class AvatarModel(nn.Module):
         return out
 
     def texel_offsets(self, expression: torch.Tensor, stage: str = "full") -> torch.Tensor:
-        """:meth:`offsets` at the UV map's valid texels only: (B|1, N, 13) (1 when they do not depend on the
-        expression), without building (B, 13, S, S) maps. The stored maps are gathered once and cached."""
+        """:meth:`offsets` at the UV map's valid texels only, channel-major: (B|1, 13, N) (1 when they do not
+        depend on the expression), without building (B, 13, S, S) maps. The stored maps are gathered once
+        and cached."""
         if stage not in STAGES:
             raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
         mean, global_delta, blendmaps = self._texel_maps(expression.dtype)
         if stage == "full" and blendmaps is not None:
-            K, N, C = blendmaps.shape
-            delta = self.blend.weights(expression) @ blendmaps.reshape(K, N * C)  # (B, N * 13)
-            return mean + delta.reshape(-1, N, C)
+            K, C, N = blendmaps.shape
+            delta = self.blend.weights(expression) @ blendmaps.reshape(K, C * N)  # (B, 13 * N)
+            return mean + delta.reshape(-1, C, N)
         if stage in ("full", "global") and global_delta is not None:
             return mean + global_delta
         return mean
 
     def _texel_maps(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(1, N, 13) mean offsets, (1, N, 13) global delta or None, (K, N, 13) blendmaps or None at the valid
+        """(1, 13, N) mean offsets, (1, 13, N) global delta or None, (K, 13, N) blendmaps or None at the valid
         texels; recomputed when a stored map changes (device, dtype, storage or in-place version)."""
         maps = (self.mean_offsets, self.global_delta, self.blendmaps)
-        gather = lambda t: None if t is None else self.uvmap.gather(t.to(dtype).reshape(-1, *t.shape[-3:]))  # noqa: E731
+        gather = lambda t: None if t is None else self.uvmap.texels(t.to(dtype).reshape(-1, *t.shape[-3:]))  # noqa: E731
         if any(t is not None and t.requires_grad for t in maps):  # a cached gather would hold a stale graph
             return tuple(gather(t) for t in maps)
         key = (dtype,) + tuple(None if t is None else (t.device, t.data_ptr(), t._version) for t in maps)

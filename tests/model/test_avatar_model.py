@@ -51,7 +51,7 @@ def test_texel_path_equals_the_map_path_at_every_stage(procedural_head):
     verts = model.vertices(expr)
     for stage in ("full", "global", "mean"):
         offsets = model.offsets(expr, stage)
-        assert model.texel_offsets(expr, stage).shape[1:] == (model.uvmap.n_gaussians, 13)
+        assert model.texel_offsets(expr, stage).shape[1:] == (13, model.uvmap.n_gaussians)
         got = model.uvmap.texel_gaussians(verts, model.texel_offsets(expr, stage))
         expected = model.uvmap.gaussians(verts, offsets)
         for name in ("means", "quats", "scales", "opacities", "colors"):
