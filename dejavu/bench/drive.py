@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> dict:
     w2c, K = cameras("fixed", n, args.resolution, model.center())
     list(render_sequence(model, sweep.first(8), w2c[:8], K[:8], args.resolution, progress=False))
     t0 = time.perf_counter()
-    list(render_sequence(model, sweep, w2c, K, args.resolution, progress=False))
+    for _ in render_sequence(model, sweep, w2c, K, args.resolution, progress=False):
+        pass  # streamed, as dejavu animate consumes frames (a list of float frames timed memory growth too)
     render_per_frame = (time.perf_counter() - t0) / n
     render_take = render_per_frame * T
     res = {"target": "drive", "rows": T, "seconds_of_capture": args.seconds, "fps": args.fps,
