@@ -1,8 +1,8 @@
 """Configuration of video personalization: one dataclass, every weight/rate/step a documented field.
 
 Presets: ``"cpu"`` (the default: UV 128, render 256, LPIPS-AlexNet, 1200 steps of which the first half at
-128^2, ~4 min of training on a 2-core CPU), ``"preview"`` (the fast one: the same at 600 steps, all at 256^2,
-~2.5 min), ``"fidelity"`` (the paper's image size on a CPU: UV 256, render
+128^2, ~7 min of training on a 2-core CPU), ``"preview"`` (the fast one: the same at 600 steps, all at 256^2,
+~4 min), ``"fidelity"`` (the paper's image size on a CPU: UV 256, render
 512 after a coarse 70% of the budget at 256, the cpu preset's losses, steps set by a 15-minute budget,
 tracking included) and ``"gpu"`` (the
 paper: UV 320, render 512, LPIPS-VGG, 300 + 700 steps). Defaults follow the
@@ -45,7 +45,7 @@ class PersonalizeConfig:
     # -- schedule --------------------------------------------------------------------------------
     steps: int = 600
     """Total optimisation steps over both stages when no ``minutes`` is set (paper: 3:7 split; authors' code
-    300 + 500). 600 take ~2.5 min at 256^2 on a 2-core CPU; against 300 they gained 1.1 dB held-out on
+    300 + 500). 600 is the ``preview`` preset's; ``cpu`` sets 1200 with :attr:`coarse_fraction` 0.5. 600 took ~2.5 min at 256^2 on a 2-core CPU; against 300 they gained 1.1 dB held-out on
     wojtek and 0.2 dB on liveportrait_d3 (docs/PERSONALIZATION.md, "Steps against held-out quality")."""
     minutes: float | None = None
     """Wall-clock budget for the whole run (tracking included); when set it decides the steps."""
@@ -276,7 +276,7 @@ class PersonalizeConfig:
 
 def _cpu() -> PersonalizeConfig:
     # Twice the steps, the first half coarse (128^2 against 2x2-averaged targets, ~0.55x a full step's time):
-    # ~1.5x the training time of `preview` for +1.0 dB on wojtek's most turned frames (21.83 -> 22.87), its last
+    # 1.76x the training time of `preview` (428 against 243 s on wojtek's 400 frames, idle, back to back) for +1.0 dB on wojtek's most turned frames (21.83 -> 22.87), its last
     # frames 26.22 -> 26.39 dB and d3's level (22.98 -> 22.95), LPIPS-alex -0.004 / +0.001 there
     # (docs/experiments/2026-12-07-novel-views.md, "Twice the steps, half of them coarse").
     return PersonalizeConfig(steps=1200, coarse_fraction=0.5)
@@ -328,7 +328,7 @@ PRESETS = {"cpu": _cpu, "preview": _preview, "fidelity": _fidelity, "gpu": _gpu,
 
 
 def preset(name: str) -> PersonalizeConfig:
-    """A named preset: ``cpu`` (videos on a CPU, the default), ``preview`` (the same in ~60% of the time),
+    """A named preset: ``cpu`` (videos on a CPU, the default), ``preview`` (the same in ~57% of the time),
     ``fidelity`` (512x512 and UV 256 in a 15-minute
     budget), ``gpu`` (the paper's), ``photo`` (refine the
     network's avatar on one photo) or ``photo_scratch`` (fit one photo without the network)."""
