@@ -99,6 +99,7 @@ class Trainer:
         self._budget: float | None = None  # seconds from the first run's start to the deadline
         #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)
         self.run_record: dict = {}
+        self.bases = None
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
         self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
@@ -112,12 +113,16 @@ class Trainer:
         T, S = len(self.frames), self.uvmap.size
         if T * ch.N_CHANNELS * S * S * 4 > max_bytes:
             return None
-        out = []
-        for s in range(0, T, chunk):
-            b = self.frames.batch(torch.arange(s, min(s + chunk, T)), self.device)
-            verts = self.head(**self.identity, **b["params"].kwargs())
-            out.append(self.uvmap.initial_map(verts))
-        return torch.cat(out)
+        return torch.cat([self._initial_maps(self.frames.batch(torch.arange(s, min(s + chunk, T)), self.device))
+                          for s in range(0, T, chunk)])
+
+    @torch.no_grad()
+    def _initial_maps(self, batch: dict, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Initial maps (B, 13, S, S) of a batch's frames: the precomputed ones of training frames ``idx`` when
+        they are held, else from the head model at the frames' parameters."""
+        if self.bases is not None and idx is not None:
+            return self.bases[idx.to(self.bases.device)]
+        return self.uvmap.initial_map(self.head(**self.identity, **batch["params"].kwargs()))
 
     @torch.no_grad()
     def _view_rays(self, chunk: int = 32) -> torch.Tensor:
@@ -127,8 +132,7 @@ class Trainer:
         for s in range(0, T, chunk):
             idx = torch.arange(s, min(s + chunk, T))
             b = self.frames.batch(idx, self.device)
-            base = self.bases[idx.to(self.bases.device)] if self.bases is not None else self.uvmap.initial_map(
-                self.head(**self.identity, **b["params"].kwargs()))
+            base = self._initial_maps(b, idx)
             w2c = b["world_to_cam"]
             centre = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0]  # (B, 3) camera centres, metres
             rays = torch.nn.functional.normalize(base[:, ch.XYZ] - centre[:, :, None, None], dim=1)
@@ -141,12 +145,7 @@ class Trainer:
         """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> rgb (B, 3, R, R)
         and alpha (B, 1, R, R). ``pose`` (T, 6): every training frame's pose correction; rows ``idx``
         (centred) move the frames' Gaussians."""
-        if self.bases is not None and idx is not None:
-            base = self.bases[idx.to(self.bases.device)]
-        else:
-            with torch.no_grad():
-                verts = self.head(**self.identity, **batch["params"].kwargs())
-                base = self.uvmap.initial_map(verts)
+        base = self._initial_maps(batch, idx)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         if pose is not None and idx is not None:
             g = apply_rigid(g, centred(pose, idx.to(pose.device)))
