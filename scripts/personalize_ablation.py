@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("tracking", help="a tracking directory (dejavu track) or video")
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget per variant")
-    budget.add_argument("--steps", type=int, default=None, help="steps per variant (default: the preset's 600)")
+    budget.add_argument("--steps", type=int, default=None, help="steps per variant (default: the preset's)")
     ap.add_argument("--preset", default="cpu", help="the preset the variants override (default cpu)")
     ap.add_argument("--holdout", choices=("last", "yaw"), default="last", help="held-out protocol (default last)")
     ap.add_argument("--novel-views", action="store_true", help="also score each avatar from the side")

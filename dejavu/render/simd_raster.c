@@ -115,7 +115,7 @@ static inline int box_vectors(int px0, int px1, float mx, __m256 *dx0, __m256 *d
 typedef struct {
     int py0, py1, px0, j0, nvec;
     float my, ca, cb, cc;
-    __m256 dx0, dx1, in0, in1, vca, vo, vcr, vcg, vcb, vz;
+    __m256 dx0, dx1, in0, in1, vca, vo, vcr, vcg, vcb, vz, vlim;
 } Splat;
 
 /* Fill g for the Gaussian of params row p in tile t; 0 when its pixel box misses the tile. */
@@ -134,6 +134,9 @@ static inline int splat_in_tile(const float *p, const Tile *t, Splat *g) {
     g->vcg = _mm256_set1_ps(p[CG]);
     g->vcb = _mm256_set1_ps(p[CBL]);
     g->vz = _mm256_set1_ps(p[Z]);
+    /* power beyond lim means alpha < ALPHA_MIN: such lanes skip the exp. Widened by 1e-4 (relative and
+     * absolute), far more than exp8's and lim's rounding, so no lane the alpha test keeps is skipped */
+    g->vlim = _mm256_set1_ps(p[LIM] * 1.0001f + 1e-4f);
     return 1;
 }
 
@@ -174,7 +177,8 @@ void dj_forward_tile(const float *params, const int64_t *offsets, const int32_t 
                 __m256 live = _mm256_andnot_ps(_mm256_loadu_ps((const float *)&done[q]), inside);
                 __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(g.vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
-                __m256 m = _mm256_and_ps(live, _mm256_cmp_ps(power, zero, _CMP_GE_OQ));
+                __m256 m = _mm256_and_ps(live, _mm256_and_ps(_mm256_cmp_ps(power, zero, _CMP_GE_OQ),
+                                                             _mm256_cmp_ps(power, g.vlim, _CMP_LE_OQ)));
                 if (_mm256_testz_ps(m, m)) continue;
                 __m256 alpha = _mm256_min_ps(amax, _mm256_mul_ps(g.vo, exp8(_mm256_sub_ps(zero, power))));
                 m = _mm256_and_ps(m, _mm256_cmp_ps(alpha, amin, _CMP_GE_OQ));
@@ -288,7 +292,8 @@ void dj_backward_tile(const float *params, const int64_t *offsets, const int32_t
                 __m256 m = _mm256_and_ps(v ? g.in1 : g.in0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(lq, vkl1)));
                 __m256 quad = _mm256_fmadd_ps(_mm256_mul_ps(g.vca, dx), dx, ccdy2);
                 __m256 power = _mm256_fmadd_ps(half, quad, _mm256_mul_ps(cbdy, dx));
-                m = _mm256_and_ps(m, _mm256_cmp_ps(power, zero, _CMP_GE_OQ));
+                m = _mm256_and_ps(m, _mm256_and_ps(_mm256_cmp_ps(power, zero, _CMP_GE_OQ),
+                                                   _mm256_cmp_ps(power, g.vlim, _CMP_LE_OQ)));
                 if (_mm256_testz_ps(m, m)) continue;
                 __m256 vis = exp8(_mm256_sub_ps(zero, power));
                 __m256 ov = _mm256_mul_ps(g.vo, vis);
