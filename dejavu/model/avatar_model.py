@@ -98,12 +98,11 @@ class AvatarModel(nn.Module):
         stage: "full" (blendmaps if present, else the global delta), "global" (mean + global delta)
         or "mean" (reconstruction only).
         """
-        if stage not in STAGES:
-            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
         out = self.mean_offsets.to(expression).expand(expression.shape[0], -1, -1, -1)
-        if stage == "full" and self.blendmaps is not None:
+        delta = self._delta_term(stage)
+        if delta == "blendmaps":
             return out + compose_delta(self.blend.weights(expression), self.blendmaps.to(expression))
-        if stage in ("full", "global") and self.global_delta is not None:
+        if delta == "global":
             return out + self.global_delta.to(expression)
         return out
 
@@ -111,16 +110,24 @@ class AvatarModel(nn.Module):
         """:meth:`offsets` at the UV map's valid texels only, channel-major: (B|1, 13, N) (1 when they do not
         depend on the expression), without building (B, 13, S, S) maps. The stored maps are gathered once
         and cached."""
-        if stage not in STAGES:
-            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+        delta = self._delta_term(stage)
         mean, global_delta, blendmaps = self._texel_maps(expression.dtype)
-        if stage == "full" and blendmaps is not None:
+        if delta == "blendmaps":
             K, C, N = blendmaps.shape
-            delta = self.blend.weights(expression) @ blendmaps.reshape(K, C * N)  # (B, 13 * N)
-            return mean + delta.reshape(-1, C, N)
-        if stage in ("full", "global") and global_delta is not None:
+            return mean + (self.blend.weights(expression) @ blendmaps.reshape(K, C * N)).reshape(-1, C, N)
+        if delta == "global":
             return mean + global_delta
         return mean
+
+    def _delta_term(self, stage: str) -> str:
+        """Which learnt delta ``stage`` adds to the mean offsets: "blendmaps", "global" or "none"."""
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+        if stage == "full" and self.blendmaps is not None:
+            return "blendmaps"
+        if stage in ("full", "global") and self.global_delta is not None:
+            return "global"
+        return "none"
 
     def _texel_maps(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(1, 13, N) mean offsets, (1, 13, N) global delta or None, (K, 13, N) blendmaps or None at the valid
