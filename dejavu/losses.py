@@ -142,6 +142,37 @@ def needle_regularizer(log_scales: Tensor, weight_map: Tensor, max_ratio: float 
     return (weight_map.to(excess.dtype) * excess).mean()
 
 
+def ray_needle_regularizer(means: Tensor, quats: Tensor, scales: Tensor, centres: Tensor, weights: Tensor,
+                           max_ratio: float = 2.0) -> Tensor:
+    """Depth-needle penalty mean(weight * relu(log(along / across) - log(max_ratio))) -> scalar.
+
+    ``along`` is a Gaussian's standard deviation along the ray from its frame's camera through its mean,
+    ``across`` the RMS of its standard deviations across that ray. A Gaussian stretched along the ray
+    looks the same to that camera however long it is, so near-frontal training views leave hair and the
+    head's sides free to grow into streaks that point away from the camera and show from every other
+    side. Discs seen edge-on (the head's sides: a ratio of ~1.4) stay free at the default ratio of 2.
+
+    Args:
+        means: (B, N, 3) Gaussian centres, metres (used for the rays only; no gradient through them).
+        quats: (B, N, 4) wxyz rotations, any norm.
+        scales: (B, N, 3) standard deviations, metres.
+        centres: (B, 3) camera centres of the B frames, metres.
+        weights: (1|B, N) per-Gaussian weights (e.g. opacities, detached).
+        max_ratio: along-to-across ratio left free.
+    """
+    from dejavu.render.reference import quat_to_rotmat
+
+    if means.ndim != 3 or centres.shape != (means.shape[0], 3):
+        raise DejavuError(f"means and centres: expected (B, N, 3) and (B, 3), got {tuple(means.shape)} and "
+                          f"{tuple(centres.shape)}")
+    rays = F.normalize(means.detach() - centres.to(means.dtype)[:, None], dim=-1)  # (B, N, 3)
+    M = quat_to_rotmat(quats) * scales[..., None, :]  # (B, N, 3, 3) R S: covariance M M^T
+    along2 = (M * rays[..., :, None]).sum(-2).square().sum(-1)  # r^T M M^T r
+    across2 = (M.square().sum((-2, -1)) - along2).clamp_min(1e-20) / 2
+    excess = torch.relu(0.5 * torch.log(along2.clamp_min(1e-20) / across2) - math.log(max_ratio))
+    return (weights.to(excess.dtype) * excess).mean()
+
+
 def color_regularizer(color_offsets: Tensor, weight_map: Tensor) -> Tensor:
     """Colour regulariser mean(weight * ||colour offset||) -> scalar (colour offsets in SH DC units);
     shapes as :func:`position_regularizer`."""

@@ -90,6 +90,40 @@ def test_needle_regulariser_penalises_needles_not_discs():
                                     fast_mode=True)
 
 
+def test_ray_needle_regulariser_penalises_depth_needles_only():
+    import math
+
+    # one Gaussian at the origin, seen by a camera on the +z axis (centre (0, 0, 1)): the ray is -z
+    def one(axes_mm, quat=(1.0, 0.0, 0.0, 0.0)):
+        d = torch.float64
+        return (torch.zeros(1, 1, 3, dtype=d), torch.tensor([[quat]], dtype=d),
+                torch.tensor([[axes_mm]], dtype=d) * 1e-3, torch.tensor([[0.0, 0.0, 1.0]], dtype=d))
+
+    w = torch.ones(1, 1, dtype=torch.float64)
+    ray_needle = losses.ray_needle_regularizer
+    assert ray_needle(*one([1.0, 1.0, 1.0]), w).item() == 0.0
+    assert ray_needle(*one([10.0, 10.0, 0.1]), w).item() == 0.0  # a disc facing the camera
+    assert ray_needle(*one([10.0, 0.1, 10.0]), w).item() == 0.0  # a disc seen edge-on (ratio ~1.4)
+    assert ray_needle(*one([20.0, 1.0, 1.0]), w).item() == 0.0  # a needle across the ray shows: free
+    # a needle along the ray: along 20, across sqrt((1 + 1) / 2) = 1
+    assert ray_needle(*one([1.0, 1.0, 20.0]), w, max_ratio=2.0).item() == pytest.approx(math.log(20.0) - math.log(2.0))
+    # the same needle turned 90 degrees about y lies across the ray
+    turned = (math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0)
+    assert ray_needle(*one([1.0, 1.0, 20.0], turned), w).item() == pytest.approx(0.0, abs=1e-9)
+    assert ray_needle(*one([1.0, 1.0, 20.0]), 0 * w).item() == 0.0
+    g = torch.Generator().manual_seed(3)
+    means = torch.randn(2, 5, 3, dtype=torch.float64, generator=g) * 0.1
+    quats = torch.randn(2, 5, 4, dtype=torch.float64, generator=g)
+    scales = torch.rand(2, 5, 3, dtype=torch.float64, generator=g) * 0.02 + 1e-3
+    centres = torch.tensor([[0.0, 0.0, 1.0], [0.3, 0.0, 0.9]], dtype=torch.float64)
+    weight = torch.rand(1, 5, dtype=torch.float64, generator=g)
+    fn = lambda q, s: ray_needle(means, q, s, centres, weight, max_ratio=1.2)  # noqa: E731
+    assert fn(quats, scales).item() > 0
+    assert torch.autograd.gradcheck(fn, (quats.requires_grad_(True), scales.requires_grad_(True)), fast_mode=True)
+    with pytest.raises(DejavuError, match="centres"):
+        ray_needle(means, quats, scales, centres[:1], weight)
+
+
 def _images(b: int = 2, h: int = 32, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     target = torch.rand(b, 3, h, h, generator=g)

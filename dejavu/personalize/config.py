@@ -134,6 +134,12 @@ class PersonalizeConfig:
     ratio beyond ``needle_ratio`` (``dejavu.losses.needle_regularizer``). Not in the paper."""
     needle_ratio: float = 4.0
     """Largest-to-middle axis ratio the needle penalty leaves free."""
+    w_ray_needle: float = 0.0
+    """Weight of a depth-needle penalty on every Gaussian of each training frame: the log of its extent along
+    that frame's viewing ray over its extent across it, beyond ``ray_needle_ratio``, weighted by opacity
+    (``dejavu.losses.ray_needle_regularizer``). Not in the paper. 0: off."""
+    ray_needle_ratio: float = 2.0
+    """Along-to-across ratio the depth-needle penalty leaves free."""
     w_unseen_color: float = 0.01
     """Weight of a colour regulariser on the delta of the texels the training views see badly: each
     texel weighted by 1 - its best view's visibility (``dejavu.recon.photo_texture.best_view_weight``
@@ -207,6 +213,8 @@ class PersonalizeConfig:
             ("w_ray", self.w_ray is None or self.w_ray >= 0, "0 or more"),
             ("w_unseen_scale", self.w_unseen_scale is None or self.w_unseen_scale >= 0, "0 or more"),
             ("needle_ratio", self.needle_ratio >= 1, "1 or more"),
+            ("w_ray_needle", self.w_ray_needle >= 0, "0 or more"),
+            ("ray_needle_ratio", self.ray_needle_ratio >= 1, "1 or more"),
             ("min_scale_per_spacing", 0 <= self.min_scale_per_spacing <= 2, "in [0, 2]"),
         ]
         for name, ok, expected in checks:

@@ -40,6 +40,7 @@ from dejavu.model.blend import BlendScheme, compose_delta
 from dejavu.model.rigid import apply_rigid, centred
 from dejavu.personalize.config import PersonalizeConfig
 from dejavu.personalize.frames import FrameSet, downsample_batch
+from dejavu.render.camera import camera_centres
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +135,16 @@ class Trainer:
             b = self.frames.batch(idx, self.device)
             base = self._initial_maps(b, idx)
             w2c = b["world_to_cam"]
-            centre = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0]  # (B, 3) camera centres, metres
-            rays = torch.nn.functional.normalize(base[:, ch.XYZ] - centre[:, :, None, None], dim=1)
+            rays = torch.nn.functional.normalize(base[:, ch.XYZ] - camera_centres(w2c)[:, :, None, None], dim=1)
             total = total + rays.sum(0, keepdim=True)
         return torch.nn.functional.normalize(total, dim=1) * self.scale_weight[:, None]
 
     # -- one step -----------------------------------------------------------------------------
     def render_batch(self, batch: dict, delta: torch.Tensor, idx: torch.Tensor | None = None,
-                     pose: torch.Tensor | None = None):
+                     pose: torch.Tensor | None = None, with_gaussians: bool = False):
         """Render frames ``idx`` of ``batch`` with offsets mean + ``delta`` (B|1, 13, S, S) -> rgb (B, 3, R, R)
-        and alpha (B, 1, R, R). ``pose`` (T, 6): every training frame's pose correction; rows ``idx``
-        (centred) move the frames' Gaussians."""
+        and alpha (B, 1, R, R), and with ``with_gaussians`` the rendered Gaussians (B, N) too. ``pose`` (T, 6):
+        every training frame's pose correction; rows ``idx`` (centred) move the frames' Gaussians."""
         base = self._initial_maps(batch, idx)
         g = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean + delta))
         if pose is not None and idx is not None:
@@ -152,7 +152,8 @@ class Trainer:
         R = batch["images"].shape[-1]
         out = g.render(batch["world_to_cam"], batch["K"], R, R, background=(1.0, 1.0, 1.0),
                        backend=self.cfg.render_backend)
-        return out.rgb.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2)
+        rgb, alpha = out.rgb.permute(0, 3, 1, 2), out.alpha.permute(0, 3, 1, 2)
+        return (rgb, alpha, g) if with_gaussians else (rgb, alpha)
 
     def delta_for(self, stage: int, params: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """Per-frame delta (B|1, 13, S, S): the global delta (stage 1) or blended blendmaps (stage 2)."""
@@ -161,7 +162,8 @@ class Trainer:
         return compose_delta(self.blend.weights(expression), params)
 
     def loss(self, stage: int, stage_step: int, step: int, pred: torch.Tensor, batch: dict,
-             delta: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             delta: torch.Tensor, alpha: torch.Tensor | None = None, gaussians: Gaussians | None = None
+             ) -> tuple[torch.Tensor, dict]:
         cfg, target = self.cfg, batch["images"]
         # where the crop left the source frame there is no ground truth
         if self.fade_outside and alpha is not None and batch["masks"] is not None:
@@ -187,6 +189,10 @@ class Trainer:
         if cfg.w_needle > 0:  # the start's log-scales are isotropic, so mean + delta carries the axis ratios
             terms["needle"] = cfg.w_needle * losses.needle_regularizer(
                 (self.mean + delta)[:, ch.LOG_SCALE], self.scale_weight, cfg.needle_ratio)
+        if cfg.w_ray_needle > 0 and gaussians is not None:
+            terms["ray_needle"] = cfg.w_ray_needle * losses.ray_needle_regularizer(
+                gaussians.means, gaussians.quats, gaussians.scales, camera_centres(batch["world_to_cam"]),
+                gaussians.opacities.detach(), cfg.ray_needle_ratio)
         if cfg.w_unseen_color > 0 and self.unseen_weight is not None:
             terms["unseen_color"] = cfg.w_unseen_color * losses.color_regularizer(delta[:, ch.COLOR],
                                                                                   self.unseen_weight)
@@ -266,8 +272,11 @@ class Trainer:
         if coarse:
             batch = downsample_batch(batch, COARSE_FACTOR)
         delta = self.delta_for(state.stage, params, batch["params"].expression)
-        pred, alpha = self.render_batch(batch, delta, idx, pose)
-        loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha)
+        if self.cfg.w_ray_needle > 0:
+            pred, alpha, g = self.render_batch(batch, delta, idx, pose, with_gaussians=True)
+        else:
+            (pred, alpha), g = self.render_batch(batch, delta, idx, pose), None
+        loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -102,6 +102,11 @@ def world_to_cam_yaw(world_to_cam: torch.Tensor) -> torch.Tensor:
     return torch.atan2(row[:, 0], -row[:, 2])
 
 
+def camera_centres(world_to_cam: torch.Tensor) -> torch.Tensor:
+    """(B, 3) camera centres in world coordinates (metres) of world-to-camera matrices (B, 4, 4): -R^T t."""
+    return -(world_to_cam[:, :3, :3].transpose(1, 2) @ world_to_cam[:, :3, 3:])[..., 0]
+
+
 def to_camera(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(B, P, 3) world points -> (B, P, 3) OpenCV camera coordinates (z = depth in front of the camera)."""
     return torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]

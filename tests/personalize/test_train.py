@@ -224,6 +224,18 @@ def test_ray_regulariser_uses_the_photo_cameras_rays(tiny, tiny_frames, tmp_path
     assert "ray" in trainer.run().history[0]
 
 
+def test_ray_needle_term_is_in_the_loss_only_when_weighted(tiny, tiny_frames, tmp_path):
+    """The depth-needle penalty sees each step's rendered Gaussians and cameras; off at its default weight."""
+    head, uvmap, true = tiny
+    blend = fit_pca_basis(tiny_frames.params.expression, k=2)
+    off = Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1), tmp_path / "off",
+                  torch.device("cpu"), progress=False).run()
+    assert "ray_needle" not in off.history[0]
+    on = Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1, w_ray_needle=1.0, ray_needle_ratio=1.0),
+                 tmp_path / "on", torch.device("cpu"), progress=False).run()
+    assert on.history[0]["ray_needle"] > 0  # at ratio 1 any Gaussian longer along its ray than across pays
+
+
 def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_path):
     """Where a crop left its source frame (``seen`` 0), no loss term sees the render: no gradient there,
     and the loss is that of a render equal to the target there."""
