@@ -198,7 +198,10 @@ def _wide_gray(a: np.ndarray, mode: str) -> np.ndarray:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float [0, 1] (any shape) -> uint8, clipped and rounded."""
-    return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    x = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)  # a new array: scaled in place below
+    x *= 255.0
+    x += 0.5
+    return x.astype(np.uint8)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
