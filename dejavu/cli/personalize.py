@@ -29,8 +29,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--steps", type=int, default=None, help="total optimisation steps (split 3:7 between stages)")
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget, tracking included")
     parser.add_argument("--preset", default="cpu",
-                        help="cpu (default: UV 128, 256^2, 1200 steps, the first half at 128^2), preview (the same, "
-                             "600 steps at 256^2: ~57%% of the time), fidelity (UV 256, 512^2, 15 minutes) or gpu "
+                        help="cpu (default: UV 128, 256^2, 1400 steps, the first 60%% at 128^2), preview (the same, "
+                             "600 steps at 256^2: ~half the time), fidelity (UV 256, 512^2, 15 minutes) or gpu "
                              "(paper sizes)")
     parser.add_argument("--uv-size", type=int, default=None, help="UV map side S (cpu preset 128, paper 320)")
     parser.add_argument("--resolution", type=int, default=None,
