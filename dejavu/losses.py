@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from dejavu.errors import DejavuError
 from dejavu.metrics import image as im
+from dejavu.render.reference import quat_to_rotmat
 
 # --- pixels without a ground truth --------------------------------------------------------------
 
@@ -160,8 +161,6 @@ def ray_needle_regularizer(means: Tensor, quats: Tensor, scales: Tensor, centres
         weights: (1|B, N) per-Gaussian weights (e.g. opacities, detached).
         max_ratio: along-to-across ratio left free.
     """
-    from dejavu.render.reference import quat_to_rotmat
-
     if means.ndim != 3 or centres.shape != (means.shape[0], 3):
         raise DejavuError(f"means and centres: expected (B, N, 3) and (B, 3), got {tuple(means.shape)} and "
                           f"{tuple(centres.shape)}")
