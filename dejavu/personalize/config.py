@@ -289,8 +289,8 @@ class PersonalizeConfig:
 def _cpu() -> PersonalizeConfig:
     # 1400 steps, the first 60% coarse, instead of 1200 with half coarse (~1.1x the compute: a coarse step is
     # ~0.55x a full one): wojtek's yaw split 22.95 -> 22.94 dB with the depth-needle penalty on, 22.87 -> 23.02
-    # without; its last frames 26.41 / 0.046, d3's at the end of docs/experiments/2026-12-07-novel-views.md
-    # ("Streaks along the rays"). Earlier: twice the steps, the first half coarse (128^2 against 2x2-averaged targets, ~0.55x a full step's time):
+    # without; last 10%: wojtek 26.41 / 0.915 / 0.046, d3 22.88 / 0.917 / 0.053 (docs/experiments/
+    # 2026-12-07-novel-views.md, "Streaks along the rays"). Earlier: twice the steps, the first half coarse (128^2 against 2x2-averaged targets, ~0.55x a full step's time):
     # 1.76x the training time of `preview` (428 against 243 s on wojtek's 400 frames, idle, back to back) for +1.0 dB on wojtek's most turned frames (21.83 -> 22.87), its last
     # frames 26.22 -> 26.39 dB and d3's level (22.98 -> 22.95), LPIPS-alex -0.004 / +0.001 there
     # (docs/experiments/2026-12-07-novel-views.md, "Twice the steps, half of them coarse").
