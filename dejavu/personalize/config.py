@@ -1,7 +1,7 @@
 """Configuration of video personalization: one dataclass, every weight/rate/step a documented field.
 
 Presets: ``"cpu"`` (the default: UV 128, render 256, LPIPS-AlexNet, 1400 steps of which the first 60% at
-128^2, ~8 min of training on a 2-core CPU), ``"preview"`` (the fast one: the same at 600 steps, all at 256^2,
+128^2, ~8-9 min of training on a 2-core CPU), ``"preview"`` (the fast one: the same at 600 steps, all at 256^2,
 ~4 min), ``"fidelity"`` (the paper's image size on a CPU: UV 256, render
 512 after a coarse 70% of the budget at 256, the cpu preset's losses, steps set by a 15-minute budget,
 tracking included) and ``"gpu"`` (the
