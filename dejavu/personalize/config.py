@@ -45,8 +45,9 @@ class PersonalizeConfig:
     # -- schedule --------------------------------------------------------------------------------
     steps: int = 600
     """Total optimisation steps over both stages when no ``minutes`` is set (paper: 3:7 split; authors' code
-    300 + 500). 600 is the ``preview`` preset's; ``cpu`` sets 1400 with :attr:`coarse_fraction` 0.6. 600 took ~2.5 min at 256^2 on a 2-core CPU; against 300 they gained 1.1 dB held-out on
-    wojtek and 0.2 dB on liveportrait_d3 (docs/PERSONALIZATION.md, "Steps against held-out quality")."""
+    300 + 500). 600 is the ``preview`` preset's; ``cpu`` sets 1400 with :attr:`coarse_fraction` 0.6. 600
+    took ~2.5 min at 256^2 on a 2-core CPU; against 300 they gained 1.1 dB held-out on wojtek and 0.2 dB on
+    liveportrait_d3 (docs/PERSONALIZATION.md, "Steps against held-out quality")."""
     minutes: float | None = None
     """Wall-clock budget for the whole run (tracking included); when set it decides the steps."""
     stage1_fraction: float = 0.3
@@ -287,13 +288,11 @@ class PersonalizeConfig:
 
 
 def _cpu() -> PersonalizeConfig:
-    # 1400 steps, the first 60% coarse, instead of 1200 with half coarse (~1.1x the compute: a coarse step is
-    # ~0.55x a full one): wojtek's yaw split 22.95 -> 22.94 dB with the depth-needle penalty on, 22.87 -> 23.02
-    # without; last 10%: wojtek 26.41 / 0.915 / 0.046, d3 22.88 / 0.917 / 0.053 (docs/experiments/
-    # 2026-12-07-novel-views.md, "Streaks along the rays"). Earlier: twice the steps, the first half coarse (128^2 against 2x2-averaged targets, ~0.55x a full step's time):
-    # 1.76x the training time of `preview` (428 against 243 s on wojtek's 400 frames, idle, back to back) for +1.0 dB on wojtek's most turned frames (21.83 -> 22.87), its last
-    # frames 26.22 -> 26.39 dB and d3's level (22.98 -> 22.95), LPIPS-alex -0.004 / +0.001 there
-    # (docs/experiments/2026-12-07-novel-views.md, "Twice the steps, half of them coarse").
+    # 1400 steps, the first 60% at 128^2 against 2x2-averaged targets (a coarse step costs ~0.55x a full one):
+    # 513 s of training against `preview`'s 286 s on wojtek's 400 frames (idle, back to back). With the
+    # depth-needle penalty: wojtek's most turned frames 22.94 dB (600 steps without it: 21.83), his last
+    # frames 26.41 / 0.915 / 0.046, d3's 22.88 / 0.917 / 0.053 (docs/experiments/2026-12-07-novel-views.md,
+    # "Twice the steps, half of them coarse" and "Streaks along the rays").
     return PersonalizeConfig(steps=1400, coarse_fraction=0.6)
 
 
@@ -303,8 +302,8 @@ def _preview() -> PersonalizeConfig:
 
 
 def _gpu() -> PersonalizeConfig:
-    # The paper's losses: LPIPS-VGG at 0.05, no D-SSIM, no depth-needle penalty, position regulariser 0.5 (its video default of 0
-    # was measured with the cpu preset only).
+    # The paper's losses: LPIPS-VGG at 0.05, no D-SSIM, no depth-needle penalty, position regulariser 0.5
+    # (its video default of 0 was measured with the cpu preset only).
     return PersonalizeConfig(uv_size=320, resolution=512, steps=1000, lpips_net="vgg", lpips_every=1, lpips_batch=8,
                              w_lpips=0.05, w_ssim=0.0, w_alpha=0.0, w_position=0.5, w_ray_needle=0.0,
                              lr_decay_every=100,

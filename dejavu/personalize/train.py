@@ -100,7 +100,7 @@ class Trainer:
         self._budget: float | None = None  # seconds from the first run's start to the deadline
         #: saved with each checkpoint so that --resume can tell it continues the same run (input, settings)
         self.run_record: dict = {}
-        self.bases = None
+        self.bases = None  # read by _initial_maps while the bases are computed
         self.bases = self._precompute_bases()
         self.w_position = cfg.position_weight(len(frames))
         self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
@@ -272,10 +272,7 @@ class Trainer:
         if coarse:
             batch = downsample_batch(batch, COARSE_FACTOR)
         delta = self.delta_for(state.stage, params, batch["params"].expression)
-        if self.cfg.w_ray_needle > 0:
-            pred, alpha, g = self.render_batch(batch, delta, idx, pose, with_gaussians=True)
-        else:
-            (pred, alpha), g = self.render_batch(batch, delta, idx, pose), None
+        pred, alpha, g = self.render_batch(batch, delta, idx, pose, with_gaussians=True)
         loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
