@@ -144,6 +144,22 @@ class PersonalizeConfig:
     0.105 -> 0.102 (1200 steps); 5.0 gave 22.84; on the demo photo front and novel views stayed level
     (docs/experiments/2026-12-07-novel-views.md, "Streaks along the rays")."""
     ray_needle_ratio: float = 2.0
+    w_side_silhouette: float = 0.0
+    """Weight of a penalty on the avatar's alpha outside its start's silhouette (the network's mean offsets)
+    seen from the side (``Trainer.side_silhouette``): each step renders ``side_views`` of the batch's frames
+    from their camera turned by a random yaw in ``side_yaw_deg`` (either way) about the head, at
+    ``side_resolution``. A frontal video does not show how far the hair reaches back, and Gaussians the
+    training views see edge-on grow into a blur behind the head; the network's start has a head's shape from
+    every side. Not in the paper."""
+    side_views: int = 2
+    """Frames of each batch seen from the side for ``w_side_silhouette``."""
+    side_yaw_deg: tuple[float, float] = (30.0, 90.0)
+    """Range of the side views' yaw (degrees, either sign) for ``w_side_silhouette``."""
+    side_resolution: int = 128
+    side_margin: float = 1 / 64
+    """The start's side silhouette is widened by this share of the side view's side before alpha beyond it
+    counts for ``w_side_silhouette``: the network's start is a little smaller than most heads of hair."""
+    """Side of the side views' renders (pixels) for ``w_side_silhouette``: a silhouette needs few pixels."""
     """Along-to-across ratio the depth-needle penalty leaves free."""
     w_unseen_color: float = 0.01
     """Weight of a colour regulariser on the delta of the texels the training views see badly: each
@@ -220,6 +236,12 @@ class PersonalizeConfig:
             ("needle_ratio", self.needle_ratio >= 1, "1 or more"),
             ("w_ray_needle", self.w_ray_needle >= 0, "0 or more"),
             ("ray_needle_ratio", self.ray_needle_ratio >= 1, "1 or more"),
+            ("w_side_silhouette", self.w_side_silhouette >= 0, "0 or more"),
+            ("side_views", self.side_views >= 1, "1 or more"),
+            ("side_yaw_deg", len(self.side_yaw_deg) == 2 and 0 <= self.side_yaw_deg[0] <= self.side_yaw_deg[1] <= 90,
+             "two angles 0 <= low <= high <= 90"),
+            ("side_resolution", 16 <= self.side_resolution <= 2048, "16 to 2048"),
+            ("side_margin", 0 <= self.side_margin <= 0.5, "in [0, 0.5]"),
             ("min_scale_per_spacing", 0 <= self.min_scale_per_spacing <= 2, "in [0, 2]"),
         ]
         for name, ok, expected in checks:

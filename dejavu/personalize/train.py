@@ -39,8 +39,8 @@ from dejavu.model.avatar_model import AvatarModel
 from dejavu.model.blend import BlendScheme, compose_delta
 from dejavu.model.rigid import apply_rigid, centred
 from dejavu.personalize.config import PersonalizeConfig
-from dejavu.personalize.frames import FrameSet, downsample_batch
-from dejavu.render.camera import camera_centres
+from dejavu.personalize.frames import FrameSet, downsample_batch, scale_intrinsics
+from dejavu.render.camera import camera_centres, orbit_about
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ class Trainer:
         return compose_delta(self.blend.weights(expression), params)
 
     def loss(self, stage: int, stage_step: int, step: int, pred: torch.Tensor, batch: dict,
-             delta: torch.Tensor, alpha: torch.Tensor | None = None, gaussians: Gaussians | None = None
-             ) -> tuple[torch.Tensor, dict]:
+             delta: torch.Tensor, alpha: torch.Tensor | None = None, gaussians: Gaussians | None = None,
+             idx: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         cfg, target = self.cfg, batch["images"]
         # where the crop left the source frame there is no ground truth
         if self.fade_outside and alpha is not None and batch["masks"] is not None:
@@ -199,10 +199,43 @@ class Trainer:
         if self.w_unseen_scale > 0 and self.unseen_weight is not None:
             terms["unseen_scale"] = self.w_unseen_scale * losses.scale_regularizer(delta[:, ch.LOG_SCALE],
                                                                                   self.unseen_weight)
+        if cfg.w_side_silhouette > 0 and gaussians is not None:
+            terms["side_silhouette"] = cfg.w_side_silhouette * self.side_silhouette(batch, gaussians, step, idx)
         if stage == 2 and cfg.w_feature > 0 and batch["feature"] is not None:
             terms["feature"] = losses.feature_mask_huber(pred, target, batch["feature"], weight=cfg.w_feature,
                                                          delta=cfg.huber_delta)
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
+
+    def side_silhouette(self, batch: dict, gaussians: Gaussians, step: int, idx: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """Mean alpha of ``gaussians`` (the batch's, B frames) outside the start's silhouette seen from the side.
+
+        The first ``cfg.side_views`` frames' cameras are turned about the head centre by a yaw drawn from
+        ``cfg.side_yaw_deg`` (either sign; the draw depends on ``step`` alone, so a resumed run repeats it) and
+        both the avatar and its start (mean offsets, no delta) are rendered at ``cfg.side_resolution``. Only
+        alpha beyond the start's silhouette, widened by ``cfg.side_margin`` of the image side, counts: the
+        term removes what grows out of the head where no view sees it, and leaves the frames and their masks
+        to decide everything inside (the hair's outline seen from the front, holes). ``idx``: the batch's
+        training frames (their initial maps are held), or None.
+        """
+        cfg = self.cfg
+        n = min(cfg.side_views, gaussians.means.shape[0])
+        gen = torch.Generator().manual_seed(int(step))
+        lo, hi = np.deg2rad(cfg.side_yaw_deg[0]), np.deg2rad(cfg.side_yaw_deg[1])
+        sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+        yaw = (lo + (hi - lo) * torch.rand(n, generator=gen)) * sign
+        g = Gaussians(*(t[:n] for t in (gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities,
+                                        gaussians.colors)))
+        w2c = orbit_about(batch["world_to_cam"][:n], g.means.detach().mean(1), yaw.to(g.means))
+        R = cfg.side_resolution
+        K = scale_intrinsics(batch["K"][:n], batch["images"].shape[-1], R)
+        alpha = g.render(w2c, K, R, R, backend=cfg.render_backend).alpha  # (n, R, R, 1)
+        with torch.no_grad():
+            start = self.uvmap.to_gaussians(self.uvmap.apply_offsets(self._initial_maps(batch, idx)[:n], self.mean))
+            inside = start.render(w2c, K, R, R, backend=cfg.render_backend).alpha.permute(0, 3, 1, 2)
+            r = max(1, round(cfg.side_margin * R))
+            inside = torch.nn.functional.max_pool2d(inside, 2 * r + 1, stride=1, padding=r).permute(0, 2, 3, 1)
+        return (alpha - inside).clamp_min(0.0).mean()
 
     # -- loop ---------------------------------------------------------------------------------
     def run(self, state: TrainState | None = None) -> TrainState:
@@ -273,7 +306,7 @@ class Trainer:
             batch = downsample_batch(batch, COARSE_FACTOR)
         delta = self.delta_for(state.stage, params, batch["params"].expression)
         pred, alpha, g = self.render_batch(batch, delta, idx, pose, with_gaussians=True)
-        loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha, g)
+        loss, terms = self.loss(state.stage, stage_step, state.step, pred, batch, delta, alpha, g, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -107,6 +107,21 @@ def camera_centres(world_to_cam: torch.Tensor) -> torch.Tensor:
     return -(world_to_cam[:, :3, :3].transpose(1, 2) @ world_to_cam[:, :3, 3:])[..., 0]
 
 
+def orbit_about(world_to_cam: torch.Tensor, centre: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """Cameras (B, 4, 4) moved round ``centre`` (B, 3), world metres, by ``yaw`` (B,) radians about their own
+    vertical axis (image y) through it: the view a camera would have of the same head from the side. The
+    centre keeps its place in the image and its distance.
+    """
+    c = to_camera(centre[:, None], world_to_cam)[:, 0]  # (B, 3) the centre in camera coordinates
+    cos, sin = torch.cos(yaw), torch.sin(yaw)
+    zero, one = torch.zeros_like(yaw), torch.ones_like(yaw)
+    Ry = torch.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], -1).reshape(-1, 3, 3)
+    move = torch.eye(4, dtype=world_to_cam.dtype, device=world_to_cam.device).repeat(yaw.shape[0], 1, 1)
+    move[:, :3, :3] = Ry
+    move[:, :3, 3] = c - (Ry @ c[..., None])[..., 0]
+    return move @ world_to_cam
+
+
 def to_camera(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(B, P, 3) world points -> (B, P, 3) OpenCV camera coordinates (z = depth in front of the camera)."""
     return torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]

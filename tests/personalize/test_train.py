@@ -236,6 +236,36 @@ def test_ray_needle_term_is_in_the_loss_only_when_weighted(tiny, tiny_frames, tm
     assert on.history[0]["ray_needle"] > 0  # at ratio 1 any Gaussian longer along its ray than across pays
 
 
+def test_side_silhouette_counts_only_what_grows_out_of_the_start(tiny, tiny_frames, tmp_path):
+    """Seen from the side, the avatar at its start costs nothing; Gaussians grown past the start's silhouette
+    do, with a gradient that shrinks them; the term is in the loss only when weighted."""
+    head, uvmap, true = tiny
+    S = uvmap.size
+    blend = fit_pca_basis(tiny_frames.params.expression, k=2)
+    cfg = tiny_config(w_side_silhouette=1.0, side_views=2)
+    trainer = Trainer(head, uvmap, tiny_frames, true, blend, cfg, tmp_path / "a", torch.device("cpu"), progress=False)
+    idx = torch.arange(3)
+    batch = tiny_frames.batch(idx, "cpu")
+    zero = torch.zeros(1, ch.N_CHANNELS, S, S)
+    _, _, g = trainer.render_batch(batch, zero, idx, with_gaussians=True)
+    assert float(trainer.side_silhouette(batch, g, step=3, idx=idx)) == 0.0
+    grown = zero.clone()
+    grown[:, ch.LOG_SCALE] = 1.5  # every Gaussian 4.5x larger: a halo round the head
+    grown.requires_grad_(True)
+    _, _, g = trainer.render_batch(batch, grown, idx, with_gaussians=True)
+    term = trainer.side_silhouette(batch, g, step=3, idx=idx)
+    assert float(term) > 1e-3
+    term.backward()
+    assert float(grown.grad[0, ch.LOG_SCALE].sum()) > 0  # descending it shrinks the Gaussians
+    assert float(trainer.side_silhouette(batch, g, step=4, idx=idx)) != float(term)  # another step, other yaws
+    on = Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1, w_side_silhouette=1.0),
+                 tmp_path / "on", torch.device("cpu"), progress=False).run()
+    assert "side_silhouette" in on.history[0]
+    off = Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1), tmp_path / "off",
+                  torch.device("cpu"), progress=False).run()
+    assert "side_silhouette" not in off.history[0]
+
+
 def test_pixels_outside_the_source_frame_carry_no_loss(tiny, tiny_frames, tmp_path):
     """Where a crop left its source frame (``seen`` 0), no loss term sees the render: no gradient there,
     and the loss is that of a render equal to the target there."""
