@@ -152,6 +152,8 @@ CASES = [
          lambda w: "--minutes inf"),
     Case("personalize --uv-size 4", lambda w: ["personalize", w.p("photo.png"), "-o", w.p("n"), "--uv-size", "4"],
          lambda w: "--uv-size 4"),
+    Case("personalize --side-silhouette -1", lambda w: ["personalize", w.p("photo.png"), "-o", w.p("n"),
+                                                        "--side-silhouette", "-1"], lambda w: "--side-silhouette -1"),
     Case("demo --minutes nan", lambda w: ["demo", "-o", w.p("d"), "--minutes", "nan"], lambda w: "--minutes nan"),
     # broken avatars are refused, not rendered
     Case("avatar.json version abc", lambda w: ["export", str(w.av), "-o", w.p("x.ply")], lambda w: "'version'",

@@ -45,6 +45,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-pose", action="store_true",
                         help="learn per-frame head-pose corrections of the training frames and an expression -> pose "
                              "model stored in the avatar (off by default; see docs/PERSONALIZATION.md)")
+    parser.add_argument("--side-silhouette", type=float, default=None, metavar="WEIGHT",
+                        help="penalise what grows out of the network's head shape seen from the side (1 tried: no "
+                             "needles of hair behind the head at 60-90 degrees, 0.1-0.2 dB lower held-out; off by "
+                             "default; see docs/PERSONALIZATION.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true",
                         help="continue from AVATAR_DIR/train/checkpoint.pt (same input and settings only)")
@@ -55,10 +59,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     cfg = preset(args.preset)
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
-               "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net, "holdout": args.holdout}
+               "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net, "holdout": args.holdout,
+               "w_side_silhouette": args.side_silhouette}
+    flags = {"w_side_silhouette": "--side-silhouette"}
     for name, value in changes.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            check_positive(f"--{name.replace('_', '-')}", value)
+            check_positive(flags.get(name, f"--{name.replace('_', '-')}"), value)
     if args.uv_size is not None:
         check_uv_size(args.uv_size)
     if args.resolution is not None and args.resolution % 2:
