@@ -144,6 +144,7 @@ class PersonalizeConfig:
     0.105 -> 0.102 (1200 steps); 5.0 gave 22.84; on the demo photo front and novel views stayed level
     (docs/experiments/2026-12-07-novel-views.md, "Streaks along the rays")."""
     ray_needle_ratio: float = 2.0
+    """Along-to-across ratio the depth-needle penalty leaves free."""
     w_side_silhouette: float = 0.0
     """Weight of a penalty on the avatar's alpha outside its start's silhouette (the network's mean offsets)
     seen from the side (``Trainer.side_silhouette``): each step renders ``side_views`` of the batch's frames
@@ -156,12 +157,11 @@ class PersonalizeConfig:
     side_yaw_deg: tuple[float, float] = (30.0, 90.0)
     """Range of the side views' yaw (degrees, either sign) for ``w_side_silhouette``."""
     side_resolution: int = 128
+    """Side of the side views' renders (pixels) for ``w_side_silhouette``: a silhouette needs few pixels."""
     side_margin: float = 0.125
     """The start's side silhouette is widened by this share of the side view's side before alpha beyond it
     counts for ``w_side_silhouette``: the network's start is smaller than a real head of hair at the back (1/64
     cut wojtek's away: yaw-split held-out 22.94 -> 17.87 dB; 1/8 22.85, docs/experiments/2026-12-07-novel-views.md)."""
-    """Side of the side views' renders (pixels) for ``w_side_silhouette``: a silhouette needs few pixels."""
-    """Along-to-across ratio the depth-needle penalty leaves free."""
     w_unseen_color: float = 0.01
     """Weight of a colour regulariser on the delta of the texels the training views see badly: each
     texel weighted by 1 - its best view's visibility (``dejavu.recon.photo_texture.best_view_weight``
