@@ -49,6 +49,10 @@ class Gaussians:
     def n(self) -> int:
         return self.means.shape[1]
 
+    def frames(self, sl: slice | torch.Tensor) -> "Gaussians":
+        """The Gaussians of frames ``sl`` (a slice or an index tensor over B)."""
+        return Gaussians(self.means[sl], self.quats[sl], self.scales[sl], self.opacities[sl], self.colors[sl])
+
     def render(self, world_to_cam: torch.Tensor, K: torch.Tensor, width: int, height: int,
                background=None, backend: str = "auto"):
         """Render with :func:`dejavu.render.render` (world_to_cam (B, 4, 4), K (B, 3, 3)) -> RenderOutput."""

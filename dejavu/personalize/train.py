@@ -224,8 +224,7 @@ class Trainer:
         lo, hi = np.deg2rad(cfg.side_yaw_deg[0]), np.deg2rad(cfg.side_yaw_deg[1])
         sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
         yaw = (lo + (hi - lo) * torch.rand(n, generator=gen)) * sign
-        g = Gaussians(*(t[:n] for t in (gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities,
-                                        gaussians.colors)))
+        g = gaussians.frames(slice(0, n))
         w2c = orbit_about(batch["world_to_cam"][:n], g.means.detach().mean(1), yaw.to(g.means))
         R = cfg.side_resolution
         K = scale_intrinsics(batch["K"][:n], batch["images"].shape[-1], R)
