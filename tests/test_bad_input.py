@@ -154,8 +154,6 @@ CASES = [
          lambda w: "--uv-size 4"),
     Case("personalize --side-silhouette -1", lambda w: ["personalize", w.p("photo.png"), "-o", w.p("n"),
                                                         "--side-silhouette", "-1"], lambda w: "--side-silhouette -1"),
-    Case("personalize --mirror 1", lambda w: ["personalize", w.p("photo.png"), "-o", w.p("n"), "--mirror", "1"],
-         lambda w: "--mirror 1.0"),
     Case("demo --minutes nan", lambda w: ["demo", "-o", w.p("d"), "--minutes", "nan"], lambda w: "--minutes nan"),
     # broken avatars are refused, not rendered
     Case("avatar.json version abc", lambda w: ["export", str(w.av), "-o", w.p("x.ply")], lambda w: "'version'",

@@ -49,9 +49,6 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="penalise what grows out of the network's head shape seen from the side (1 tried: no "
                              "needles of hair behind the head at 60-90 degrees, 0.1-0.2 dB lower held-out; off by "
                              "default; see docs/PERSONALIZATION.md)")
-    parser.add_argument("--mirror", type=float, default=None, metavar="SHARE",
-                        help="train on the frames flipped left to right too, this share of each batch (0 < SHARE < 1; "
-                             "off by default; see docs/PERSONALIZATION.md)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true",
                         help="continue from AVATAR_DIR/train/checkpoint.pt (same input and settings only)")
@@ -63,13 +60,11 @@ def _run(args: argparse.Namespace) -> int:
     cfg = preset(args.preset)
     changes = {"steps": args.steps, "minutes": args.minutes, "uv_size": args.uv_size, "resolution": args.resolution,
                "head": args.head, "max_frames": args.max_frames, "lpips_net": args.lpips_net, "holdout": args.holdout,
-               "w_side_silhouette": args.side_silhouette, "mirror_share": args.mirror}
-    flags = {"w_side_silhouette": "--side-silhouette", "mirror_share": "--mirror"}
+               "w_side_silhouette": args.side_silhouette}
+    flags = {"w_side_silhouette": "--side-silhouette"}
     for name, value in changes.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             check_positive(flags.get(name, f"--{name.replace('_', '-')}"), value)
-    if args.mirror is not None and not 0 < args.mirror < 1:
-        raise DejavuError(f"--mirror {args.mirror}: expected a share of each batch between 0 and 1")
     if args.uv_size is not None:
         check_uv_size(args.uv_size)
     if args.resolution is not None and args.resolution % 2:

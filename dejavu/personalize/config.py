@@ -162,12 +162,6 @@ class PersonalizeConfig:
     """The start's side silhouette is widened by this share of the side view's side before alpha beyond it
     counts for ``w_side_silhouette``: the network's start is smaller than a real head of hair at the back (1/64
     cut wojtek's away: yaw-split held-out 22.94 -> 17.87 dB; 1/8 22.85, docs/experiments/2026-12-07-novel-views.md)."""
-    mirror_share: float = 0.0
-    """Share of each batch drawn from the training frames flipped left to right
-    (:meth:`dejavu.personalize.frames.FrameSet.mirrored`: mirrored pixels and cameras, left and right
-    expression units swapped), 0 for none. A video that turns the head one way shows one side of the hair
-    and face; its mirror shows the other side, as the person would look were they symmetric. Needs a
-    left-right symmetric head model. Not in the paper."""
     w_unseen_color: float = 0.01
     """Weight of a colour regulariser on the delta of the texels the training views see badly: each
     texel weighted by 1 - its best view's visibility (``dejavu.recon.photo_texture.best_view_weight``
@@ -249,7 +243,6 @@ class PersonalizeConfig:
              "two angles 0 <= low <= high <= 90"),
             ("side_resolution", 16 <= self.side_resolution <= 2048, "16 to 2048"),
             ("side_margin", 0 <= self.side_margin <= 0.5, "in [0, 0.5]"),
-            ("mirror_share", 0 <= self.mirror_share < 1, "in [0, 1)"),
             ("min_scale_per_spacing", 0 <= self.min_scale_per_spacing <= 2, "in [0, 2]"),
         ]
         for name, ok, expected in checks:

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from dejavu.errors import DejavuError
 from dejavu.head.base import HeadModel, identity_kwargs
 from dejavu.head.params import HeadParams
-from dejavu.head.mirror import mirror_params
-from dejavu.render.camera import mirror_cameras, project_points, world_to_cam_yaw
+from dejavu.render.camera import project_points, world_to_cam_yaw
 from dejavu.track.result import TrackResult
 
 #: MediaPipe face-mesh landmark polygons of the facial features (stage-2 mask, paper section 3.4).
@@ -50,7 +49,6 @@ class FrameSet:
     world_to_cam: (T, 4, 4) OpenCV; K: (T, 3, 3) pixels at side R.
     shape: (Ns,) identity shared by all frames; vertex_offsets: (V, 3) metres or None, shared too.
     index: (T,) frame numbers in the source.
-    is_mirror: (T,) bool, True for frames flipped left to right by :meth:`mirrored`, or None (none is).
     """
 
     images: torch.Tensor
@@ -64,7 +62,6 @@ class FrameSet:
     seen: torch.Tensor | None = None
     index: torch.Tensor | None = None
     vertex_offsets: torch.Tensor | None = None
-    is_mirror: torch.Tensor | None = None
 
     SHARED = ("shape", "vertex_offsets")
 
@@ -82,47 +79,6 @@ class FrameSet:
             value = getattr(self, f.name)
             out[f.name] = value if value is None or f.name in self.SHARED else value[idx]
         return replace(self, **out)
-
-    @property
-    def n_source(self) -> int:
-        """The number of frames as the source shows them (not mirrored)."""
-        return len(self) if self.is_mirror is None else int((~self.is_mirror).sum())
-
-    def mirrored(self, expression_matrix: torch.Tensor) -> "FrameSet":
-        """The frames flipped left to right: pixels mirrored, the cameras that see the head's mirror image
-        (:func:`~dejavu.render.camera.mirror_cameras`) and the mirror image's parameters
-        (:func:`~dejavu.head.mirror.mirror_params` with ``expression_matrix`` (Ne, Ne) from
-        :func:`~dejavu.head.mirror.expression_mirror`). For a symmetric person and head model, the head
-        model posed by these parameters and seen through these cameras draws the flipped pixels; the
-        identity (shape, vertex offsets) stays the person's, so their asymmetry is not mirrored."""
-        flip = lambda t: None if t is None else t.flip(2)  # noqa: E731  (T, R, R, C): columns
-        w2c, K = mirror_cameras(self.world_to_cam, self.K, self.resolution)
-        return replace(self, images=flip(self.images), masks=flip(self.masks), face_masks=flip(self.face_masks),
-                       feature=flip(self.feature), seen=flip(self.seen), world_to_cam=w2c, K=K,
-                       params=mirror_params(self.params, expression_matrix),
-                       is_mirror=torch.ones(len(self), dtype=torch.bool))
-
-    @staticmethod
-    def cat(parts: list["FrameSet"]) -> "FrameSet":
-        """The frames of ``parts`` one after another (the identity of the first; pixel fields present in all or
-        none)."""
-        out = {}
-        for f in fields(FrameSet):
-            values = [getattr(p, f.name) for p in parts]
-            if f.name in FrameSet.SHARED:
-                out[f.name] = values[0]
-            elif f.name == "is_mirror":
-                out[f.name] = None if all(v is None for v in values) else torch.cat(
-                    [torch.zeros(len(p), dtype=torch.bool) if v is None else v for p, v in zip(parts, values)])
-            elif f.name == "params":
-                out[f.name] = HeadParams.cat(values)
-            elif any(v is None for v in values):
-                if not all(v is None for v in values):
-                    raise DejavuError(f"frames to join: {f.name} is missing in some of them")
-                out[f.name] = None
-            else:
-                out[f.name] = torch.cat(values)
-        return FrameSet(**out)
 
     def split(self, train_fraction: float, holdout: str = "last", margin: int = 0) -> tuple["FrameSet", "FrameSet"]:
         """(training frames, held-out frames) by :func:`holdout_split` of the frames' cameras."""

@@ -222,9 +222,7 @@ def trained_avatar(state, trainer: Trainer, train: FrameSet, mean: torch.Tensor,
     stage-1 delta, blendmaps, and the pose model fitted to the learnt pose corrections (when trained)."""
     pose_model, pose_record = None, None
     if state.pose is not None:
-        # the source frames' corrections (the mirrored frames', after them, are corrections of mirror images)
-        pose_model, pose_record = fit_training_poses(state.pose[:len(train)], blend, train.params.expression,
-                                                     train.params.jaw)
+        pose_model, pose_record = fit_training_poses(state.pose, blend, train.params.expression, train.params.jaw)
     avatar = Avatar(head=head_spec, uv_size=uv_size, shape=train.shape.cpu(), vertex_offsets=train.vertex_offsets,
                     mean_offsets=mean.cpu(), global_delta=state.delta[0], blendmaps=state.blendmaps, blend=blend,
                     pose_model=pose_model)
@@ -235,7 +233,7 @@ def trained_avatar(state, trainer: Trainer, train: FrameSet, mean: torch.Tensor,
 
 #: Settings a resumed run must share with the checkpoint it continues (besides the input, head and UV size).
 RUN_SETTINGS = ("resolution", "crop_size", "fps", "max_frames", "fov_deg", "train_fraction", "n_blendmaps",
-                "blend_scheme", "mirror_share")
+                "blend_scheme")
 
 
 def input_sha256(video: Path) -> str:

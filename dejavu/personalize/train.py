@@ -32,7 +32,6 @@ from dejavu import losses
 from dejavu.errors import DejavuError
 from dejavu.gaussians import channels as ch
 from dejavu.gaussians.uvmap import Gaussians
-from dejavu.head.mirror import expression_mirror
 from dejavu.io import atomic_path, write_image
 from dejavu.metrics.image import ssim
 from dejavu.metrics.lpips import get_lpips
@@ -84,17 +83,13 @@ class Trainer:
     def __init__(self, head, uvmap, frames: FrameSet, mean_offsets: torch.Tensor, blend: BlendScheme,
                  cfg: PersonalizeConfig, work_dir: str | Path, device: torch.device,
                  deadline: float | None = None, progress: bool = True, seen: torch.Tensor | None = None):
-        self.head, self.uvmap, self.cfg, self.device = head, uvmap, cfg, device
-        #: the training frames, followed by their mirror images when ``cfg.mirror_share`` > 0
-        self.frames = frames if cfg.mirror_share <= 0 else FrameSet.cat(
-            [frames, frames.mirrored(expression_mirror(head.expr_names, head.exprdirs, head.v_template, head.name))])
-        n_source = frames.n_source  # photo or video: the settings below depend on the frames the source has
+        self.head, self.uvmap, self.frames, self.cfg, self.device = head, uvmap, frames, cfg, device
         self.mean = mean_offsets.to(device)[None]  # (1, 13, S, S)
         self.blend = blend
         self.work_dir = Path(work_dir)
         self.deadline = deadline
         self.progress = progress
-        self.identity = self.frames.identity(device)
+        self.identity = frames.identity(device)
         self.scale_weight = uvmap.mask.float()[None].to(device)  # (1, S, S)
         self.unseen_weight = None if seen is None else (self.scale_weight * (1 - seen.to(device).clamp(0, 1)))
         self.lpips = None
@@ -107,11 +102,11 @@ class Trainer:
         self.run_record: dict = {}
         self.bases = None  # read by _initial_maps while the bases are computed
         self.bases = self._precompute_bases()
-        self.w_position = cfg.position_weight(n_source)
-        self.w_unseen_scale = cfg.unseen_scale_weight(n_source)
-        self.w_ray = cfg.ray_weight(n_source)
+        self.w_position = cfg.position_weight(len(frames))
+        self.w_unseen_scale = cfg.unseen_scale_weight(len(frames))
+        self.w_ray = cfg.ray_weight(len(frames))
         self.rays = self._view_rays() if self.w_ray > 0 else None
-        self.fade_outside = cfg.fade_outside_for(n_source)
+        self.fade_outside = cfg.fade_outside_for(len(frames))
 
     @torch.no_grad()
     def _precompute_bases(self, chunk: int = 32, max_bytes: float = 1.5e9) -> torch.Tensor | None:
@@ -134,7 +129,7 @@ class Trainer:
     def _view_rays(self, chunk: int = 32) -> torch.Tensor:
         """(1, 3, S, S) unit directions from the training cameras to each texel's surface point, averaged over
         the frames (for one photo: its camera's rays), for the along-ray regulariser."""
-        T, total = self.frames.n_source, 0.0  # the source frames' rays: the mirrored ones come after them
+        T, total = len(self.frames), 0.0
         for s in range(0, T, chunk):
             idx = torch.arange(s, min(s + chunk, T))
             b = self.frames.batch(idx, self.device)
@@ -360,13 +355,9 @@ class Trainer:
     def _sample(self, step: int) -> torch.Tensor:
         """B frame indices for ``step`` (deterministic per seed and step, so resumes repeat the run)."""
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        n = self.frames.n_source
+        n = len(self.frames)
         B = min(self.cfg.batch_size, n)
-        if self.frames.is_mirror is None:
-            return torch.randperm(n, generator=g)[:B]
-        # each of the B frames is a mirrored one with probability mirror_share (so a batch of 1 is, too)
-        k = int((torch.rand(B, generator=g) < self.cfg.mirror_share).sum())
-        return torch.cat([torch.randperm(n, generator=g)[:B - k], n + torch.randperm(n, generator=g)[:k]])
+        return torch.randperm(n, generator=g)[:B]
 
     def _coarse(self, state: TrainState, now: float | None = None) -> bool:
         """Whether the next step is in the coarse phase: before ``coarse_fraction`` of the steps, or with a

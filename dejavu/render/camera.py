@@ -122,24 +122,6 @@ def orbit_about(world_to_cam: torch.Tensor, centre: torch.Tensor, yaw: torch.Ten
     return move @ world_to_cam
 
 
-def mirror_cameras(world_to_cam: torch.Tensor, K: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cameras (B, 4, 4), intrinsics (B, 3, 3) that see the world's mirror image (x -> -x; the head frame's
-    left-right mirror) as ``world_to_cam`` (B, 4, 4) and ``K`` (B, 3, 3) see the world flipped left to right in
-    images ``width`` pixels wide: column j becomes column width - 1 - j.
-
-    A point X seen through W at camera point c appears flipped at (-c_x, c_y, c_z); its mirror M X seen
-    through Mc W M lands there (Mc: the camera frame's x -> -x; Mc W M is a proper rigid motion since both
-    reflect). With pixel centres at j + 0.5, u -> width - u: the principal point moves to width - cx and a
-    skew changes sign.
-    """
-    reflect = torch.diag(world_to_cam.new_tensor((-1.0, 1.0, 1.0, 1.0)))
-    w2c = reflect @ world_to_cam @ reflect
-    K = K.clone()
-    K[..., 0, 2] = width - K[..., 0, 2]
-    K[..., 0, 1] = -K[..., 0, 1]
-    return w2c, K
-
-
 def to_camera(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
     """(B, P, 3) world points -> (B, P, 3) OpenCV camera coordinates (z = depth in front of the camera)."""
     return torch.einsum("bij,bpj->bpi", world_to_cam[:, :3, :3], points) + world_to_cam[:, None, :3, 3]

@@ -1,5 +1,4 @@
-"""Frame sets: feature masks from landmarks, intrinsics rescaling, the 90/10 split, the expression sweep, mirror
-images."""
+"""Frame sets: feature masks from landmarks, intrinsics rescaling, the 90/10 split, the expression sweep."""
 
 from __future__ import annotations
 
@@ -146,25 +145,3 @@ def test_downsampled_batch_sees_the_same_view(tiny, tiny_frames):
     torch.testing.assert_close(centre(small.alpha), centre(full.alpha) / 2, atol=0.02, rtol=0)
     pooled = torch.nn.functional.avg_pool2d(full.rgb.permute(0, 3, 1, 2), 2)
     assert (small.rgb.permute(0, 3, 1, 2) - pooled).abs().mean() < 0.01
-
-
-def test_mirrored_frames_flip_pixels_cameras_and_parameters(tiny, tiny_frames):
-    from dejavu.head.mirror import expression_mirror
-    from dejavu.personalize.frames import FrameSet
-
-    head = tiny[0]
-    P = expression_mirror(head.expr_names, head.exprdirs, head.v_template)
-    frames = tiny_frames.subset([0, 3, 5])
-    m = frames.mirrored(P)
-    assert torch.equal(m.images, frames.images.flip(2)) and torch.equal(m.feature, frames.feature.flip(2))
-    assert m.is_mirror.all() and m.n_source == 0 and frames.n_source == 3
-    torch.testing.assert_close(m.params.jaw, frames.params.jaw * torch.tensor([1.0, -1.0, -1.0]))
-    assert torch.linalg.det(m.world_to_cam[:, :3, :3]).allclose(torch.ones(3))
-    back = m.mirrored(P)  # twice is the original
-    for name in ("images", "world_to_cam", "K"):
-        torch.testing.assert_close(getattr(back, name), getattr(frames, name))
-    torch.testing.assert_close(back.params.expression, frames.params.expression)
-    both = FrameSet.cat([frames, m])
-    assert len(both) == 6 and both.n_source == 3 and both.is_mirror.tolist() == [False] * 3 + [True] * 3
-    assert both.subset([0, 4]).is_mirror.tolist() == [False, True]
-    assert both.shape is frames.shape

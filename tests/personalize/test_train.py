@@ -167,7 +167,6 @@ def test_alpha_term_pulls_the_silhouette_to_the_mask(tiny, tiny_frames, tmp_path
     ({"train_fraction": 0.0}, "train_fraction 0.0: expected in \\(0, 1\\]"),
     ({"n_blendmaps": 0}, "n_blendmaps 0: expected at least 1"),
     ({"needle_ratio": 0.5}, "needle_ratio 0.5: expected 1 or more"),
-    ({"mirror_share": 1.0}, "mirror_share 1.0: expected in \\[0, 1\\)"),
 ])
 def test_config_that_cannot_work_is_a_one_line_error(tmp_path, override, message):
     import dataclasses
@@ -422,27 +421,3 @@ def test_coarse_phase_with_a_budget_is_its_share_of_the_time(tiny, tiny_frames, 
     assert trainer._planned_total(state) == 55 + 10
     trainer._step_times[False] = [9.0, 5.0, 5.0]
     assert trainer._planned_total(state) == 55 + 8
-
-
-def test_mirrored_frames_join_the_batches_at_their_share(tiny, tiny_frames, tmp_path):
-    """With ``mirror_share`` the trainer holds each frame and its mirror image, draws mirrored frames at about that
-    share, and still treats one photo as one photo."""
-    head, uvmap, true = tiny
-    blend = fit_pca_basis(tiny_frames.params.expression, k=3)
-    cfg = tiny_config(steps=2, mirror_share=0.25, batch_size=4, lr_pose=0.01)
-    trainer = Trainer(head, uvmap, tiny_frames, _start(true), blend, cfg, tmp_path / "video", torch.device("cpu"),
-                      progress=False)
-    T = len(tiny_frames)
-    assert len(trainer.frames) == 2 * T and trainer.frames.n_source == T and trainer.bases.shape[0] == 2 * T
-    drawn = torch.cat([trainer._sample(step) for step in range(400)])
-    share = float((drawn >= T).float().mean())
-    assert 0.2 < share < 0.3, share
-    state = trainer.run()
-    assert state.pose.shape == (2 * T, 6)
-    plain = Trainer(head, uvmap, tiny_frames, _start(true), blend, tiny_config(steps=1), tmp_path / "plain",
-                    torch.device("cpu"), progress=False)
-    assert len(plain.frames) == T and plain.frames.is_mirror is None
-    photo = Trainer(head, uvmap, tiny_frames.subset([0]), _start(true), blend, tiny_config(steps=1, mirror_share=0.5),
-                    tmp_path / "photo", torch.device("cpu"), progress=False)
-    assert photo.w_position == 0.5 and len(photo.frames) == 2  # still a photo's weights
-    assert {int(photo._sample(step)[0]) for step in range(20)} == {0, 1}

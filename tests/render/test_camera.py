@@ -1,4 +1,4 @@
-"""Camera helpers: turning a camera about a point, mirroring it."""
+"""Camera helpers: turning a camera about a point."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import torch
 
 from dejavu.render.camera import camera_centres, orbit_pose6, pose6_to_world_to_cam, to_camera
-from dejavu.render.camera import intrinsics, mirror_cameras, orbit_about, project_points
+from dejavu.render.camera import orbit_about
 
 
 def test_orbit_about_turns_the_camera_round_the_centre():
@@ -40,23 +40,3 @@ def test_orbit_about_a_quarter_turn_looks_from_the_side():
     # the old viewing direction now lies across the image
     old_dir, new_dir = w2c[0, 2, :3], out[0, 2, :3]
     assert abs(float(old_dir @ new_dir)) < 1e-6
-
-
-def test_mirror_cameras_see_the_mirrored_world_flipped():
-    w2c = pose6_to_world_to_cam(orbit_pose6([25.0, -40.0], 8.0, center=(0.01, 0.02, 0.03)))
-    K = intrinsics(200, 160, batch=2)
-    K[:, 0, 2] += 6.0
-    K[:, 0, 1] = 0.5  # a skew
-    points = torch.randn(2, 50, 3) * 0.05
-    w2c_m, K_m = mirror_cameras(w2c, K, 200)
-    R = w2c_m[:, :3, :3]
-    torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-6, rtol=0)
-    assert torch.allclose(torch.linalg.det(R), torch.ones(2))  # a rotation, not a reflection
-    uv = project_points(points, w2c, K)
-    uv_m = project_points(points * torch.tensor([-1.0, 1.0, 1.0]), w2c_m, K_m)
-    torch.testing.assert_close(uv_m[..., 0], 200 - uv[..., 0], atol=1e-4, rtol=0)
-    torch.testing.assert_close(uv_m[..., 1], uv[..., 1], atol=1e-4, rtol=0)
-    # mirroring twice gives the cameras back
-    w2c_2, K_2 = mirror_cameras(w2c_m, K_m, 200)
-    torch.testing.assert_close(w2c_2, w2c)
-    torch.testing.assert_close(K_2, K)
