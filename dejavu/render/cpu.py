@@ -712,7 +712,10 @@ def render_cpu(means, quats, scales, opacities, colors, world_to_cam, K, width: 
     """
     out = _RenderCPU.apply(means, quats, scales, opacities, colors, world_to_cam, K.detach(), background.detach(),
                            width, height)
-    return out[..., 0:3], out[..., 4:5], out[..., 3:4]
+    # one split, not three slices: autograd then joins the three gradients into one (B, H, W, 5) tensor instead of
+    # zero-filling one per slice and adding them (15-20 ms less at 8 x 512^2; docs/experiments/2026-12-07-simd-rasterizer.md)
+    rgb, depth, alpha = torch.split(out, (3, 1, 1), dim=-1)
+    return rgb, alpha, depth
 
 
 def transpose_cpu(means, quats, scales, opacities, world_to_cam, K, width: int, height: int,
