@@ -6,8 +6,9 @@ use the C source shipped beside this module is compiled with the system C compil
 into ``cache_dir()/render/`` (``$DEJAVU_CACHE``), named by the hash of the source and the build flags,
 renamed into place atomically (concurrent first uses each build and one rename wins), and loaded with
 ctypes; a library already built there needs no compiler. Threads stay numba's: a prange loop over
-tiles calls the C function once per tile (these wrappers hold a function address, so numba cannot
-cache them: ~2 s to compile once per process).
+tiles calls the C function once per tile, through its address passed as an argument (an indirect call,
+:func:`_indirect_call`), so the loops are cached like the other kernels instead of compiled in every
+process (~1.5 s when they held the address as a constant).
 
 :func:`kernels` returns None, and :func:`unavailable_reason` says why (also logged at INFO), when the
 CPU lacks AVX2 or FMA, no library is built and no compiler found, or the build fails; the CPU backend then keeps its numba
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from dejavu.io import atomic_path, cache_dir
 from dejavu.render import config
@@ -78,33 +81,62 @@ def _build(compiler: str, path: Path) -> None:
     log.info("built %s", path)
 
 
+def _indirect_call(n_args: int):
+    """A numba intrinsic ``call(address, args)``: calls the C function at ``address`` (int64) as
+    ``void f(int64 x n_args)`` with ``args``, a tuple of ``n_args`` int64 (pointers and integers alike: on
+    x86-64 both travel in integer registers). Compiled code holds no address, so the loops that use it
+    cache like any other numba function."""
+
+    @intrinsic
+    def call(typingctx, address, args):
+        if not (isinstance(args, types.UniTuple) and args.count == n_args and args.dtype == types.int64):
+            return None
+
+        def codegen(context, builder, signature, llargs):
+            i64 = ir.IntType(64)
+            fn = builder.inttoptr(llargs[0], ir.FunctionType(ir.VoidType(), [i64] * n_args).as_pointer())
+            builder.call(fn, [builder.extract_value(llargs[1], k) for k in range(n_args)])
+            return context.get_dummy_value()
+
+        return types.void(types.int64, args), codegen
+
+    return call
+
+
+_call15, _call13 = _indirect_call(15), _indirect_call(13)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _forward_loop(address, params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows):
+    """As ``cpu._forward``: params (G, 13), offsets (T + 1,) int64, gids (I,) int32, bg (B, 3) -> out
+    (B, H, W, 5), T_out (B, H, W), last_out (B, H, W) int32; v_pix (B, H, W, C) -> v_rows (I, C). ``address``:
+    ``dj_forward_tile``'s, called once per tile."""
+    H, W = out.shape[1], out.shape[2]
+    for tid in prange(offsets.shape[0] - 1):
+        _call15(address, (np.int64(params.ctypes.data), np.int64(offsets.ctypes.data), np.int64(gids.ctypes.data),
+                          np.int64(bg.ctypes.data), np.int64(out.ctypes.data), np.int64(T_out.ctypes.data),
+                          np.int64(last_out.ctypes.data), np.int64(tid), np.int64(tw), np.int64(th), np.int64(H),
+                          np.int64(W), np.int64(v_pix.ctypes.data), np.int64(v_pix.shape[3]),
+                          np.int64(v_rows.ctypes.data)))
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _backward_loop(address, params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, th):
+    """As ``cpu._backward``: T_final, last_idx (B, H, W), v_out (B, H, W, 5) -> v_isect (I, 10) (zeroed).
+    ``address``: ``dj_backward_tile``'s, called once per tile."""
+    H, W = T_final.shape[1], T_final.shape[2]
+    for tid in prange(offsets.shape[0] - 1):
+        _call13(address, (np.int64(params.ctypes.data), np.int64(offsets.ctypes.data), np.int64(gids.ctypes.data),
+                          np.int64(bg.ctypes.data), np.int64(T_final.ctypes.data), np.int64(last_idx.ctypes.data),
+                          np.int64(v_out.ctypes.data), np.int64(v_isect.ctypes.data), np.int64(tid), np.int64(tw),
+                          np.int64(th), np.int64(H), np.int64(W)))
+
+
 def _wrap(lib: ctypes.CDLL) -> Kernels:
-    """The numba tile loops calling ``lib``'s per-tile functions (pointers passed as addresses)."""
-    p, i = ctypes.c_void_p, ctypes.c_int64
-    fwd, bwd = lib.dj_forward_tile, lib.dj_backward_tile
-    fwd.argtypes = [p, p, p, p, p, p, p, i, i, i, i, i, p, i, p]
-    bwd.argtypes = [p, p, p, p, p, p, p, p, i, i, i, i, i]
-    fwd.restype = bwd.restype = None
-
-    @njit(parallel=True, nogil=True)
-    def forward(params, offsets, gids, bg, out, T_out, last_out, tw, th, v_pix, v_rows):
-        """As ``cpu._forward``: params (G, 13), offsets (T + 1,) int64, gids (I,) int32, bg (B, 3) ->
-        out (B, H, W, 5), T_out (B, H, W), last_out (B, H, W) int32; v_pix (B, H, W, C) -> v_rows (I, C)."""
-        H, W = out.shape[1], out.shape[2]
-        for tid in prange(offsets.shape[0] - 1):
-            fwd(params.ctypes.data, offsets.ctypes.data, gids.ctypes.data, bg.ctypes.data, out.ctypes.data,
-                T_out.ctypes.data, last_out.ctypes.data, tid, tw, th, H, W, v_pix.ctypes.data, v_pix.shape[3],
-                v_rows.ctypes.data)
-
-    @njit(parallel=True, nogil=True)
-    def backward(params, offsets, gids, bg, T_final, last_idx, v_out, v_isect, tw, th):
-        """As ``cpu._backward``: T_final, last_idx (B, H, W), v_out (B, H, W, 5) -> v_isect (I, 10) (zeroed)."""
-        H, W = T_final.shape[1], T_final.shape[2]
-        for tid in prange(offsets.shape[0] - 1):
-            bwd(params.ctypes.data, offsets.ctypes.data, gids.ctypes.data, bg.ctypes.data, T_final.ctypes.data,
-                last_idx.ctypes.data, v_out.ctypes.data, v_isect.ctypes.data, tid, tw, th, H, W)
-
-    return Kernels(forward, backward)
+    """The tile loops bound to ``lib``'s per-tile functions (their addresses passed as arguments)."""
+    fwd = ctypes.cast(lib.dj_forward_tile, ctypes.c_void_p).value
+    bwd = ctypes.cast(lib.dj_backward_tile, ctypes.c_void_p).value
+    return Kernels(functools.partial(_forward_loop, fwd), functools.partial(_backward_loop, bwd))
 
 
 @functools.cache

@@ -128,3 +128,25 @@ def test_fallback_on_build_error(monkeypatch, tmp_path):
     kernels, reason = simd._try_load()
     assert kernels is None and "failed" in reason
     assert not list((tmp_path / "cache" / "render").glob("*.so"))  # nothing half-built left behind
+
+
+def test_tile_loops_come_from_numbas_cache(tmp_path):
+    """The loops calling the C kernels hold no function address, so a second process loads them from numba's cache
+    instead of compiling them (~1.5 s a process when they held one)."""
+    import json
+    import subprocess
+    import sys
+
+    if simd.kernels() is None:
+        pytest.skip(f"C tile kernels unavailable: {simd.unavailable_reason()}")
+    script = (
+        "import json, torch\n"
+        "from dejavu.render import render, simd\n"
+        "from dejavu.bench.render import head_scene\n"
+        "sc = [t.requires_grad_(True) if i < 5 else t for i, t in enumerate(head_scene(200, 1, 32))]\n"
+        "render(*sc[:5], sc[5], sc[6], 32, 32, backend='cpu').rgb.sum().backward()\n"
+        "s = [simd._forward_loop.stats, simd._backward_loop.stats]\n"
+        "print(json.dumps([[sum(x.cache_hits.values()), sum(x.cache_misses.values())] for x in s]))\n")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                                      timeout=300).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    assert runs[1] == [[1, 0], [1, 0]], runs  # the second process: a hit for each loop, nothing compiled
