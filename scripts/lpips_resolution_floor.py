@@ -29,9 +29,7 @@ def main() -> None:
     cfg = PersonalizeConfig()
     frames = frames_from_tracking(load_tracking(args.tracking), args.resolution, progress=False)
     _, held = frames.split(cfg.train_fraction, args.holdout, cfg.holdout_margin)
-    img = held.images.permute(0, 3, 1, 2).float() / 255
-    m = held.masks.permute(0, 3, 1, 2).float() / 255
-    target = img * m + (1 - m)
+    target = held.pixels("images")  # already white outside the head mask: the targets `dejavu evaluate` scores
     lpips = get_lpips("alex", "cpu")
     with torch.no_grad():
         for f in (2, 4):

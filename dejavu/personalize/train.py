@@ -230,7 +230,9 @@ class Trainer:
         K = scale_intrinsics(batch["K"][:n], batch["images"].shape[-1], R)
         alpha = g.render(w2c, K, R, R, backend=cfg.render_backend).alpha  # (n, R, R, 1)
         with torch.no_grad():
-            start = self.uvmap.to_gaussians(self.uvmap.apply_offsets(self._initial_maps(batch, idx)[:n], self.mean))
+            # the start of the n turned frames only (not the whole batch's initial maps, then a slice of them)
+            base = self._initial_maps({"params": batch["params"][:n]}, None if idx is None else idx[:n])
+            start = self.uvmap.to_gaussians(self.uvmap.apply_offsets(base, self.mean))
             inside = start.render(w2c, K, R, R, backend=cfg.render_backend).alpha.permute(0, 3, 1, 2)
             r = max(1, round(cfg.side_margin * R))
             inside = torch.nn.functional.max_pool2d(inside, 2 * r + 1, stride=1, padding=r).permute(0, 2, 3, 1)
